@@ -1,0 +1,90 @@
+"""`streamer process INPUT`: segment a video and write the rendered result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from streamer.effects import EFFECTS, EffectConfig
+from streamer.errors import StreamerError
+from streamer.pipeline import Pipeline, ProcessConfig
+from streamer.progress import ProgressBar, say
+from streamer.sink import EncodeConfig
+from workers.registry import ModelConfig
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("process", help="segment a video file and render the result")
+    parser.add_argument("input", help="video file or URL (anything FFmpeg reads)")
+    parser.add_argument("-o", "--output", help="output file (default: <stem>_<effect>.mp4 beside the input)")
+    parser.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output if it exists")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="unet", help="model name (default: unet)")
+    model.add_argument("--weights", help="weights file (default: the model's bundled demo weights)")
+    model.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
+    model.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold (default: 0.5)")
+    model.add_argument("--device", help="TensorFlow device such as /GPU:0 (default: automatic)")
+    model.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")
+    effect = parser.add_argument_group("effect")
+    effect.add_argument("--effect", default="overlay", help=f"one of {', '.join(EFFECTS)} (default: overlay)")
+    effect.add_argument("--color", default="255,0,255", help="overlay colour R,G,B (default: 255,0,255)")
+    effect.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1 (default: 0.5)")
+    encode = parser.add_argument_group("encoding")
+    encode.add_argument("--codec", default="libx264", help="video encoder (default: libx264)")
+    encode.add_argument("--crf", type=int, default=23, help="quality, lower is better (default: 23)")
+    encode.add_argument("--preset", default="veryfast", help="x264 speed preset (default: veryfast)")
+    encode.add_argument("--pix-fmt", default="yuv420p", help="pixel format (default: yuv420p)")
+    report = parser.add_argument_group("reporting")
+    report.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
+    report.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    parser.set_defaults(run=run)
+
+
+def config_from_args(args: argparse.Namespace) -> ProcessConfig:
+    if args.batch < 1:
+        raise StreamerError(f"--batch {args.batch}: must be at least 1")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise StreamerError(f"--alpha {args.alpha}: must be between 0 and 1")
+    return ProcessConfig(
+        input=args.input,
+        output=args.output,
+        overwrite=args.overwrite,
+        model=ModelConfig(
+            name=args.model, weights=args.weights, batch_size=args.batch, threshold=args.threshold,
+            device=args.device, mixed_precision=args.mixed_precision,
+        ),
+        effect=EffectConfig(name=args.effect, color=parse_color(args.color), alpha=args.alpha),
+        encode=EncodeConfig(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt),
+    )
+
+
+def parse_color(text: str) -> tuple[int, int, int]:
+    try:
+        red, green, blue = (int(part) for part in text.split(","))
+    except ValueError:
+        raise StreamerError(f"--color {text}: give three numbers R,G,B such as 255,0,255") from None
+    if not all(0 <= value <= 255 for value in (red, green, blue)):
+        raise StreamerError(f"--color {text}: each value must be 0..255")
+    return red, green, blue
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    with ProgressBar("processing", enabled=not (args.quiet or args.json)) as progress:
+        result = Pipeline(config).run(progress)
+    if result.warning and not args.quiet:
+        say(f"streamer: warning: {config.input}: {result.warning}; kept the frames decoded before it")
+    if args.json:
+        print(json.dumps({
+            "output": result.output, "frames": result.frames, "seconds": round(result.seconds, 3),
+            "fps": round(result.fps, 2), "interrupted": result.interrupted, "warning": result.warning,
+            "audio": result.audio,
+        }))
+    if result.interrupted:
+        kept = (f"kept a valid shorter video at {result.output}" if result.output
+                else "no frame was written, removed the partial output")
+        say(f"streamer: interrupted after {result.frames} frames: {kept}")
+        return 130
+    if not args.quiet:
+        say(f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.1f} fps) → {result.output}")
+    return 0

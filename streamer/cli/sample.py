@@ -1,0 +1,70 @@
+"""`streamer sample road -o road.mp4`: render a synthetic video to try a model on."""
+
+from __future__ import annotations
+
+import argparse
+from fractions import Fraction
+
+from streamer.errors import StreamerError
+from streamer.progress import ProgressBar, say
+from streamer.sink import EncodeConfig, VideoSink, check_output
+
+SAMPLES = ("road",)
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("sample", help="render a synthetic video (road: a drive with lane marks)")
+    parser.add_argument("kind", help=f"what to render: {', '.join(SAMPLES)}")
+    parser.add_argument("-o", "--output", required=True, help="output video file, e.g. road.mp4")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length (default: 10)")
+    parser.add_argument("--fps", default="30", help="frame rate, e.g. 30 or 30000/1001 (default: 30)")
+    parser.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT (default: 1280x720)")
+    parser.add_argument("--seed", type=int, default=0, help="scene seed (default: 0)")
+    parser.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output if it exists")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
+    parser.set_defaults(run=run)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise StreamerError(f"--size {text}: give WIDTHxHEIGHT such as 1280x720") from None
+    if width < 16 or height < 16:
+        raise StreamerError(f"--size {text}: at least 16x16")
+    return width, height
+
+
+def parse_rate(text: str) -> Fraction:
+    try:
+        rate = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise StreamerError(f"--fps {text}: give a number or a ratio such as 30000/1001") from None
+    if rate <= 0:
+        raise StreamerError(f"--fps {text}: must be positive")
+    return rate
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.kind not in SAMPLES:
+        raise StreamerError(f"unknown sample {args.kind!r}: choose one of {', '.join(SAMPLES)}")
+    width, height = parse_size(args.size)
+    rate = parse_rate(args.fps)
+    count = max(1, round(args.seconds * rate))
+    output = check_output(args.output, args.overwrite)
+    from workers.unet.synthetic import road_frames
+
+    time_base = 1 / rate
+    sink = VideoSink(output, width, height, rate, time_base, encode=EncodeConfig())
+    try:
+        with ProgressBar("rendering", enabled=not args.quiet) as progress:
+            for index, (image, _) in enumerate(road_frames(args.seed, width, height, float(rate), count)):
+                sink.write(image, index, time_base)
+                progress(index + 1, count)
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
+    if not args.quiet:
+        say(f"{count} frames ({count / rate:.1f} s at {rate} fps, {width}x{height}) → {output}")
+    return 0

@@ -1,0 +1,69 @@
+"""The muxer: puts rendered frames back in order and writes each index exactly once.
+
+Audio packets from the source wait here until the video has reached their time, so the
+container receives both streams roughly interleaved and its own buffer stays small.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from streamer.errors import StreamerError
+from streamer.sink import VideoSink
+
+
+class Muxer:
+    """Reorder buffer in front of a sink."""
+
+    def __init__(self, sink: VideoSink, capacity: int = 256):
+        self.sink = sink
+        self.capacity = capacity
+        self.next_index = 0
+        self.duplicates = 0
+        self._waiting: dict[int, tuple[int, Fraction, np.ndarray]] = {}
+        self._audio: collections.deque[av.Packet] = collections.deque()
+        self._audio_lock = threading.Lock()
+
+    def add_audio(self, packet: av.Packet) -> None:
+        """Queue an audio packet (any thread); it is written once video passes its time."""
+        with self._audio_lock:
+            self._audio.append(packet)
+
+    def push(self, index: int, pts: int, time_base: Fraction, image: np.ndarray) -> int:
+        """Accept a rendered frame; write every frame now in order. Returns frames written."""
+        if index < self.next_index or index in self._waiting:
+            self.duplicates += 1
+            return 0
+        if len(self._waiting) >= self.capacity:
+            raise StreamerError(
+                f"reorder buffer full: waiting for frame {self.next_index} with {len(self._waiting)} later "
+                "frames held; a worker lost it"
+            )
+        self._waiting[index] = (pts, time_base, image)
+        written = 0
+        while self.next_index in self._waiting:
+            pts, time_base, image = self._waiting.pop(self.next_index)
+            self.sink.write(image, pts, time_base)
+            self._write_audio(until=float(pts * time_base))
+            self.next_index += 1
+            written += 1
+        return written
+
+    def finish(self) -> None:
+        """Write the audio that is left (after the last frame's time)."""
+        self._write_audio(until=float("inf"))
+
+    def _write_audio(self, until: float) -> None:
+        with self._audio_lock:
+            while self._audio and _seconds(self._audio[0]) <= until:
+                self.sink.write_audio(self._audio.popleft())
+
+
+def _seconds(packet: av.Packet) -> float:
+    ts = packet.pts if packet.pts is not None else packet.dts
+    return float(ts * packet.time_base)

@@ -1,0 +1,1 @@
+"""Models and the worker loop; models are found by name in workers.registry."""

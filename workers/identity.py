@@ -1,0 +1,19 @@
+"""A model that finds nothing: measures the pipeline's own I/O ceiling."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamer.prediction import Prediction
+
+
+class IdentityModel:
+    name = "identity"
+
+    def predict(self, frames: np.ndarray) -> list[Prediction]:
+        empty = np.zeros(frames.shape[1:3], dtype=np.uint8)
+        return [Prediction(semantic=empty) for _ in range(len(frames))]
+
+
+def load(config) -> IdentityModel:
+    return IdentityModel()
