@@ -145,6 +145,8 @@ def _open_input(url: str):
             raise StreamerError(f"{url}: not readable; check its permissions")
     try:
         return av.open(url, mode="r")
+    except av.error.EOFError:
+        raise StreamerError(f"{url}: no video frames, the file ends before any; check it is complete") from None
     except av.error.FFmpegError as error:
         reason = getattr(error, "strerror", None) or str(error)
         raise StreamerError(f"{url}: not a readable video ({reason}); give a file FFmpeg can play") from None

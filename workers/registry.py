@@ -1,7 +1,8 @@
 """Models by name: `load_model(ModelConfig(name="unet"))` → object with `predict(frames)`.
 
 Factories are named by import path so that asking for an unknown model, or listing the
-names, never imports TensorFlow.
+names, never imports TensorFlow. A name of the form `package.module:function` loads a
+user's own model factory the same way.
 """
 
 from __future__ import annotations
@@ -45,12 +46,18 @@ def model_names() -> list[str]:
 
 
 def check_model_name(name: str) -> None:
-    if name not in FACTORIES:
-        raise StreamerError(f"unknown model {name!r}: choose one of {', '.join(model_names())}")
+    if name not in FACTORIES and ":" not in name:
+        raise StreamerError(
+            f"unknown model {name!r}: choose one of {', '.join(model_names())}, or give module:factory"
+        )
 
 
 def load_model(config: ModelConfig) -> Model:
     check_model_name(config.name)
-    module_name, _, attr = FACTORIES[config.name].partition(":")
-    factory = getattr(importlib.import_module(module_name), attr)
+    path = FACTORIES.get(config.name, config.name)
+    module_name, _, attr = path.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as error:
+        raise StreamerError(f"model {config.name!r}: cannot import {path} ({error})") from None
     return factory(config)

@@ -1,0 +1,5 @@
+"""placeholder until the evaluate command lands."""
+
+
+def add_parser(commands):
+    pass

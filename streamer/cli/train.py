@@ -1,0 +1,5 @@
+"""placeholder until the train command lands."""
+
+
+def add_parser(commands):
+    pass

@@ -1,0 +1,36 @@
+"""Small models with known output, loaded by `--model tests.models:NAME`."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from streamer.prediction import Prediction
+
+
+class LeftHalf:
+    """Marks the left half of every frame as foreground."""
+
+    name = "left-half"
+
+    def predict(self, frames: np.ndarray) -> list[Prediction]:
+        semantic = np.zeros(frames.shape[1:3], np.uint8)
+        semantic[:, : frames.shape[2] // 2] = 1
+        return [Prediction(semantic=semantic) for _ in frames]
+
+
+class Slow(LeftHalf):
+    """LeftHalf that takes 50 ms per batch, to interrupt a job mid-way."""
+
+    def predict(self, frames: np.ndarray) -> list[Prediction]:
+        time.sleep(0.05)
+        return super().predict(frames)
+
+
+def left_half(config) -> LeftHalf:
+    return LeftHalf()
+
+
+def slow(config) -> Slow:
+    return Slow()

@@ -1,0 +1,401 @@
+"""Procedural dashcam road scenes with exact road masks, for training data and demo videos.
+
+A pinhole camera rides over a flat ground plane along a curving road; every ground pixel is mapped
+to road coordinates (lateral offset d, distance Z along the road), so textures, lane dashes, shadows
+and roadside props stay glued to the world while the camera moves forward in time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from workers.unet.props import Prop, draw_props, random_props
+
+Color = tuple[float, float, float]
+
+NEAR = 2.5  # metres: nothing nearer than this is drawn
+FAR = 3000.0  # metres: ground depth clamp just under the horizon
+
+
+@dataclass(frozen=True)
+class LaneLine:
+    """One painted line at lateral offset `d` (m) from the road centre; dashed when `dash` > 0."""
+
+    d: float
+    width: float
+    dash: float  # painted length (m); 0 = solid
+    period: float  # dash + gap (m)
+    color: Color
+    opacity: float
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """A soft-edged band of shade on the ground (road stays road), periodic along the road."""
+
+    z: float
+    length: float
+    d0: float
+    d1: float
+    darkness: float
+    wobble: float
+
+
+@dataclass(frozen=True)
+class Shoulder:
+    """A strip just outside one road edge that is not road: sidewalk or gravel."""
+
+    width: float
+    color: Color
+    tiles: bool  # sidewalk slabs (joints every ~1.5 m)
+
+
+@dataclass(frozen=True)
+class RoadScene:
+    """All parameters of one scene; `render(h, w, t)` is a pure function of them and of t."""
+
+    seed: int
+    # camera
+    focal: float  # focal length as a fraction of image width
+    horizon: float  # horizon row as a fraction of image height
+    camera_height: float  # metres
+    center_shift: float  # principal point shift, fraction of width
+    speed: float  # m/s along the road
+    sway: float  # lateral steering sway amplitude (m)
+    sway_length: float  # distance (m) of one sway cycle
+    lane_offset: float  # camera's mean lateral offset from the road centre (m)
+    bob: float  # pitch bob amplitude, fraction of height
+    # road geometry
+    road_width: float
+    curvature: float  # mean curvature (1/m)
+    curve_drift: float  # curvature oscillation amplitude (1/m)
+    curve_length: float  # distance (m) of one curvature cycle
+    curve_phase: float
+    # look
+    road_color: Color
+    road_texture: float
+    lines: tuple[LaneLine, ...]
+    shadows: tuple[Shadow, ...]
+    shadow_period: float
+    shoulders: tuple[Shoulder | None, Shoulder | None]  # left, right
+    verge_colors: tuple[Color, Color]  # left, right
+    verge_texture: float
+    sky_top: Color
+    sky_horizon: Color
+    skyline_color: Color
+    skyline_height: float  # fraction of height
+    skyline_phase: float
+    fog_distance: float
+    gain: float
+    contrast: float
+    cast: Color
+    gamma: float
+    noise: float
+    props: tuple[Prop, ...]
+    prop_period: float
+
+    @classmethod
+    def random(cls, rng: np.random.Generator) -> RoadScene:
+        """Draw a random scene: geometry, palette, lighting and roadside clutter."""
+        u = rng.uniform
+        lanes = int(rng.choice([1, 2, 2, 2, 3, 4]))
+        lane_width = u(2.8, 3.8)
+        road_width = lanes * lane_width + u(0.2, 1.2)
+        mood = rng.choice(["sunny", "sunny", "overcast", "dusk", "hazy"])
+        sunny = mood == "sunny"
+        lane_offset = (rng.integers(lanes) + 0.5) * lane_width - road_width / 2 + u(-0.4, 0.4)
+        if rng.random() < 0.15:  # camera drifting onto the shoulder, or no lane discipline
+            lane_offset = u(-road_width / 2, road_width / 2)
+        return cls(
+            seed=int(rng.integers(2**31)),
+            focal=u(0.55, 0.95),
+            horizon=u(0.36, 0.56),
+            camera_height=u(1.2, 1.9),
+            center_shift=u(-0.06, 0.06),
+            speed=u(5.0, 25.0),
+            sway=u(0.0, 0.6),
+            sway_length=u(60.0, 250.0),
+            lane_offset=lane_offset,
+            bob=u(0.0, 0.006),
+            road_width=road_width,
+            curvature=rng.choice([0.0, 1.0]) * u(-1 / 150, 1 / 150),
+            curve_drift=u(0.0, 1 / 200),
+            curve_length=u(150.0, 600.0),
+            curve_phase=u(0, 2 * np.pi),
+            road_color=_road_color(rng),
+            road_texture=u(0.03, 0.16),
+            lines=_lines(rng, lanes, lane_width, road_width),
+            shadows=_shadows(rng, road_width) if sunny or rng.random() < 0.2 else (),
+            shadow_period=u(60.0, 160.0),
+            shoulders=(_shoulder(rng), _shoulder(rng)),
+            verge_colors=_verge_pair(rng),
+            verge_texture=u(0.05, 0.3),
+            sky_top=_sky(rng, mood)[0],
+            sky_horizon=_sky(rng, mood)[1],
+            skyline_color=tuple(u(30, 140, 3) * np.array([0.8, 1.0, 0.9])),
+            skyline_height=u(0.0, 0.12),
+            skyline_phase=u(0, 100),
+            fog_distance=u(80.0, 1500.0) if mood == "hazy" else u(300.0, 3000.0),
+            gain=u(0.55, 1.3) if mood != "dusk" else u(0.4, 0.9),
+            contrast=u(0.7, 1.3),
+            cast=tuple(u(0.88, 1.12, 3)),
+            gamma=u(0.75, 1.35),
+            noise=u(0.0, 9.0),
+            props=random_props(rng, road_width, lane_width, lanes),
+            prop_period=u(120.0, 260.0),
+        )
+
+    def render(self, height: int, width: int, t: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """The frame at time t (s): (RGB uint8 H×W×3, mask uint8 H×W with 1 = road)."""
+        s = self.speed * t
+        f = self.focal * width
+        cx = width * (0.5 + self.center_shift)
+        horizon = height * (self.horizon + self.bob * np.sin(2 * np.pi * 1.7 * t))
+        offset, yaw = self._camera_pose(s)
+        image = np.empty((height, width, 3), np.float32)
+        mask = np.zeros((height, width), np.uint8)
+        first = min(height, max(0, int(np.floor(horizon + 0.5))))
+        self._paint_sky(image[:first], horizon, width, cx, f, yaw)
+        if first < height:
+            rows = np.arange(first, height, dtype=np.float32) + 0.5
+            z = np.minimum(f * self.camera_height / np.maximum(rows - horizon, 1e-3), FAR)[:, None]
+            cols = (np.arange(width, dtype=np.float32) + 0.5 - cx)[None, :]
+            d = cols * z / f - self._centre(z, s, offset, yaw)
+            ground, road = self._paint_ground(z, d, s)
+            image[first:] = ground
+            mask[first:] = road
+        view = _View(f=f, cx=cx, horizon=horizon, height=self.camera_height, s=s, t=t,
+                     centre=lambda z: self._centre(z, s, offset, yaw))
+        draw_props(image, mask, self.props, view, self.prop_period, NEAR)
+        return self._develop(image, t), mask
+
+    def _camera_pose(self, s: float) -> tuple[float, float]:
+        """Camera lateral offset from the road centre (m) and yaw relative to the road (rad)."""
+        phase = 2 * np.pi * s / self.sway_length
+        offset = self.lane_offset + self.sway * np.sin(phase)
+        yaw = self.sway * 2 * np.pi / self.sway_length * np.cos(phase)
+        return offset, yaw
+
+    def _centre(self, z: np.ndarray | float, s: float, offset: float, yaw: float):
+        """Road centre's lateral position (m) in camera coordinates at depth z."""
+        w = 2 * np.pi / self.curve_length
+        a = w * s + self.curve_phase
+        bend = self.curvature * z * z / 2 - self.curve_drift / (w * w) * (
+            np.sin(w * z + a) - np.sin(a) - w * z * np.cos(a)
+        )
+        return bend - offset - yaw * z
+
+    def _paint_sky(self, sky: np.ndarray, horizon: float, width: int, cx: float, f: float, yaw: float) -> None:
+        """Vertical sky gradient plus a distant skyline (hills / tree line) above the horizon."""
+        rows = sky.shape[0]
+        if rows == 0:
+            return
+        frac = (np.arange(rows, dtype=np.float32) + 0.5) / max(horizon, 1.0)
+        top, bottom = np.array(self.sky_top, np.float32), np.array(self.sky_horizon, np.float32)
+        sky[:] = (top + (bottom - top) * frac[:, None] ** 1.5)[:, None, :]
+        if self.skyline_height <= 0:
+            return
+        angle = (np.arange(width, dtype=np.float32) + 0.5 - cx) / f + yaw + self.skyline_phase
+        profile = sum(np.sin(angle * k + k * 1.3) / k for k in (1.0, 2.7, 6.1, 13.3, 29.0))
+        peak = horizon - horizon * self.skyline_height * (0.6 + 0.4 * profile / 2.2)
+        below = (np.arange(rows, dtype=np.float32) + 0.5)[:, None] > peak[None, :]
+        haze = np.array(self.skyline_color, np.float32) * 0.6 + bottom * 0.4
+        sky[below] = haze
+
+    def _paint_ground(self, z: np.ndarray, d: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Colour every ground pixel from its road coordinates; returns (colour G×W×3, road mask)."""
+        along = z + s  # distance along the road, world-fixed
+        pixel = z / (self.focal * 1.0)  # world size of one pixel per unit image width, scaled below
+        pixel = pixel / max(d.shape[1], 1)
+        tex = _texture(self.seed)
+        half = self.road_width / 2
+        dist = np.abs(d)
+        road = (dist < half).astype(np.uint8)
+        fade = np.clip(0.08 / pixel, 0.0, 1.0)  # texture fades where a pixel covers > 8 cm
+        grain = _lookup(tex, d * 3.0, along * 3.0) * fade
+        coarse = _lookup(tex, d * 0.35 + 17.0, along * 0.25 + 31.0)
+
+        left, right = (np.array(c, np.float32) for c in self.verge_colors)
+        colour = np.where((d < 0)[..., None], left, right)
+        colour = colour * (1.0 + self.verge_texture * (grain + coarse)[..., None])
+        for side, shoulder in ((-1, self.shoulders[0]), (1, self.shoulders[1])):
+            if shoulder is None:
+                continue
+            inside = (side * d > 0) & (dist < half + shoulder.width)
+            shade = 1.0 + 0.05 * grain
+            if shoulder.tiles:
+                joint = ((along % 1.5) < 0.06) | (np.abs(dist - half - 0.15) < 0.08)
+                shade = shade - 0.18 * joint * fade
+            patch = np.array(shoulder.color, np.float32) * shade[..., None]
+            colour = np.where(inside[..., None], patch, colour)
+
+        asphalt = np.array(self.road_color, np.float32) * (
+            1.0 + self.road_texture * (grain + 0.6 * coarse)
+        )[..., None]
+        paint = self._paint_lines(d, along, pixel, asphalt)
+        cover = np.clip((half - dist) / pixel + 0.5, 0.0, 1.0)[..., None]
+        colour = colour + (paint - colour) * cover
+
+        colour *= self._shade(d, along)[..., None]
+        fog = (1.0 - np.exp(-z / self.fog_distance))[..., None]
+        colour += (np.array(self.sky_horizon, np.float32) - colour) * fog
+        return colour, road
+
+    def _paint_lines(self, d: np.ndarray, along: np.ndarray, pixel: np.ndarray, asphalt: np.ndarray) -> np.ndarray:
+        """Blend the lane lines (anti-aliased, dashed in world distance) over the asphalt."""
+        for line in self.lines:
+            alpha = np.clip((line.width / 2 - np.abs(d - line.d)) / pixel + 0.5, 0.0, 1.0)
+            if line.dash > 0:
+                alpha = alpha * ((along % line.period) < line.dash)
+            alpha = (alpha * line.opacity)[..., None]
+            asphalt = asphalt + (np.array(line.color, np.float32) - asphalt) * alpha
+        return asphalt
+
+    def _shade(self, d: np.ndarray, along: np.ndarray) -> np.ndarray:
+        """Multiplicative light factor on the ground: 1 in sun, < 1 in the shadow bands."""
+        light = np.ones(d.shape, np.float32)
+        for band in self.shadows:
+            u = (along - band.z) % self.shadow_period
+            wob = band.wobble * np.sin(along * 0.9 + band.z)
+            inside = (u < band.length) & (d > band.d0 + wob) & (d < band.d1 + wob)
+            light = np.where(inside, np.minimum(light, 1.0 - band.darkness), light)
+        return light
+
+    def _develop(self, image: np.ndarray, t: float) -> np.ndarray:
+        """Camera response: exposure, contrast, colour cast, gamma, sensor noise → uint8."""
+        x = image * (np.array(self.cast, np.float32) * self.gain / 255.0)
+        x = (x - 0.5) * self.contrast + 0.5
+        np.clip(x, 0.0, 1.0, out=x)
+        x = x ** np.float32(self.gamma) * 255.0
+        if self.noise > 0:
+            rng = np.random.default_rng([self.seed, int(round(t * 1000))])
+            x += rng.standard_normal(x.shape[:2], dtype=np.float32)[..., None] * self.noise
+        return np.clip(x, 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class _View:
+    """What props need to project themselves: camera intrinsics, pose and the road centre line."""
+
+    f: float
+    cx: float
+    horizon: float
+    height: float
+    s: float
+    t: float
+    centre: object
+
+
+def road_frames(
+    seed: int, width: int, height: int, fps: float, count: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """A driving video along one random scene: yields (RGB uint8 image, road mask) per frame."""
+    scene = RoadScene.random(np.random.default_rng(seed))
+    for i in range(count):
+        yield scene.render(height, width, t=i / fps)
+
+
+def _texture(seed: int, size: int = 64) -> np.ndarray:
+    """A tileable, zero-mean, unit-ish noise texture (band-limited random field)."""
+    rng = np.random.default_rng([seed, 7])
+    spectrum = np.fft.fft2(rng.standard_normal((size, size)))
+    k = np.fft.fftfreq(size)
+    radius = np.sqrt(k[:, None] ** 2 + k[None, :] ** 2)
+    field = np.real(np.fft.ifft2(spectrum / (1.0 + (radius * 12) ** 2)))
+    return (field / (field.std() * 3 + 1e-6)).astype(np.float32)
+
+
+def _lookup(tex: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Nearest-neighbour tiled texture lookup at world coordinates (texture cells)."""
+    n = tex.shape[0]
+    return tex[y.astype(np.int32) % n, x.astype(np.int32) % n]
+
+
+def _road_color(rng: np.random.Generator) -> Color:
+    kind = rng.random()
+    if kind < 0.75:  # asphalt
+        g = rng.uniform(45, 140)
+        return tuple(g + rng.uniform(-8, 8, 3))
+    if kind < 0.9:  # concrete
+        g = rng.uniform(135, 190)
+        return tuple(g + rng.uniform(-6, 10, 3))
+    return tuple(rng.uniform(95, 150) * np.array([1.0, 0.88, 0.72]))  # packed dirt / tar-and-chip
+
+
+def _lines(rng: np.random.Generator, lanes: int, lane_width: float, road_width: float) -> tuple[LaneLine, ...]:
+    """Lane dividers (dashed or solid, white or yellow) and optional edge lines."""
+    if rng.random() < 0.12:
+        return ()
+    white = tuple(rng.uniform(205, 250, 3))
+    yellow = (rng.uniform(215, 245), rng.uniform(170, 205), rng.uniform(30, 80))
+    opacity = rng.uniform(0.45, 1.0)
+    dash, period = rng.uniform(2.0, 4.5), rng.uniform(7.0, 13.0)
+    lines = []
+    left = -lanes * lane_width / 2
+    for k in range(1, lanes):
+        d = left + k * lane_width
+        centre = abs(d) < 0.1 and rng.random() < 0.4
+        color = yellow if centre and rng.random() < 0.6 else white
+        lines.append(LaneLine(d, rng.uniform(0.1, 0.18), 0.0 if centre else dash, period, color, opacity))
+    if rng.random() < 0.7:
+        edge = road_width / 2 - rng.uniform(0.15, 0.4)
+        w = rng.uniform(0.1, 0.2)
+        lines += [LaneLine(-edge, w, 0.0, 1.0, white, opacity), LaneLine(edge, w, 0.0, 1.0, white, opacity)]
+    return tuple(lines)
+
+
+def _shadows(rng: np.random.Generator, road_width: float) -> tuple[Shadow, ...]:
+    """Tree / building shadows crossing part or all of the road."""
+    out = []
+    for _ in range(int(rng.integers(1, 6))):
+        a = rng.uniform(-road_width, road_width * 0.6)
+        out.append(Shadow(
+            z=rng.uniform(0, 160), length=rng.uniform(1.5, 18.0), d0=a, d1=a + rng.uniform(1.0, road_width * 1.5),
+            darkness=rng.uniform(0.25, 0.65), wobble=rng.uniform(0.0, 0.8),
+        ))
+    return tuple(out)
+
+
+def _shoulder(rng: np.random.Generator) -> Shoulder | None:
+    r = rng.random()
+    if r < 0.3:
+        g = rng.uniform(140, 200)
+        return Shoulder(rng.uniform(1.2, 3.5), tuple(g + rng.uniform(-6, 6, 3)), tiles=True)
+    if r < 0.5:
+        g = rng.uniform(90, 150)
+        return Shoulder(rng.uniform(0.3, 1.5), tuple(g * np.array([1.0, 0.93, 0.82])), tiles=False)
+    return None
+
+
+def _verge(rng: np.random.Generator) -> Color:
+    kind = rng.choice(["grass", "grass", "dry", "sand", "dirt", "gravel"])
+    lo, hi = {
+        "grass": ((35, 75, 25), (110, 160, 75)),
+        "dry": ((130, 120, 65), (185, 165, 105)),
+        "sand": ((165, 145, 105), (220, 200, 155)),
+        "dirt": ((90, 65, 40), (150, 110, 75)),
+        "gravel": ((100, 95, 85), (150, 145, 135)),
+    }[kind]
+    return tuple(rng.uniform(lo, hi))
+
+
+def _verge_pair(rng: np.random.Generator) -> tuple[Color, Color]:
+    left = _verge(rng)
+    return (left, left) if rng.random() < 0.6 else (left, _verge(rng))
+
+
+def _sky(rng: np.random.Generator, mood: str) -> tuple[Color, Color]:
+    r = np.random.default_rng(rng.integers(2**31))  # keep both calls in `random` consistent
+    if mood == "sunny":
+        return tuple(r.uniform((40, 90, 165), (95, 150, 235))), tuple(r.uniform((165, 195, 220), (225, 235, 250)))
+    if mood == "overcast":
+        g = r.uniform(140, 215)
+        return tuple(g + r.uniform(-10, 5, 3)), tuple(min(g + 25, 250) + r.uniform(-5, 5, 3))
+    if mood == "dusk":
+        return tuple(r.uniform((40, 45, 80), (90, 90, 150))), tuple(r.uniform((200, 120, 70), (250, 180, 120)))
+    g = r.uniform(170, 225)
+    return tuple(g + r.uniform(-8, 8, 3)), tuple(np.minimum(g + 20 + r.uniform(-5, 5, 3), 250))
