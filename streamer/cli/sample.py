@@ -66,5 +66,5 @@ def run(args: argparse.Namespace) -> int:
         raise
     sink.close()
     if not args.quiet:
-        say(f"{count} frames ({count / rate:.1f} s at {rate} fps, {width}x{height}) → {output}")
+        say(f"{count} frames ({float(count / rate):.1f} s at {rate} fps, {width}x{height}) → {output}")
     return 0

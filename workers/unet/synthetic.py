@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from workers.unet.props import Prop, draw_props, random_props
+from workers.unet.props import Prop, View, draw_props, random_props
 
 Color = tuple[float, float, float]
 
@@ -102,10 +102,11 @@ class RoadScene:
     def random(cls, rng: np.random.Generator) -> RoadScene:
         """Draw a random scene: geometry, palette, lighting and roadside clutter."""
         u = rng.uniform
+        mood = str(rng.choice(["sunny", "sunny", "overcast", "dusk", "hazy"]))
+        sky_top, sky_horizon = _sky(rng, mood)
         lanes = int(rng.choice([1, 2, 2, 2, 3, 4]))
         lane_width = u(2.8, 3.8)
         road_width = lanes * lane_width + u(0.2, 1.2)
-        mood = rng.choice(["sunny", "sunny", "overcast", "dusk", "hazy"])
         sunny = mood == "sunny"
         lane_offset = (rng.integers(lanes) + 0.5) * lane_width - road_width / 2 + u(-0.4, 0.4)
         if rng.random() < 0.15:  # camera drifting onto the shoulder, or no lane discipline
@@ -134,8 +135,8 @@ class RoadScene:
             shoulders=(_shoulder(rng), _shoulder(rng)),
             verge_colors=_verge_pair(rng),
             verge_texture=u(0.05, 0.3),
-            sky_top=_sky(rng, mood)[0],
-            sky_horizon=_sky(rng, mood)[1],
+            sky_top=sky_top,
+            sky_horizon=sky_horizon,
             skyline_color=tuple(u(30, 140, 3) * np.array([0.8, 1.0, 0.9])),
             skyline_height=u(0.0, 0.12),
             skyline_phase=u(0, 100),
@@ -165,11 +166,11 @@ class RoadScene:
             z = np.minimum(f * self.camera_height / np.maximum(rows - horizon, 1e-3), FAR)[:, None]
             cols = (np.arange(width, dtype=np.float32) + 0.5 - cx)[None, :]
             d = cols * z / f - self._centre(z, s, offset, yaw)
-            ground, road = self._paint_ground(z, d, s)
+            ground, road = self._paint_ground(z, d, s, f)
             image[first:] = ground
             mask[first:] = road
-        view = _View(f=f, cx=cx, horizon=horizon, height=self.camera_height, s=s, t=t,
-                     centre=lambda z: self._centre(z, s, offset, yaw))
+        view = View(f=f, cx=cx, horizon=horizon, height=self.camera_height, s=s, t=t,
+                    centre=lambda z: self._centre(z, s, offset, yaw))
         draw_props(image, mask, self.props, view, self.prop_period, NEAR)
         return self._develop(image, t), mask
 
@@ -206,88 +207,81 @@ class RoadScene:
         haze = np.array(self.skyline_color, np.float32) * 0.6 + bottom * 0.4
         sky[below] = haze
 
-    def _paint_ground(self, z: np.ndarray, d: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]:
+    def _paint_ground(self, z: np.ndarray, d: np.ndarray, s: float, f: float) -> tuple[np.ndarray, np.ndarray]:
         """Colour every ground pixel from its road coordinates; returns (colour G×W×3, road mask)."""
         along = z + s  # distance along the road, world-fixed
-        pixel = z / (self.focal * 1.0)  # world size of one pixel per unit image width, scaled below
-        pixel = pixel / max(d.shape[1], 1)
+        pixel = z / f  # world size (m) of one pixel at this depth
         tex = _texture(self.seed)
-        half = self.road_width / 2
+        half = np.float32(self.road_width / 2)
         dist = np.abs(d)
-        road = (dist < half).astype(np.uint8)
-        fade = np.clip(0.08 / pixel, 0.0, 1.0)  # texture fades where a pixel covers > 8 cm
+        road = dist < half
+        fade = np.clip(0.08 / pixel, 0.0, 1.0)  # fine texture fades where a pixel covers > 8 cm
         grain = _lookup(tex, d * 3.0, along * 3.0) * fade
         coarse = _lookup(tex, d * 0.35 + 17.0, along * 0.25 + 31.0)
 
-        left, right = (np.array(c, np.float32) for c in self.verge_colors)
-        colour = np.where((d < 0)[..., None], left, right)
-        colour = colour * (1.0 + self.verge_texture * (grain + coarse)[..., None])
-        for side, shoulder in ((-1, self.shoulders[0]), (1, self.shoulders[1])):
+        # off-road: verge left/right (materials 0/1), shoulder left/right (2/3), each with its own texture
+        material = (d > 0).astype(np.uint8)
+        shade = 1.0 + self.verge_texture * (grain + coarse)
+        palette = [self.verge_colors[0], self.verge_colors[1], (0, 0, 0), (0, 0, 0)]
+        for k, shoulder in enumerate(self.shoulders):
             if shoulder is None:
                 continue
-            inside = (side * d > 0) & (dist < half + shoulder.width)
-            shade = 1.0 + 0.05 * grain
+            palette[2 + k] = shoulder.color
+            inside = (material == k) & (dist < half + shoulder.width)
+            material[inside] = 2 + k
+            strip = 1.0 + 0.05 * grain
             if shoulder.tiles:
                 joint = ((along % 1.5) < 0.06) | (np.abs(dist - half - 0.15) < 0.08)
-                shade = shade - 0.18 * joint * fade
-            patch = np.array(shoulder.color, np.float32) * shade[..., None]
-            colour = np.where(inside[..., None], patch, colour)
+                strip = strip - 0.18 * joint * fade
+            shade = np.where(inside, strip, shade)
+        colour = np.asarray(palette, np.float32)[material] * shade[..., None]
 
         asphalt = np.array(self.road_color, np.float32) * (
             1.0 + self.road_texture * (grain + 0.6 * coarse)
         )[..., None]
         paint = self._paint_lines(d, along, pixel, asphalt)
-        cover = np.clip((half - dist) / pixel + 0.5, 0.0, 1.0)[..., None]
-        colour = colour + (paint - colour) * cover
+        cover = np.clip((half - dist) / pixel + 0.5, 0.0, 1.0)
+        colour += (paint - colour) * cover[..., None]
 
-        colour *= self._shade(d, along)[..., None]
-        fog = (1.0 - np.exp(-z / self.fog_distance))[..., None]
-        colour += (np.array(self.sky_horizon, np.float32) - colour) * fog
-        return colour, road
+        light = self._shade(d, along)
+        fog = 1.0 - np.exp(-z / np.float32(self.fog_distance))
+        colour *= (light * (1.0 - fog))[..., None]
+        colour += np.array(self.sky_horizon, np.float32) * fog[..., None]
+        return colour, road.astype(np.uint8)
 
     def _paint_lines(self, d: np.ndarray, along: np.ndarray, pixel: np.ndarray, asphalt: np.ndarray) -> np.ndarray:
         """Blend the lane lines (anti-aliased, dashed in world distance) over the asphalt."""
+        phases: dict[float, np.ndarray] = {}
+        inv = 1.0 / pixel
         for line in self.lines:
-            alpha = np.clip((line.width / 2 - np.abs(d - line.d)) / pixel + 0.5, 0.0, 1.0)
+            alpha = np.clip((line.width / 2 - np.abs(d - line.d)) * inv + 0.5, 0.0, line.opacity)
             if line.dash > 0:
-                alpha = alpha * ((along % line.period) < line.dash)
-            alpha = (alpha * line.opacity)[..., None]
-            asphalt = asphalt + (np.array(line.color, np.float32) - asphalt) * alpha
+                if line.period not in phases:
+                    phases[line.period] = along % np.float32(line.period)
+                alpha = alpha * (phases[line.period] < line.dash)
+            asphalt += (np.array(line.color, np.float32) - asphalt) * alpha[..., None]
         return asphalt
 
     def _shade(self, d: np.ndarray, along: np.ndarray) -> np.ndarray:
         """Multiplicative light factor on the ground: 1 in sun, < 1 in the shadow bands."""
         light = np.ones(d.shape, np.float32)
         for band in self.shadows:
-            u = (along - band.z) % self.shadow_period
+            u = (along - np.float32(band.z)) % np.float32(self.shadow_period)
             wob = band.wobble * np.sin(along * 0.9 + band.z)
             inside = (u < band.length) & (d > band.d0 + wob) & (d < band.d1 + wob)
-            light = np.where(inside, np.minimum(light, 1.0 - band.darkness), light)
+            light[inside] = np.minimum(light[inside], 1.0 - band.darkness)
         return light
 
     def _develop(self, image: np.ndarray, t: float) -> np.ndarray:
-        """Camera response: exposure, contrast, colour cast, gamma, sensor noise → uint8."""
-        x = image * (np.array(self.cast, np.float32) * self.gain / 255.0)
-        x = (x - 0.5) * self.contrast + 0.5
-        np.clip(x, 0.0, 1.0, out=x)
-        x = x ** np.float32(self.gamma) * 255.0
+        """Camera response: sensor noise, then exposure, contrast, colour cast and gamma via a lookup table."""
         if self.noise > 0:
             rng = np.random.default_rng([self.seed, int(round(t * 1000))])
-            x += rng.standard_normal(x.shape[:2], dtype=np.float32)[..., None] * self.noise
-        return np.clip(x, 0, 255).astype(np.uint8)
-
-
-@dataclass(frozen=True)
-class _View:
-    """What props need to project themselves: camera intrinsics, pose and the road centre line."""
-
-    f: float
-    cx: float
-    horizon: float
-    height: float
-    s: float
-    t: float
-    centre: object
+            image += rng.standard_normal(image.shape[:2], dtype=np.float32)[..., None] * np.float32(self.noise)
+        raw = np.clip(image, 0, 255).astype(np.uint8)
+        level = np.arange(256, dtype=np.float32)[:, None] * (np.array(self.cast, np.float32) * self.gain / 255.0)
+        level = np.clip((level - 0.5) * self.contrast + 0.5, 0.0, 1.0) ** self.gamma
+        table = np.round(level * 255.0).astype(np.uint8).reshape(256, 1, 3)
+        return cv2.LUT(raw, table)
 
 
 def road_frames(
@@ -310,9 +304,9 @@ def _texture(seed: int, size: int = 64) -> np.ndarray:
 
 
 def _lookup(tex: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Nearest-neighbour tiled texture lookup at world coordinates (texture cells)."""
-    n = tex.shape[0]
-    return tex[y.astype(np.int32) % n, x.astype(np.int32) % n]
+    """Nearest-neighbour tiled texture lookup at world coordinates (texture cells; size a power of 2)."""
+    n = tex.shape[0] - 1
+    return tex[y.astype(np.int32) & n, x.astype(np.int32) & n]
 
 
 def _road_color(rng: np.random.Generator) -> Color:
@@ -389,13 +383,12 @@ def _verge_pair(rng: np.random.Generator) -> tuple[Color, Color]:
 
 
 def _sky(rng: np.random.Generator, mood: str) -> tuple[Color, Color]:
-    r = np.random.default_rng(rng.integers(2**31))  # keep both calls in `random` consistent
     if mood == "sunny":
-        return tuple(r.uniform((40, 90, 165), (95, 150, 235))), tuple(r.uniform((165, 195, 220), (225, 235, 250)))
+        return tuple(rng.uniform((40, 90, 165), (95, 150, 235))), tuple(rng.uniform((165, 195, 220), (225, 235, 250)))
     if mood == "overcast":
-        g = r.uniform(140, 215)
-        return tuple(g + r.uniform(-10, 5, 3)), tuple(min(g + 25, 250) + r.uniform(-5, 5, 3))
+        g = rng.uniform(140, 215)
+        return tuple(g + rng.uniform(-10, 5, 3)), tuple(min(g + 25, 250) + rng.uniform(-5, 5, 3))
     if mood == "dusk":
-        return tuple(r.uniform((40, 45, 80), (90, 90, 150))), tuple(r.uniform((200, 120, 70), (250, 180, 120)))
-    g = r.uniform(170, 225)
-    return tuple(g + r.uniform(-8, 8, 3)), tuple(np.minimum(g + 20 + r.uniform(-5, 5, 3), 250))
+        return tuple(rng.uniform((40, 45, 80), (90, 90, 150))), tuple(rng.uniform((200, 120, 70), (250, 180, 120)))
+    g = rng.uniform(170, 225)
+    return tuple(g + rng.uniform(-8, 8, 3)), tuple(np.minimum(g + 20 + rng.uniform(-5, 5, 3), 250))
