@@ -108,158 +108,155 @@ def draw_props(image: np.ndarray, mask: np.ndarray, props: tuple[Prop, ...], vie
     placed = []
     for prop in props:
         z = (prop.phase * period + prop.speed * view.t - view.s) % period
-        if z >= near:
+        if z >= near and view.f * max(prop.height, prop.width) / z >= 1.0:  # skip sub-pixel props
             placed.append((z, prop))
     placed.sort(key=lambda item: -item[0])
+    canvas = _Canvas()
     for z, prop in placed:
-        PAINTERS[prop.kind](image, mask, prop, view, z)
+        PAINTERS[prop.kind](canvas, prop, view, z)
+    canvas.flush(image, mask)
 
 
-def _pts(points) -> np.ndarray:
-    """Float pixel coordinates → clipped fixed-point int32 for cv2's `shift` argument."""
-    p = np.clip(np.asarray(points, np.float64), -1e5, 1e5)
-    return np.round(p * ONE).astype(np.int32)
+class _Canvas:
+    """Collects convex polygons in painting order, then draws them all with one coordinate conversion."""
+
+    def __init__(self) -> None:
+        self.points: list[np.ndarray] = []
+        self.styles: list[tuple[Color, bool]] = []
+
+    def poly(self, points, color: Color, occlude: bool = True) -> None:
+        """A filled convex polygon from float (x, y) points; `occlude` clears the road mask under it."""
+        self.points.append(np.asarray(points, np.float64).reshape(-1, 2))
+        self.styles.append((color, occlude))
+
+    def box(self, x0: float, y0: float, x1: float, y1: float, color: Color, occlude: bool = True) -> None:
+        self.poly([x0, y0, x1, y0, x1, y1, x0, y1], color, occlude)
+
+    def ellipse(self, cx: float, cy: float, ax: float, ay: float, color: Color, occlude: bool = True) -> None:
+        self.poly(np.stack([cx + ax * _COS, cy + ay * _SIN], axis=1), color, occlude)
+
+    def flush(self, image: np.ndarray, mask: np.ndarray) -> None:
+        if not self.points:
+            return
+        fixed = np.round(np.clip(np.concatenate(self.points), -1e5, 1e5) * ONE).astype(np.int32)
+        start = 0
+        for points, (color, occlude) in zip(self.points, self.styles):
+            poly = fixed[start:start + len(points)]
+            start += len(points)
+            cv2.fillConvexPoly(image, poly, color, cv2.LINE_AA, SHIFT)
+            if occlude:
+                cv2.fillConvexPoly(mask, poly, 0, cv2.LINE_8, SHIFT)
 
 
-def _box(image, mask, x0, y0, x1, y1, color, occlude=True) -> None:
-    """Filled axis-aligned rectangle in float pixel coordinates."""
-    poly = _pts([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
-    cv2.fillConvexPoly(image, poly, color, lineType=cv2.LINE_AA, shift=SHIFT)
-    if occlude:
-        cv2.fillConvexPoly(mask, poly, 0, shift=SHIFT)
-
-
-def _poly(image, mask, points, color, occlude=True) -> None:
-    poly = _pts(points)
-    cv2.fillConvexPoly(image, poly, color, lineType=cv2.LINE_AA, shift=SHIFT)
-    if occlude:
-        cv2.fillConvexPoly(mask, poly, 0, shift=SHIFT)
-
-
-def _ellipse(image, mask, cx, cy, ax, ay, color, occlude=True) -> None:
-    centre = tuple(int(v) for v in _pts([cx, cy]))
-    axes = tuple(max(1, int(v)) for v in _pts([ax, ay]))
-    cv2.ellipse(image, centre, axes, 0, 0, 360, color, -1, cv2.LINE_AA, SHIFT)
-    if occlude:
-        cv2.ellipse(mask, centre, axes, 0, 0, 360, 0, -1, cv2.LINE_8, SHIFT)
+_ANGLES = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+_COS, _SIN = np.cos(_ANGLES), np.sin(_ANGLES)
 
 
 def _scaled(color: Color, k: float) -> Color:
     return tuple(float(c) * k for c in color)
 
 
-def _car(image, mask, p: Prop, view: View, z: float) -> None:
+def _car(canvas: _Canvas, p: Prop, view: View, z: float) -> None:
     """Rear/front view of a car: body, cabin with glass, wheels, lights, and a dark shadow beneath."""
     u, v = view.project(p.d, z)
     k = view.f / z
     w, h = p.width * k, p.height * k
-    _ellipse(image, mask, u, v - 0.02 * h, 0.6 * w, 0.07 * w, (18, 18, 20), occlude=False)
-    _box(image, mask, u - w / 2, v - 0.62 * h, u + w / 2, v, _scaled(p.color, 0.35))  # underside
-    _box(image, mask, u - 0.47 * w, v - 0.2 * h, u - 0.25 * w, v, (12, 12, 12))
-    _box(image, mask, u + 0.25 * w, v - 0.2 * h, u + 0.47 * w, v, (12, 12, 12))
-    _box(image, mask, u - w / 2, v - 0.62 * h, u + w / 2, v - 0.16 * h, p.color)
-    _box(image, mask, u - 0.42 * w, v - h, u + 0.42 * w, v - 0.6 * h, _scaled(p.color, 0.9))
-    _box(image, mask, u - 0.36 * w, v - 0.94 * h, u + 0.36 * w, v - 0.64 * h, p.color2)
+    canvas.ellipse(u, v - 0.02 * h, 0.6 * w, 0.07 * w, (18, 18, 20), occlude=False)
+    canvas.box(u - w / 2, v - 0.62 * h, u + w / 2, v, _scaled(p.color, 0.35))  # underside
+    canvas.box(u - 0.47 * w, v - 0.2 * h, u - 0.25 * w, v, (12, 12, 12))
+    canvas.box(u + 0.25 * w, v - 0.2 * h, u + 0.47 * w, v, (12, 12, 12))
+    canvas.box(u - w / 2, v - 0.62 * h, u + w / 2, v - 0.16 * h, p.color)
+    canvas.box(u - 0.42 * w, v - h, u + 0.42 * w, v - 0.6 * h, _scaled(p.color, 0.9))
+    canvas.box(u - 0.36 * w, v - 0.94 * h, u + 0.36 * w, v - 0.64 * h, p.color2)
     lamp = (200, 30, 25) if p.speed >= 0 else (235, 235, 210)
-    _box(image, mask, u - 0.48 * w, v - 0.56 * h, u - 0.32 * w, v - 0.46 * h, lamp)
-    _box(image, mask, u + 0.32 * w, v - 0.56 * h, u + 0.48 * w, v - 0.46 * h, lamp)
+    canvas.box(u - 0.48 * w, v - 0.56 * h, u - 0.32 * w, v - 0.46 * h, lamp)
+    canvas.box(u + 0.32 * w, v - 0.56 * h, u + 0.48 * w, v - 0.46 * h, lamp)
 
 
-def _truck(image, mask, p: Prop, view: View, z: float) -> None:
+def _truck(canvas: _Canvas, p: Prop, view: View, z: float) -> None:
     """A box truck seen from behind: tall cargo box, bumper, twin wheels."""
     u, v = view.project(p.d, z)
     k = view.f / z
     w, h = p.width * k, p.height * k
-    _ellipse(image, mask, u, v - 0.02 * h, 0.6 * w, 0.06 * w, (18, 18, 20), occlude=False)
-    _box(image, mask, u - w / 2, v - h, u + w / 2, v, p.color2)
-    _box(image, mask, u - w / 2, v - h, u + w / 2, v - 0.2 * h, p.color)
-    _box(image, mask, u - 0.02 * w, v - 0.95 * h, u + 0.02 * w, v - 0.25 * h, _scaled(p.color, 0.7))
-    _box(image, mask, u - 0.48 * w, v - 0.13 * h, u - 0.2 * w, v, (12, 12, 12))
-    _box(image, mask, u + 0.2 * w, v - 0.13 * h, u + 0.48 * w, v, (12, 12, 12))
+    canvas.ellipse(u, v - 0.02 * h, 0.6 * w, 0.06 * w, (18, 18, 20), occlude=False)
+    canvas.box(u - w / 2, v - h, u + w / 2, v, p.color2)
+    canvas.box(u - w / 2, v - h, u + w / 2, v - 0.2 * h, p.color)
+    canvas.box(u - 0.02 * w, v - 0.95 * h, u + 0.02 * w, v - 0.25 * h, _scaled(p.color, 0.7))
+    canvas.box(u - 0.48 * w, v - 0.13 * h, u - 0.2 * w, v, (12, 12, 12))
+    canvas.box(u + 0.2 * w, v - 0.13 * h, u + 0.48 * w, v, (12, 12, 12))
 
 
-def _tree(image, mask, p: Prop, view: View, z: float) -> None:
+def _tree(canvas: _Canvas, p: Prop, view: View, z: float) -> None:
     """Trunk and a two-tone leafy crown."""
     u, v = view.project(p.d, z)
     k = view.f / z
     r, h = p.width / 2 * k, p.height * k
-    _box(image, mask, u - 0.06 * r - 1, v - h * 0.6, u + 0.06 * r + 1, v, p.color2)
-    _ellipse(image, mask, u, v - h + r * 0.9, r, r * 0.9, p.color)
-    _ellipse(image, mask, u + 0.25 * r, v - h + r * 1.1, r * 0.6, r * 0.55, _scaled(p.color, 0.75))
+    canvas.box(u - 0.06 * r - 1, v - h * 0.6, u + 0.06 * r + 1, v, p.color2)
+    canvas.ellipse(u, v - h + r * 0.9, r, r * 0.9, p.color)
+    canvas.ellipse(u + 0.25 * r, v - h + r * 1.1, r * 0.6, r * 0.55, _scaled(p.color, 0.75))
 
 
-def _conifer(image, mask, p: Prop, view: View, z: float) -> None:
+def _conifer(canvas: _Canvas, p: Prop, view: View, z: float) -> None:
     """Trunk and a dark triangular crown."""
     u, v = view.project(p.d, z)
     k = view.f / z
     r, h = p.width / 2 * k, p.height * k
-    _box(image, mask, u - 0.05 * r - 1, v - 0.3 * h, u + 0.05 * r + 1, v, p.color2)
-    _poly(image, mask, [[u, v - h], [u + r, v - 0.2 * h], [u - r, v - 0.2 * h]], _scaled(p.color, 0.7))
+    canvas.box(u - 0.05 * r - 1, v - 0.3 * h, u + 0.05 * r + 1, v, p.color2)
+    canvas.poly([[u, v - h], [u + r, v - 0.2 * h], [u - r, v - 0.2 * h]], _scaled(p.color, 0.7))
 
 
-def _pole(image, mask, p: Prop, view: View, z: float) -> None:
+def _pole(canvas: _Canvas, p: Prop, view: View, z: float) -> None:
     """A lamp post with an arm reaching over the road."""
     u, v = view.project(p.d, z)
     k = view.f / z
     w, h = max(p.width * k, 1.0), p.height * k
-    _box(image, mask, u - w / 2, v - h, u + w / 2, v, p.color)
+    canvas.box(u - w / 2, v - h, u + w / 2, v, p.color)
     reach = -np.sign(p.d) * 1.8 * k
-    _box(image, mask, min(u, u + reach), v - h, max(u, u + reach), v - h + w, p.color)
+    canvas.box(min(u, u + reach), v - h, max(u, u + reach), v - h + w, p.color)
 
 
-def _sign(image, mask, p: Prop, view: View, z: float) -> None:
+def _sign(canvas: _Canvas, p: Prop, view: View, z: float) -> None:
     """A post with a round or square plate."""
     u, v = view.project(p.d, z)
     k = view.f / z
     w, h = p.width * k, p.height * k
-    _box(image, mask, u - 0.04 * w - 0.5, v - h, u + 0.04 * w + 0.5, v, (120, 120, 125))
+    canvas.box(u - 0.04 * w - 0.5, v - h, u + 0.04 * w + 0.5, v, (120, 120, 125))
     if p.color2[0] > 128:
-        _ellipse(image, mask, u, v - h, w / 2, w / 2, p.color)
+        canvas.ellipse(u, v - h, w / 2, w / 2, p.color)
     else:
-        _box(image, mask, u - w / 2, v - h - w / 2, u + w / 2, v - h + w / 2, p.color)
+        canvas.box(u - w / 2, v - h - w / 2, u + w / 2, v - h + w / 2, p.color)
 
 
-def _building(image, mask, p: Prop, view: View, z: float) -> None:
+def _building(canvas: _Canvas, p: Prop, view: View, z: float) -> None:
     """A block beside the road: a shaded side wall receding along the road, then the facade with windows."""
     s = 1.0 if p.d > 0 else -1.0
     far = z + p.depth
-    near_top = view.project(p.d, z, p.height)
-    near_bot = view.project(p.d, z)
-    far_top = view.project(p.d, far, p.height)
-    far_bot = view.project(p.d, far)
-    wall = _scaled(p.color, 0.7)
-    _poly(image, mask, [near_top, far_top, far_bot, near_bot], wall)
+    near_top, near_bot = view.project(p.d, z, p.height), view.project(p.d, z)
+    far_top, far_bot = view.project(p.d, far, p.height), view.project(p.d, far)
+    canvas.poly([near_top, far_top, far_bot, near_bot], _scaled(p.color, 0.7))
     u0, v0 = near_top
     u1, v1 = view.project(p.d + s * p.width, z)
     x0, x1 = min(u0, u1), max(u0, u1)
-    _box(image, mask, x0, v0, x1, v1, p.color)
+    canvas.box(x0, v0, x1, v1, p.color)
     k = view.f / z
-    if k * 1.2 < 2:  # windows smaller than 2 px: skip the detail
+    if k * 1.4 < 2:  # windows smaller than 2 px: skip the detail
         return
-    glass = p.color2
-    floor, bay = 3.2 * k, 3.0 * k
-    y = v0 + 0.8 * k
-    while y + 1.4 * k < v1 - 0.5 * k:
-        x = x0 + 0.8 * k
-        while x + 1.4 * k < x1:
-            _box(image, mask, x, y, x + 1.4 * k, y + 1.4 * k, glass)
-            x += bay
-        y += floor
+    for y in np.arange(v0 + 0.8 * k, v1 - 1.9 * k, 3.2 * k)[:12]:
+        for x in np.arange(x0 + 0.8 * k, x1 - 1.4 * k, 3.0 * k)[:12]:
+            canvas.box(x, y, x + 1.4 * k, y + 1.4 * k, p.color2, occlude=False)
 
 
-def _rail(image, mask, p: Prop, view: View, z: float) -> None:
+def _rail(canvas: _Canvas, p: Prop, view: View, z: float) -> None:
     """A guard rail along the road edge, drawn as short straight segments that follow the curve."""
-    step = 4.0
-    a = z
-    while a < z + p.depth:
-        b = a + step
-        top0, bot0 = view.project(p.d, a, p.height), view.project(p.d, a, p.height - 0.35)
-        top1, bot1 = view.project(p.d, b, p.height), view.project(p.d, b, p.height - 0.35)
-        _poly(image, mask, [top0, top1, bot1, bot0], p.color)
-        post = view.project(p.d, a)
-        k = view.f / a
-        _box(image, mask, post[0] - 0.06 * k, top0[1], post[0] + 0.06 * k, post[1], _scaled(p.color, 0.6))
-        a = b
+    cuts = np.arange(z, z + p.depth + 4.0, 4.0)
+    top = [view.project(p.d, a, p.height) for a in cuts]
+    bottom = [view.project(p.d, a, p.height - 0.35) for a in cuts]
+    post = _scaled(p.color, 0.6)
+    for i in range(len(cuts) - 1, 0, -1):  # far to near
+        g = view.project(p.d, cuts[i])
+        w = 0.06 * view.f / cuts[i]
+        canvas.box(g[0] - w, top[i][1], g[0] + w, g[1], post)
+        canvas.poly([top[i - 1], top[i], bottom[i], bottom[i - 1]], p.color)
 
 
 PAINTERS = {

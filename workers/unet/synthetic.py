@@ -7,8 +7,10 @@ and roadside props stay glued to the world while the camera moves forward in tim
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -120,10 +122,10 @@ class RoadScene:
             speed=u(5.0, 25.0),
             sway=u(0.0, 0.6),
             sway_length=u(60.0, 250.0),
-            lane_offset=lane_offset,
+            lane_offset=float(lane_offset),
             bob=u(0.0, 0.006),
             road_width=road_width,
-            curvature=rng.choice([0.0, 1.0]) * u(-1 / 150, 1 / 150),
+            curvature=float(rng.choice([0.0, 1.0])) * u(-1 / 150, 1 / 150),
             curve_drift=u(0.0, 1 / 200),
             curve_length=u(150.0, 600.0),
             curve_phase=u(0, 2 * np.pi),
@@ -155,7 +157,7 @@ class RoadScene:
         s = self.speed * t
         f = self.focal * width
         cx = width * (0.5 + self.center_shift)
-        horizon = height * (self.horizon + self.bob * np.sin(2 * np.pi * 1.7 * t))
+        horizon = height * (self.horizon + self.bob * float(np.sin(2 * np.pi * 1.7 * t)))
         offset, yaw = self._camera_pose(s)
         image = np.empty((height, width, 3), np.float32)
         mask = np.zeros((height, width), np.uint8)
@@ -174,19 +176,24 @@ class RoadScene:
         draw_props(image, mask, self.props, view, self.prop_period, NEAR)
         return self._develop(image, t), mask
 
+    @cached_property
+    def _texture(self) -> np.ndarray:
+        """This scene's ground texture (computed once per scene object)."""
+        return _texture(self.seed)
+
     def _camera_pose(self, s: float) -> tuple[float, float]:
         """Camera lateral offset from the road centre (m) and yaw relative to the road (rad)."""
         phase = 2 * np.pi * s / self.sway_length
         offset = self.lane_offset + self.sway * np.sin(phase)
         yaw = self.sway * 2 * np.pi / self.sway_length * np.cos(phase)
-        return offset, yaw
+        return float(offset), float(yaw)
 
     def _centre(self, z: np.ndarray | float, s: float, offset: float, yaw: float):
         """Road centre's lateral position (m) in camera coordinates at depth z."""
         w = 2 * np.pi / self.curve_length
         a = w * s + self.curve_phase
         bend = self.curvature * z * z / 2 - self.curve_drift / (w * w) * (
-            np.sin(w * z + a) - np.sin(a) - w * z * np.cos(a)
+            np.sin(w * z + a) - math.sin(a) - w * z * math.cos(a)
         )
         return bend - offset - yaw * z
 
@@ -211,7 +218,7 @@ class RoadScene:
         """Colour every ground pixel from its road coordinates; returns (colour G×W×3, road mask)."""
         along = z + s  # distance along the road, world-fixed
         pixel = z / f  # world size (m) of one pixel at this depth
-        tex = _texture(self.seed)
+        tex = self._texture
         half = np.float32(self.road_width / 2)
         dist = np.abs(d)
         road = dist < half
@@ -232,7 +239,7 @@ class RoadScene:
             strip = 1.0 + 0.05 * grain
             if shoulder.tiles:
                 joint = ((along % 1.5) < 0.06) | (np.abs(dist - half - 0.15) < 0.08)
-                strip = strip - 0.18 * joint * fade
+                strip = strip - np.float32(0.18) * joint * fade
             shade = np.where(inside, strip, shade)
         colour = np.asarray(palette, np.float32)[material] * shade[..., None]
 
