@@ -183,14 +183,14 @@ class RoadScene:
 
     def _camera_pose(self, s: float) -> tuple[float, float]:
         """Camera lateral offset from the road centre (m) and yaw relative to the road (rad)."""
-        phase = 2 * np.pi * s / self.sway_length
-        offset = self.lane_offset + self.sway * np.sin(phase)
-        yaw = self.sway * 2 * np.pi / self.sway_length * np.cos(phase)
-        return float(offset), float(yaw)
+        phase = 2 * math.pi * s / self.sway_length
+        offset = self.lane_offset + self.sway * math.sin(phase)
+        yaw = self.sway * 2 * math.pi / self.sway_length * math.cos(phase)
+        return offset, yaw
 
     def _centre(self, z: np.ndarray | float, s: float, offset: float, yaw: float):
-        """Road centre's lateral position (m) in camera coordinates at depth z."""
-        w = 2 * np.pi / self.curve_length
+        """Road centre's lateral position (m) in camera coordinates at depth z (curvature drifts along the road)."""
+        w = 2 * math.pi / self.curve_length
         a = w * s + self.curve_phase
         bend = self.curvature * z * z / 2 - self.curve_drift / (w * w) * (
             np.sin(w * z + a) - math.sin(a) - w * z * math.cos(a)
@@ -211,8 +211,7 @@ class RoadScene:
         profile = sum(np.sin(angle * k + k * 1.3) / k for k in (1.0, 2.7, 6.1, 13.3, 29.0))
         peak = horizon - horizon * self.skyline_height * (0.6 + 0.4 * profile / 2.2)
         below = (np.arange(rows, dtype=np.float32) + 0.5)[:, None] > peak[None, :]
-        haze = np.array(self.skyline_color, np.float32) * 0.6 + bottom * 0.4
-        sky[below] = haze
+        sky[below] = np.array(self.skyline_color, np.float32) * 0.6 + bottom * 0.4
 
     def _paint_ground(self, z: np.ndarray, d: np.ndarray, s: float, f: float) -> tuple[np.ndarray, np.ndarray]:
         """Colour every ground pixel from its road coordinates; returns (colour G×W×3, road mask)."""
@@ -247,7 +246,7 @@ class RoadScene:
             1.0 + self.road_texture * (grain + 0.6 * coarse)
         )[..., None]
         paint = self._paint_lines(d, along, pixel, asphalt)
-        cover = np.clip((half - dist) / pixel + 0.5, 0.0, 1.0)
+        cover = np.clip((half - dist) / pixel + 0.5, 0.0, 1.0)  # anti-aliased road edge
         colour += (paint - colour) * cover[..., None]
 
         light = self._shade(d, along)
@@ -257,16 +256,19 @@ class RoadScene:
         return colour, road.astype(np.uint8)
 
     def _paint_lines(self, d: np.ndarray, along: np.ndarray, pixel: np.ndarray, asphalt: np.ndarray) -> np.ndarray:
-        """Blend the lane lines (anti-aliased, dashed in world distance) over the asphalt."""
+        """Blend the lane lines (anti-aliased, dashed in world distance) over the asphalt, one blend per colour."""
         phases: dict[float, np.ndarray] = {}
+        alphas: dict[Color, np.ndarray] = {}
         inv = 1.0 / pixel
         for line in self.lines:
             alpha = np.clip((line.width / 2 - np.abs(d - line.d)) * inv + 0.5, 0.0, line.opacity)
             if line.dash > 0:
                 if line.period not in phases:
                     phases[line.period] = along % np.float32(line.period)
-                alpha = alpha * (phases[line.period] < line.dash)
-            asphalt += (np.array(line.color, np.float32) - asphalt) * alpha[..., None]
+                alpha *= phases[line.period] < line.dash
+            alphas[line.color] = np.maximum(alphas[line.color], alpha) if line.color in alphas else alpha
+        for color, alpha in alphas.items():
+            asphalt += (np.array(color, np.float32) - asphalt) * alpha[..., None]
         return asphalt
 
     def _shade(self, d: np.ndarray, along: np.ndarray) -> np.ndarray:
@@ -284,7 +286,7 @@ class RoadScene:
         if self.noise > 0:
             rng = np.random.default_rng([self.seed, int(round(t * 1000))])
             image += rng.standard_normal(image.shape[:2], dtype=np.float32)[..., None] * np.float32(self.noise)
-        raw = np.clip(image, 0, 255).astype(np.uint8)
+        raw = np.clip(image, 0, 255, out=image).astype(np.uint8)
         level = np.arange(256, dtype=np.float32)[:, None] * (np.array(self.cast, np.float32) * self.gain / 255.0)
         level = np.clip((level - 0.5) * self.contrast + 0.5, 0.0, 1.0) ** self.gamma
         table = np.round(level * 255.0).astype(np.uint8).reshape(256, 1, 3)
@@ -301,19 +303,18 @@ def road_frames(
 
 
 def _texture(seed: int, size: int = 64) -> np.ndarray:
-    """A tileable, zero-mean, unit-ish noise texture (band-limited random field)."""
+    """A tileable, zero-mean noise texture (blurred white noise, wrapped at the borders), flattened."""
     rng = np.random.default_rng([seed, 7])
-    spectrum = np.fft.fft2(rng.standard_normal((size, size)))
-    k = np.fft.fftfreq(size)
-    radius = np.sqrt(k[:, None] ** 2 + k[None, :] ** 2)
-    field = np.real(np.fft.ifft2(spectrum / (1.0 + (radius * 12) ** 2)))
-    return (field / (field.std() * 3 + 1e-6)).astype(np.float32)
+    pad = 6
+    noise = np.pad(rng.standard_normal((size, size)).astype(np.float32), pad, mode="wrap")
+    field = cv2.GaussianBlur(noise, (0, 0), 1.6)[pad:-pad, pad:-pad]
+    return (field / (field.std() * 3 + 1e-6)).ravel()
 
 
-def _lookup(tex: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Nearest-neighbour tiled texture lookup at world coordinates (texture cells; size a power of 2)."""
-    n = tex.shape[0] - 1
-    return tex[y.astype(np.int32) & n, x.astype(np.int32) & n]
+def _lookup(tex: np.ndarray, x: np.ndarray, y: np.ndarray, size: int = 64) -> np.ndarray:
+    """Nearest-neighbour tiled texture lookup at world coordinates (in texture cells; size a power of 2)."""
+    n = size - 1
+    return np.take(tex, (y.astype(np.int32) & n) * size + (x.astype(np.int32) & n))
 
 
 def _road_color(rng: np.random.Generator) -> Color:

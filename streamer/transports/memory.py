@@ -1,0 +1,52 @@
+"""The in-process transport: batch inference and rendering on threads of this process."""
+
+from __future__ import annotations
+
+import queue
+from typing import Callable, Iterator
+
+import numpy as np
+
+from streamer.effects import EffectConfig
+from streamer.source import Frame
+from streamer.stages import END, Stages
+from streamer.transports import Rendered
+
+
+class MemoryTransport:
+    """source frames → [batch → model.predict] → [effect] → rendered frames, bounded all the way."""
+
+    def __init__(self, stages: Stages, model, render: Callable, effect: EffectConfig, batch: int, depth: int = 32):
+        self._stages = stages
+        self._model, self._render, self._effect, self._batch = model, render, effect, max(1, batch)
+        self._frames: queue.Queue = queue.Queue(maxsize=max(depth, self._batch))
+        self._predicted: queue.Queue = queue.Queue(maxsize=2)
+        self._rendered: queue.Queue = queue.Queue(maxsize=depth)
+        stages.spawn("infer", self._infer)
+        stages.spawn("render", self._draw)
+
+    def send(self, frame: Frame) -> None:
+        self._stages.put(self._frames, frame)
+
+    def close(self) -> None:
+        """No more frames will be sent."""
+        self._stages.put(self._frames, END)
+
+    def results(self) -> Iterator[Rendered]:
+        while (item := self._stages.get(self._rendered)) is not END:
+            yield item
+
+    def _infer(self) -> None:
+        while frames := self._stages.take(self._frames, self._batch):
+            images = np.stack([frame.image for frame in frames])
+            self._stages.put(self._predicted, (frames, self._model.predict(images)))
+            if len(frames) < self._batch:
+                break
+        self._stages.put(self._predicted, END)
+
+    def _draw(self) -> None:
+        while (item := self._stages.get(self._predicted)) is not END:
+            for frame, prediction in zip(*item):
+                image = self._render(frame.image, prediction, self._effect)
+                self._stages.put(self._rendered, Rendered(frame.index, frame.pts, frame.time_base, image))
+        self._stages.put(self._rendered, END)
