@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import contextlib
+
+from streamer.distributed.connection import RedisConfig
+from streamer.distributed.jobs import CANCELLED, DONE, FAILED
 from streamer.effects import EffectConfig, effect_function
 from streamer.errors import StreamerError
 from streamer.muxer import Muxer
@@ -32,6 +36,9 @@ class ProcessConfig:
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     overwrite: bool = False
     queue_frames: int = 32  # frames buffered between two stages
+    redis: RedisConfig | None = None  # None: the embedded pipeline; else inference goes to workers
+    local_workers: int = 0  # with redis: workers this command starts and stops itself
+    job: str | None = None  # with redis: the job id (default: a new one)
 
     def output_path(self) -> Path:
         if self.output:
@@ -72,8 +79,9 @@ class Pipeline:
             raise StreamerError(f"{output}: is the input too; choose another output")
         source = VideoSource(config.input)
         stages = Stages()
+        helpers = contextlib.ExitStack()
         try:
-            transport = self._transport(stages, render, source)
+            transport = self._transport(stages, render, source, helpers)
             sink = VideoSink(
                 output, source.info.width, source.info.height, source.info.rate, source.info.time_base,
                 rotation=source.info.rotation, encode=config.encode, audio=source.audio,
@@ -81,6 +89,7 @@ class Pipeline:
         except BaseException:
             stages.shutdown()
             source.close()
+            helpers.close()
             raise
         muxer = Muxer(sink)
         started = time.perf_counter()
@@ -92,17 +101,23 @@ class Pipeline:
         finally:
             stages.shutdown()
             source.close()
-        if stages.errors and not interrupted:
-            sink.abort()
-            error = stages.errors[0]
-            if isinstance(error, StreamerError):
-                raise error
-            raise StreamerError(f"processing failed: {type(error).__name__}: {error}") from error
-        if interrupted:
-            written = sink.close_partial()
-        else:
-            muxer.finish()
-            written = sink.close()
+        try:
+            if stages.errors and not interrupted:
+                sink.abort()
+                error = stages.errors[0]
+                transport.end(FAILED, str(error))
+                if isinstance(error, StreamerError):
+                    raise error
+                raise StreamerError(f"processing failed: {type(error).__name__}: {error}") from error
+            if interrupted:
+                transport.end(CANCELLED, "interrupted")
+                written = sink.close_partial()
+            else:
+                muxer.finish()
+                written = sink.close()
+                transport.end(DONE)
+        finally:
+            helpers.close()
         return ProcessResult(
             output=str(written) if written else None,
             frames=sink.frames,
@@ -113,10 +128,22 @@ class Pipeline:
             audio="none" if sink.audio is None else ("copied" if sink.audio_copied else "re-encoded"),
         )
 
-    def _transport(self, stages: Stages, render, source: VideoSource):
+    def _transport(self, stages: Stages, render, source: VideoSource, helpers: contextlib.ExitStack):
         config = self.config
-        model = load_model(config.model)
-        return MemoryTransport(stages, model, render, config.effect, config.model.batch_size, config.queue_frames)
+        if config.redis is None:
+            model = load_model(config.model)
+            return MemoryTransport(stages, model, render, config.effect, config.model.batch_size, config.queue_frames)
+        from streamer.distributed.connection import connect
+        from streamer.distributed.jobs import JobSpec, new_job_id
+        from streamer.distributed.spawn import local_workers
+        from streamer.transports.redis_streams import RedisTransport
+
+        client = connect(config.redis)
+        spec = JobSpec(model=config.model.name, effect=config.effect, threshold=config.model.threshold,
+                       frame_codec=config.redis.frame_codec, quality=config.redis.quality)
+        if config.local_workers:
+            helpers.enter_context(local_workers(config.local_workers, config.model, config.redis))
+        return RedisTransport(stages, client, config.redis, config.job or new_job_id(), spec, source.info.frames)
 
     def _run(self, stages: Stages, source: VideoSource, transport, muxer: Muxer, progress) -> None:
         written = [0]

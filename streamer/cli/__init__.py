@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 
 from streamer.errors import StreamerError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from streamer.cli import evaluate, process, sample, train
+    from streamer.cli import evaluate, process, sample, status, submit, train, worker
 
     parser = argparse.ArgumentParser(prog="streamer", description="Video segmentation service.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (process, sample, train, evaluate):
+    for module in (process, worker, submit, status, sample, train, evaluate):
         module.add_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO if os.environ.get("STREAMER_VERBOSE") else logging.WARNING,
+                        format="streamer: %(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0

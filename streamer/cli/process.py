@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from streamer.cli.common import add_frame_arguments, add_redis_arguments, redis_config
 from streamer.effects import EFFECTS, EffectConfig
 from streamer.errors import StreamerError
 from streamer.pipeline import Pipeline, ProcessConfig
@@ -34,6 +35,10 @@ def add_parser(commands) -> None:
     encode.add_argument("--crf", type=int, default=23, help="quality, lower is better (default: 23)")
     encode.add_argument("--preset", default="veryfast", help="x264 speed preset (default: veryfast)")
     encode.add_argument("--pix-fmt", default="yuv420p", help="pixel format (default: yuv420p)")
+    add_redis_arguments(parser, required=False)
+    parser.add_argument("--workers", type=int, default=0,
+                        help="with --redis: also start N local workers for this job (default: 0)")
+    add_frame_arguments(parser)
     report = parser.add_argument_group("reporting")
     report.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
     report.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -43,6 +48,8 @@ def add_parser(commands) -> None:
 def config_from_args(args: argparse.Namespace) -> ProcessConfig:
     if args.batch < 1:
         raise StreamerError(f"--batch {args.batch}: must be at least 1")
+    if args.workers and not args.redis:
+        raise StreamerError("--workers needs --redis URL (without Redis everything runs in this process)")
     if not 0.0 <= args.alpha <= 1.0:
         raise StreamerError(f"--alpha {args.alpha}: must be between 0 and 1")
     return ProcessConfig(
@@ -55,6 +62,8 @@ def config_from_args(args: argparse.Namespace) -> ProcessConfig:
         ),
         effect=EffectConfig(name=args.effect, color=parse_color(args.color), alpha=args.alpha),
         encode=EncodeConfig(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt),
+        redis=redis_config(args),
+        local_workers=args.workers,
     )
 
 

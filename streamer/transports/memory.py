@@ -36,6 +36,9 @@ class MemoryTransport:
         while (item := self._stages.get(self._rendered)) is not END:
             yield item
 
+    def end(self, state: str, reason: str = "") -> None:
+        """Nothing outlives an in-process job."""
+
     def _infer(self) -> None:
         while frames := self._stages.take(self._frames, self._batch):
             images = np.stack([frame.image for frame in frames])

@@ -1,0 +1,98 @@
+"""`streamer status [JOB]` and `streamer cancel JOB`: jobs, workers and backlogs in Redis."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from streamer.cli.common import add_redis_arguments, redis_config
+from streamer.distributed.connection import WORKER_GROUP, Keys, connect
+from streamer.distributed.jobs import CANCELLED, FINAL, JobStore
+from streamer.errors import StreamerError
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("status", help="show jobs, workers and stream backlogs")
+    parser.add_argument("job", nargs="?", help="one job id (default: all)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    add_redis_arguments(parser, required=True)
+    parser.set_defaults(run=run_status)
+    cancel = commands.add_parser("cancel", help="cancel a job")
+    cancel.add_argument("job", help="job id")
+    add_redis_arguments(cancel, required=True)
+    cancel.set_defaults(run=run_cancel)
+
+
+def snapshot(client, keys: Keys, job: str | None = None) -> dict:
+    """Jobs (state, progress, fps, ETA), live workers, and the backlog of every work stream."""
+    jobs = JobStore(client, keys)
+    records = [(job, jobs.get(job))] if job else jobs.all()
+    if job and records[0][1] is None:
+        raise StreamerError(f"no job {job!r} (finished jobs expire); `streamer status` lists them")
+    listed = []
+    for job_id, record in records:
+        done = int(record.get("done") or 0)
+        total = int(record["total"]) if record.get("total") else None
+        fps = float(record.get("fps") or 0)
+        eta = (total - done) / fps if total and fps and record.get("state") not in FINAL else None
+        listed.append({"job": job_id, "state": record.get("state"), "done": done, "total": total, "fps": fps,
+                       "eta": eta, "reason": record.get("reason") or None,
+                       "input": record.get("input"), "output": record.get("output")})
+    workers = []
+    for name in sorted(member.decode() for member in client.smembers(keys.workers)):
+        record = {k.decode(): v.decode() for k, v in client.hgetall(keys.worker(name)).items()}
+        if not record:
+            client.srem(keys.workers, name)  # its heartbeat expired: gone
+            continue
+        workers.append({"name": name, "model": record["model"], "batch": int(record["batch"]),
+                        "fps": float(record["fps"]), "frames": int(record["frames"]),
+                        "last_seen": round(time.time() - float(record["last_seen"]), 1)})
+    backlogs = []
+    for stream in sorted(key.decode() for key in client.scan_iter(match=keys.work("*"), _type="stream")):
+        groups = {g["name"].decode(): g for g in client.xinfo_groups(stream)}
+        group = groups.get(WORKER_GROUP, {})
+        backlogs.append({"stream": stream, "length": client.xlen(stream), "pending": group.get("pending", 0),
+                         "lag": group.get("lag")})
+    return {"jobs": listed, "workers": workers, "backlogs": backlogs}
+
+
+def run_status(args: argparse.Namespace) -> int:
+    config = redis_config(args)
+    state = snapshot(connect(config), Keys(config.namespace), args.job)
+    if args.json:
+        print(json.dumps(state))
+        return 0
+    console = Console()
+    table = Table("job", "state", "frames", "fps", "ETA", "note", title="jobs")
+    for job in state["jobs"]:
+        frames = f"{job['done']}/{job['total']}" if job["total"] else str(job["done"])
+        eta = f"{job['eta']:.0f} s" if job["eta"] is not None else ""
+        table.add_row(job["job"], job["state"], frames, f"{job['fps']:.1f}", eta, job["reason"] or "")
+    console.print(table)
+    table = Table("worker", "model", "batch", "fps", "frames", "last seen", title="workers")
+    for worker in state["workers"]:
+        table.add_row(worker["name"], worker["model"], str(worker["batch"]), f"{worker['fps']:.1f}",
+                      str(worker["frames"]), f"{worker['last_seen']} s ago")
+    console.print(table)
+    table = Table("stream", "length", "pending", "lag", title="backlogs")
+    for backlog in state["backlogs"]:
+        table.add_row(backlog["stream"], str(backlog["length"]), str(backlog["pending"]), str(backlog["lag"]))
+    console.print(table)
+    return 0
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    config = redis_config(args)
+    jobs = JobStore(connect(config), Keys(config.namespace))
+    state = jobs.state(args.job)
+    if state is None:
+        raise StreamerError(f"no job {args.job!r}; `streamer status` lists them")
+    if state in FINAL:
+        raise StreamerError(f"job {args.job} already ended ({state})")
+    jobs.update(args.job, state=CANCELLED, reason="cancelled by user")
+    print(f"cancelled {args.job}")
+    return 0

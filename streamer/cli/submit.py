@@ -1,0 +1,46 @@
+"""`streamer submit INPUT -o OUTPUT --redis URL`: queue a job for the workers and print its id."""
+
+from __future__ import annotations
+
+import argparse
+
+from streamer.cli.common import add_redis_arguments, redis_config
+from streamer.cli.process import parse_color
+from streamer.distributed.connection import connect
+from streamer.distributed.jobs import JobSpec, new_job_id
+from streamer.distributed.messages import CODECS
+from streamer.distributed.runner import submit
+from streamer.effects import EffectConfig, effect_function
+from streamer.errors import StreamerError
+from workers.registry import check_model_name
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("submit", help="queue a job for the workers; prints its id")
+    parser.add_argument("input", help="video path or URL, as the workers see it")
+    parser.add_argument("-o", "--output", required=True, help="output path, as the workers see it")
+    parser.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output if it exists")
+    parser.add_argument("--model", default="unet", help="model name (default: unet)")
+    parser.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold (default: 0.5)")
+    parser.add_argument("--effect", default="overlay", help="overlay | mask | splash (default: overlay)")
+    parser.add_argument("--color", default="255,0,255", help="overlay colour R,G,B")
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1")
+    parser.add_argument("--frame-codec", default="raw", help=f"{' | '.join(CODECS)} (default: raw)")
+    parser.add_argument("--quality", type=int, default=90, help="jpeg/webp quality (default: 90)")
+    add_redis_arguments(parser, required=True)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_model_name(args.model)
+    effect_function(args.effect)
+    if args.frame_codec not in CODECS:
+        raise StreamerError(f"--frame-codec {args.frame_codec}: choose one of {', '.join(CODECS)}")
+    config = redis_config(args)
+    spec = JobSpec(model=args.model, effect=EffectConfig(args.effect, parse_color(args.color), args.alpha),
+                   threshold=args.threshold, frame_codec=args.frame_codec, quality=args.quality)
+    job = new_job_id()
+    submit(connect(config), config, job, spec, args.input, args.output, args.overwrite, args.batch)
+    print(job)
+    return 0

@@ -1,0 +1,65 @@
+"""`streamer worker --model NAME --redis URL`: serve a model to every job until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from streamer.cli.common import add_redis_arguments, redis_config
+from streamer.distributed.connection import connect
+from streamer.distributed.runner import Runner
+from streamer.errors import StreamerError
+from workers.loop import Worker, WorkerConfig
+from workers.registry import ModelConfig, check_model_name
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("worker", help="serve a model to jobs over Redis until stopped (SIGTERM drains)")
+    parser.add_argument("--model", default="unet", help="model name (default: unet)")
+    parser.add_argument("--weights", help="weights file (default: the model's bundled demo weights)")
+    parser.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
+    parser.add_argument("--device", help="TensorFlow device such as /GPU:0")
+    parser.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")
+    parser.add_argument("--name", help="worker name (default: host-pid)")
+    parser.add_argument("--claim-idle", type=float, default=10.0,
+                        help="seconds before a dead worker's frames are taken over (default: 10)")
+    parser.add_argument("--max-deliveries", type=int, default=3,
+                        help="deliveries of a frame before it is dead-lettered and its job fails (default: 3)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="submitted jobs this worker also runs (decode and mux) at once (default: 1; 0: none)")
+    add_redis_arguments(parser, required=True)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_model_name(args.model)
+    if args.batch < 1:
+        raise StreamerError(f"--batch {args.batch}: must be at least 1")
+    config = WorkerConfig(
+        model=ModelConfig(name=args.model, weights=args.weights, batch_size=args.batch, device=args.device,
+                          mixed_precision=args.mixed_precision),
+        redis=redis_config(args), claim_idle=args.claim_idle, max_deliveries=args.max_deliveries,
+    )
+    if args.name:
+        config.name = args.name
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    client = connect(config.redis)
+    for slot in range(args.jobs):
+        runner = Runner(connect(config.redis), config.redis, f"{config.name}-runner{slot}")
+        threading.Thread(target=_keep_running, args=(runner, stop), name=f"runner{slot}", daemon=True).start()
+    log.info("worker %s serving %s", config.name, args.model)
+    Worker(config, client).serve(stop)
+    return 0
+
+
+def _keep_running(runner: Runner, stop: threading.Event) -> None:
+    try:
+        runner.serve(stop)
+    except StreamerError as error:
+        log.warning("job runner stopped: %s", error)

@@ -1,0 +1,113 @@
+"""Connecting to Redis, naming keys, and riding out short outages within a grace period."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from streamer.errors import StreamerError
+
+T = TypeVar("T")
+
+
+@dataclass
+class RedisConfig:
+    """Where Redis is and how this deployment's keys are named."""
+
+    url: str = "redis://127.0.0.1:6379/0"  # redis:// or rediss:// (TLS), user:password@, /db
+    namespace: str = "streamer"  # prefixes every key, so deployments can share a Redis
+    grace: float = 10.0  # seconds to keep retrying when Redis goes away
+    in_flight: int = 64  # frames of one job sent but not yet back: bounds Redis memory
+    job_ttl: float = 24 * 3600  # seconds a finished job's record stays
+    frame_codec: str = "raw"  # how frames travel: raw (lossless) | png | jpeg | webp
+    quality: int = 90  # jpeg/webp quality
+
+
+class Keys:
+    """Every key this deployment uses, under one namespace."""
+
+    def __init__(self, namespace: str):
+        self.ns = namespace
+
+    def work(self, model: str) -> str:
+        return f"{self.ns}:work:{model}"
+
+    def results(self, job: str) -> str:
+        return f"{self.ns}:results:{job}"
+
+    def job(self, job: str) -> str:
+        return f"{self.ns}:job:{job}"
+
+    @property
+    def jobs(self) -> str:
+        return f"{self.ns}:jobs"
+
+    @property
+    def submitted(self) -> str:
+        return f"{self.ns}:submitted"
+
+    def worker(self, name: str) -> str:
+        return f"{self.ns}:worker:{name}"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.ns}:workers"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.ns}:dead"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.ns}:stats"
+
+
+WORKER_GROUP = "workers"
+RUNNER_GROUP = "runners"
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
+
+
+def connect(config: RedisConfig) -> redis.Redis:
+    """A client for the URL; fails with a clear message when Redis cannot be reached."""
+    try:
+        client = redis.Redis.from_url(config.url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=15)
+    except ValueError as error:
+        raise StreamerError(f"--redis {redacted(config.url)}: {error}; use redis://[user:password@]host:port/db") from None
+    retrying(config, lambda: client.ping(), "connect")
+    return client
+
+
+def retrying(config: RedisConfig, call: Callable[[], T], what: str) -> T:
+    """Run a Redis call, retrying connection errors for up to `config.grace` seconds."""
+    deadline = time.monotonic() + config.grace
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except redis.AuthenticationError as error:
+            raise StreamerError(f"Redis at {redacted(config.url)} refused the credentials ({error}); check the URL") from None
+        except redis.ResponseError as error:
+            if "NOAUTH" in str(error) or "WRONGPASS" in str(error):
+                raise StreamerError(f"Redis at {redacted(config.url)} needs a password: {error}") from None
+            raise
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            if time.monotonic() >= deadline:
+                raise StreamerError(
+                    f"lost Redis at {redacted(config.url)} ({what}: {error}); "
+                    f"gave up after {config.grace:g} s, check that it is running"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)

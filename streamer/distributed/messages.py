@@ -1,0 +1,120 @@
+"""Frame and result messages: a versioned typed header plus an encoded image payload.
+
+Only plain fields are parsed (integers, a fraction, a shape, JSON for detections) and images
+are decoded by codec: nothing a writer to Redis puts in a message can run code here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from fractions import Fraction
+
+import cv2
+import numpy as np
+
+VERSION = b"1"
+CODECS = ("raw", "png", "jpeg", "webp")
+MAX_SIDE = 8192
+MAX_PAYLOAD = 128 * 1024 * 1024
+
+
+class MessageError(ValueError):
+    """A message that is malformed, of an unknown version, or too large."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """One frame on its way to a worker, or one rendered frame on its way back."""
+
+    job: str
+    index: int
+    pts: int
+    time_base: Fraction
+    image: np.ndarray
+    detections: dict | None = None
+
+
+def encode(message: Message, codec: str = "raw", quality: int = 90) -> dict[str, bytes]:
+    """Stream entry fields for XADD."""
+    image = message.image
+    fields = {
+        b"v": VERSION,
+        b"job": message.job.encode(),
+        b"index": str(message.index).encode(),
+        b"pts": str(message.pts).encode(),
+        b"tb": f"{message.time_base.numerator}/{message.time_base.denominator}".encode(),
+        b"shape": ",".join(map(str, image.shape)).encode(),
+        b"codec": codec.encode(),
+        b"data": _compress(image, codec, quality),
+    }
+    if message.detections is not None:
+        fields[b"detections"] = json.dumps(message.detections, separators=(",", ":")).encode()
+    return fields
+
+
+def decode(fields: dict[bytes, bytes], max_payload: int = MAX_PAYLOAD) -> Message:
+    """Parse and check a stream entry; raise MessageError on anything unexpected."""
+    try:
+        if fields.get(b"v") != VERSION:
+            raise MessageError(f"unknown message version {fields.get(b'v')!r}")
+        data = fields[b"data"]
+        if len(data) > max_payload:
+            raise MessageError(f"payload of {len(data)} bytes is over the {max_payload} byte limit")
+        shape = tuple(int(part) for part in fields[b"shape"].split(b","))
+        if len(shape) != 3 or shape[2] != 3 or not all(0 < side <= MAX_SIDE for side in shape[:2]):
+            raise MessageError(f"bad frame shape {shape}")
+        numerator, denominator = (int(part) for part in fields[b"tb"].split(b"/"))
+        codec = fields[b"codec"].decode()
+        detections = json.loads(fields[b"detections"]) if b"detections" in fields else None
+        if detections is not None and not isinstance(detections, dict):
+            raise MessageError("detections must be a JSON object")
+        return Message(
+            job=fields[b"job"].decode(),
+            index=int(fields[b"index"]),
+            pts=int(fields[b"pts"]),
+            time_base=Fraction(numerator, denominator),
+            image=_decompress(data, codec, shape),
+            detections=detections,
+        )
+    except MessageError:
+        raise
+    except (KeyError, ValueError, ZeroDivisionError, UnicodeDecodeError) as error:
+        raise MessageError(f"malformed message: {type(error).__name__}: {error}") from None
+
+
+def job_of(fields: dict[bytes, bytes]) -> tuple[str, int] | None:
+    """The (job, index) a message claims to belong to, if those two fields parse."""
+    try:
+        return fields[b"job"].decode(), int(fields[b"index"])
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _compress(image: np.ndarray, codec: str, quality: int) -> bytes:
+    if codec == "raw":
+        return np.ascontiguousarray(image).tobytes()
+    if codec not in CODECS:
+        raise MessageError(f"unknown frame codec {codec!r}: choose one of {', '.join(CODECS)}")
+    params = {
+        "png": [cv2.IMWRITE_PNG_COMPRESSION, 1],
+        "jpeg": [cv2.IMWRITE_JPEG_QUALITY, quality],
+        "webp": [cv2.IMWRITE_WEBP_QUALITY, quality],
+    }[codec]
+    ok, encoded = cv2.imencode(f".{codec}", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise MessageError(f"could not encode a frame as {codec}")
+    return encoded.tobytes()
+
+
+def _decompress(data: bytes, codec: str, shape: tuple[int, int, int]) -> np.ndarray:
+    if codec == "raw":
+        if len(data) != shape[0] * shape[1] * shape[2]:
+            raise MessageError(f"raw payload of {len(data)} bytes does not fit shape {shape}")
+        return np.frombuffer(data, np.uint8).reshape(shape)
+    if codec not in CODECS:
+        raise MessageError(f"unknown frame codec {codec!r}")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.shape != shape:
+        raise MessageError(f"{codec} payload does not decode to shape {shape}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -1,0 +1,135 @@
+"""The Redis transport: frames go to a model's work stream, rendered frames come back on the job's own stream.
+
+At most `in_flight` frames of a job are out at once, so Redis memory stays bounded however
+long the video; read results are deleted at once and finished jobs expire.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Iterator
+
+import redis
+
+from streamer.distributed.connection import WORKER_GROUP, Keys, RedisConfig, retrying
+from streamer.distributed.jobs import CANCELLED, FAILED, JobSpec, JobStore
+from streamer.distributed.messages import Message, MessageError, decode, encode
+from streamer.errors import StreamerError
+from streamer.source import Frame
+from streamer.stages import Stages, Stopped
+from streamer.transports import Rendered
+
+log = logging.getLogger(__name__)
+
+NO_WORKER_WARNING = 15.0  # seconds without results before saying that no worker serves the model
+
+
+def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
+    try:
+        client.xgroup_create(stream, group, id="0", mkstream=True)
+    except redis.ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+
+
+class RedisTransport:
+    """Producer side of a job: sends its frames, yields its rendered frames back."""
+
+    def __init__(self, stages: Stages, client: redis.Redis, config: RedisConfig, job: str, spec: JobSpec,
+                 total: int | None):
+        self._stages, self._client, self._config = stages, client, config
+        self.job, self._spec = job, spec
+        self._keys = Keys(config.namespace)
+        self._jobs = JobStore(client, self._keys)
+        self._window = threading.BoundedSemaphore(config.in_flight)
+        self._sent = 0
+        self._closed = threading.Event()
+        self._received: set[int] = set()
+        self._complete = 0  # every index below this has come back
+        retrying(config, lambda: ensure_group(client, self._keys.work(spec.model), WORKER_GROUP), "create group")
+        retrying(config, lambda: self._jobs.create(job, spec, total=total or ""), "create job")
+
+    def send(self, frame: Frame) -> None:
+        while not self._window.acquire(timeout=0.1):
+            if self._stages.stop.is_set():
+                raise Stopped
+        fields = encode(Message(self.job, frame.index, frame.pts, frame.time_base, frame.image),
+                        self._spec.frame_codec, self._spec.quality)
+        self._sent += 1  # before the frame can come back
+        retrying(self._config, lambda: self._client.xadd(self._keys.work(self._spec.model), fields), "send frame")
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def results(self) -> Iterator[Rendered]:
+        stream = self._keys.results(self.job)
+        last_id, checked, last_result, warned = "0-0", 0.0, time.monotonic(), False
+        started = time.monotonic()
+        while not (self._closed.is_set() and self._complete >= self._sent):
+            if self._stages.stop.is_set():
+                raise Stopped
+            reply = retrying(self._config, lambda: self._client.xread({stream: last_id}, count=64, block=200),
+                             "read results")
+            entries = reply[0][1] if reply else []
+            for entry_id, fields in entries:
+                last_id = entry_id
+                rendered = self._accept(fields)
+                if rendered is not None:
+                    last_result = time.monotonic()
+                    yield rendered
+            if entries:
+                retrying(self._config, lambda: self._client.xdel(stream, *[i for i, _ in entries]), "trim results")
+            now = time.monotonic()
+            if now - checked >= 1.0:
+                checked = now
+                self._check_job(now - started)
+                if not warned and now - last_result > NO_WORKER_WARNING and not self._workers_alive():
+                    warned = True
+                    log.warning("no worker is serving model %r; start one with `streamer worker --model %s "
+                                "--redis URL`", self._spec.model, self._spec.model)
+
+    def end(self, state: str, reason: str = "") -> None:
+        """Record how the job ended; its keys expire after the configured TTL."""
+        try:
+            done = self._complete + len(self._received)
+            retrying(self._config, lambda: self._jobs.finish(self.job, state, self._config.job_ttl, reason, done=done),
+                     "finish")
+        except StreamerError:
+            pass  # Redis is gone: the job record expires on its own or stays as it was
+
+    def _accept(self, fields) -> Rendered | None:
+        try:
+            message = decode(fields)
+        except MessageError as error:
+            self._client.hincrby(self._keys.stats, "rejected", 1)
+            log.warning("job %s: rejected a result message: %s", self.job, error)
+            return None
+        index = message.index
+        if message.job != self.job or index >= self._sent or index < self._complete or index in self._received:
+            return None  # a duplicate from a redelivered frame
+        self._received.add(index)
+        while self._complete in self._received:
+            self._received.remove(self._complete)
+            self._complete += 1
+        self._window.release()
+        return Rendered(index, message.pts, message.time_base, message.image, message.detections)
+
+    def _check_job(self, elapsed: float) -> None:
+        record = retrying(self._config, lambda: self._jobs.get(self.job), "check job") or {}
+        state = record.get("state")
+        if state == FAILED:
+            raise StreamerError(f"job {self.job} failed: {record.get('reason', 'no reason given')}")
+        if state == CANCELLED:
+            raise StreamerError(f"job {self.job} was cancelled")
+        done = self._complete + len(self._received)
+        retrying(self._config, lambda: self._jobs.update(self.job, done=done, fps=round(done / elapsed, 2)),
+                 "update job")
+
+    def _workers_alive(self) -> bool:
+        for name in self._client.smembers(self._keys.workers):
+            model = self._client.hget(self._keys.worker(name.decode()), "model")
+            if model is not None and model.decode() == self._spec.model:
+                return True
+        return False
