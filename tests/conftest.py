@@ -20,3 +20,21 @@ def run_cli(capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    from redis_fixtures import RedisServer
+
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def workers(redis_server):
+    from redis_fixtures import Workers
+
+    pool = Workers(redis_server.url)
+    yield pool
+    pool.stop_all()

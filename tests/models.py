@@ -34,3 +34,16 @@ def left_half(config) -> LeftHalf:
 
 def slow(config) -> Slow:
     return Slow()
+
+
+class CrashOnBright(LeftHalf):
+    """Fails on frames whose left half is brighter than 200: a frame no worker can process."""
+
+    def predict(self, frames: np.ndarray) -> list[Prediction]:
+        if (frames[:, :, :4].mean(axis=(1, 2, 3)) > 200).any():
+            raise RuntimeError("cannot process this frame")
+        return super().predict(frames)
+
+
+def crash_on_bright(config) -> CrashOnBright:
+    return CrashOnBright()

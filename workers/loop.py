@@ -22,6 +22,7 @@ from streamer.distributed.connection import WORKER_GROUP, Keys, RedisConfig, con
 from streamer.distributed.jobs import RUNNING, JobSpec, JobStore
 from streamer.distributed.messages import MAX_PAYLOAD, Message, MessageError, decode, encode, job_of
 from streamer.effects import effect_function
+from streamer.errors import StreamerError
 from streamer.transports.redis_streams import ensure_group
 from workers.registry import ModelConfig, load_model
 
@@ -122,6 +123,8 @@ class Worker:
                 continue
             try:
                 self._run(job, spec, items)
+            except StreamerError:
+                raise
             except Exception as error:  # left unacknowledged: redelivered, then dead-lettered
                 log.error("%s: job %s frames %s failed: %s: %s", self.config.name, job,
                           [message.index for _, message in items], type(error).__name__, error)

@@ -31,12 +31,21 @@ def add_frame_arguments(parser: argparse.ArgumentParser) -> None:
 def redis_config(args: argparse.Namespace) -> RedisConfig | None:
     if not args.redis:
         return None
-    config = RedisConfig(url=args.redis, namespace=args.namespace, grace=args.grace)
-    if hasattr(args, "frame_codec"):
-        if args.frame_codec not in CODECS:
-            raise StreamerError(f"--frame-codec {args.frame_codec}: choose one of {', '.join(CODECS)}")
+    return RedisConfig(url=args.redis, namespace=args.namespace, grace=args.grace)
+
+
+def check_frame_codec(codec: str) -> str:
+    if codec not in CODECS:
+        raise StreamerError(f"--frame-codec {codec}: choose one of {', '.join(CODECS)}")
+    return codec
+
+
+def producer_config(args: argparse.Namespace) -> RedisConfig | None:
+    """RedisConfig with the options of the process that sends frames (add_frame_arguments)."""
+    config = redis_config(args)
+    if config is not None:
         if args.in_flight < 1:
             raise StreamerError("--in-flight: must be at least 1")
-        config.frame_codec, config.quality = args.frame_codec, args.quality
+        config.frame_codec, config.quality = check_frame_codec(args.frame_codec), args.quality
         config.in_flight, config.job_ttl = args.in_flight, args.ttl
     return config

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from streamer.cli.common import add_frame_arguments, add_redis_arguments, redis_config
+from streamer.cli.common import add_frame_arguments, add_redis_arguments, producer_config
 from streamer.effects import EFFECTS, EffectConfig
 from streamer.errors import StreamerError
 from streamer.pipeline import Pipeline, ProcessConfig
@@ -62,7 +62,7 @@ def config_from_args(args: argparse.Namespace) -> ProcessConfig:
         ),
         effect=EffectConfig(name=args.effect, color=parse_color(args.color), alpha=args.alpha),
         encode=EncodeConfig(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt),
-        redis=redis_config(args),
+        redis=producer_config(args),
         local_workers=args.workers,
     )
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from streamer.cli.common import add_redis_arguments, redis_config
+from streamer.cli.common import add_redis_arguments, check_frame_codec, redis_config
 from streamer.cli.process import parse_color
 from streamer.distributed.connection import connect
 from streamer.distributed.jobs import JobSpec, new_job_id
 from streamer.distributed.messages import CODECS
 from streamer.distributed.runner import submit
 from streamer.effects import EffectConfig, effect_function
-from streamer.errors import StreamerError
 from workers.registry import check_model_name
 
 
@@ -35,8 +34,7 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     check_model_name(args.model)
     effect_function(args.effect)
-    if args.frame_codec not in CODECS:
-        raise StreamerError(f"--frame-codec {args.frame_codec}: choose one of {', '.join(CODECS)}")
+    check_frame_codec(args.frame_codec)
     config = redis_config(args)
     spec = JobSpec(model=args.model, effect=EffectConfig(args.effect, parse_color(args.color), args.alpha),
                    threshold=args.threshold, frame_codec=args.frame_codec, quality=args.quality)

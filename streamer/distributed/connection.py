@@ -97,12 +97,11 @@ def retrying(config: RedisConfig, call: Callable[[], T], what: str) -> T:
     while True:
         try:
             return call()
-        except redis.AuthenticationError as error:
-            raise StreamerError(f"Redis at {redacted(config.url)} refused the credentials ({error}); check the URL") from None
-        except redis.ResponseError as error:
-            if "NOAUTH" in str(error) or "WRONGPASS" in str(error):
-                raise StreamerError(f"Redis at {redacted(config.url)} needs a password: {error}") from None
-            raise
+        except (redis.AuthenticationError, redis.AuthenticationWrongNumberOfArgsError) as error:
+            where = redacted(config.url)
+            if "required" in str(error).lower():
+                raise StreamerError(f"Redis at {where} needs a password: give redis://[user]:PASSWORD@host") from None
+            raise StreamerError(f"Redis at {where} refused the credentials ({error}); check the URL") from None
         except (redis.ConnectionError, redis.TimeoutError) as error:
             if time.monotonic() >= deadline:
                 raise StreamerError(

@@ -59,8 +59,10 @@ class JobStore:
         self.client.hset(self.keys.job(job), mapping={k: _text(v) for k, v in fields.items()})
 
     def finish(self, job: str, state: str, ttl: float, reason: str = "", **fields) -> None:
-        """Record the final state; the job's keys expire `ttl` seconds later."""
-        record = {"state": state, "reason": reason, "finished": time.time(), **fields}
+        """Record the final state (a cancel stays a cancel); the job's keys expire `ttl` seconds later."""
+        record = {"finished": time.time(), **fields}
+        if self.state(job) != CANCELLED:
+            record.update(state=state, reason=reason)
         pipe = self.client.pipeline()
         pipe.hset(self.keys.job(job), mapping={k: _text(v) for k, v in record.items()})
         pipe.expire(self.keys.job(job), int(ttl))

@@ -13,7 +13,7 @@ import threading
 import redis
 
 from streamer.distributed.connection import RUNNER_GROUP, Keys, RedisConfig, retrying
-from streamer.distributed.jobs import CANCELLED, FINAL, JobSpec, JobStore
+from streamer.distributed.jobs import FAILED, FINAL, JobSpec, JobStore
 from streamer.errors import StreamerError
 from streamer.transports.redis_streams import ensure_group
 from workers.registry import ModelConfig
@@ -75,8 +75,7 @@ class Runner:
         try:
             Pipeline(config).run()
         except StreamerError as error:
-            if self.jobs.state(job) != CANCELLED:
-                self.jobs.finish(job, "failed", self.config.job_ttl, str(error))
+            self.jobs.finish(job, FAILED, self.config.job_ttl, str(error))
             log.warning("job %s: %s", job, error)
         finally:
             alive.set()

@@ -1,0 +1,279 @@
+"""`MaskRCNN`: builds the Keras layers for a Config and runs inference and training graphs."""
+
+from __future__ import annotations
+
+import re
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from streamer.errors import StreamerError
+
+from .anchors import get_anchors
+from .backbone import build_backbone
+from .boxes import denorm_boxes, norm_boxes, norm_boxes_graph
+from .config import Config
+from .detection import detection_layer
+from .heads import build_classifier_head, build_mask_head
+from .image import mold_image, paste_masks, resize_image
+from .proposals import proposal_layer
+from .roi_align import pyramid_roi_align
+from .rpn import build_rpn_model
+from .targets import detection_targets_graph
+from . import losses as L
+
+LAYER_REGEX = {
+    "heads": r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "3+": r"(res3.*)|(bn3.*)|(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "4+": r"(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "5+": r"(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "all": ".*",
+}
+
+
+class MaskRCNNModel(keras.Model):
+    """Container of the four sub-models; its weights are what gets saved."""
+
+    def __init__(self, config: Config):
+        super().__init__(name="mask_rcnn")
+        self.backbone = build_backbone(config)
+        self.rpn = build_rpn_model(
+            config.RPN_ANCHOR_STRIDE,
+            len(config.RPN_ANCHOR_RATIOS),
+            int(config.TOP_DOWN_PYRAMID_SIZE),
+            int(config.RPN_CONV_DEPTH),
+        )
+        self.classifier = build_classifier_head(config)
+        self.mask_head = build_mask_head(config)
+        self.built = True
+
+    def call(self, inputs, training=False):  # pragma: no cover - use MaskRCNN methods
+        return self.backbone(inputs, training=training)
+
+
+class MaskRCNN:
+    """Mask R-CNN for one Config. `detect(images)` for inference; train.py for training."""
+
+    def __init__(self, config: Config, device: str | None = None):
+        self.config = config
+        self.device = device
+        with tf.device(device) if device else _nullcontext():
+            self.keras_model = MaskRCNNModel(config)
+        self._anchors = {}
+        self._inference_fn = None
+
+    # ---------------------------------------------------------------- layers
+    def sub_models(self):
+        m = self.keras_model
+        return [m.backbone, m.rpn, m.classifier, m.mask_head]
+
+    def layers_by_name(self) -> dict:
+        """Every named layer with weights, including the nested `rpn_model` itself."""
+        out = {}
+        for sub in self.sub_models():
+            for layer in sub.layers:
+                if isinstance(layer, keras.layers.InputLayer):
+                    continue
+                out[layer.name] = layer
+        out[self.keras_model.rpn.name] = self.keras_model.rpn
+        return out
+
+    def set_trainable(self, layers: str):
+        """layers: heads | 3+ | 4+ | 5+ | all | a regular expression on layer names."""
+        pattern = LAYER_REGEX.get(layers, layers)
+        try:
+            regex = re.compile(pattern)
+        except re.error as error:
+            raise StreamerError(f"--layers {layers!r} is not a valid regular expression ({error})") from None
+        count = 0
+        for sub in self.sub_models():
+            for layer in sub.layers:
+                if not layer.weights:
+                    continue
+                trainable = bool(regex.fullmatch(layer.name))
+                layer.trainable = trainable
+                count += trainable
+        if not count:
+            raise StreamerError(f"--layers {layers!r} matches no layer: use heads, 3+, 4+, 5+, all or a regex")
+        return count
+
+    def trainable_variables(self):
+        return [v for sub in self.sub_models() for v in sub.trainable_variables]
+
+    def load_weights(self, path, by_name=True, exclude=None):
+        from .weights import load_weights
+
+        return load_weights(self, path, by_name=by_name, exclude=exclude)
+
+    def save_weights(self, path, extra: dict | None = None):
+        from .weights import save_weights
+
+        return save_weights(self, path, extra=extra)
+
+    # ---------------------------------------------------------------- graph pieces
+    def get_anchors(self, image_shape):
+        key = tuple(int(v) for v in image_shape[:2])
+        if key not in self._anchors:
+            self._anchors[key] = get_anchors(self.config, key)
+        return self._anchors[key]
+
+    def rpn_outputs(self, feature_maps, training=False):
+        outputs = [self.keras_model.rpn(p, training=training) for p in feature_maps]
+        logits, probs, deltas = (tf.concat([o[i] for o in outputs], axis=1) for i in range(3))
+        return logits, probs, deltas
+
+    def classify(self, rois, feature_maps, image_shape, training=False):
+        pool = int(self.config.POOL_SIZE)
+        pooled = pyramid_roi_align(rois, feature_maps, pool, image_shape)
+        b, n = tf.shape(rois)[0], tf.shape(rois)[1]
+        flat = tf.reshape(pooled, [-1, pool, pool, pooled.shape[-1]])
+        logits, probs, deltas = self.keras_model.classifier(flat, training=training)
+        c = int(self.config.NUM_CLASSES)
+        return (
+            tf.reshape(logits, [b, n, c]),
+            tf.reshape(probs, [b, n, c]),
+            tf.reshape(deltas, [b, n, c, 4]),
+        )
+
+    def masks(self, rois, feature_maps, image_shape, training=False):
+        pool = int(self.config.MASK_POOL_SIZE)
+        pooled = pyramid_roi_align(rois, feature_maps, pool, image_shape)
+        b, n = tf.shape(rois)[0], tf.shape(rois)[1]
+        flat = tf.reshape(pooled, [-1, pool, pool, pooled.shape[-1]])
+        out = self.keras_model.mask_head(flat, training=training)
+        return tf.reshape(out, tf.concat([[b, n], tf.shape(out)[1:]], axis=0))
+
+    def inference_graph(self, images, windows, anchors):
+        """Molded images [B,H,W,3] float, windows [B,4] normalised, anchors [A,4] normalised →
+        detections [B,D,6] and the detected class's mask [B,D,mh,mw] (probabilities)."""
+        config = self.config
+        image_shape = tf.shape(images)[1:3]
+        feature_maps = [tf.cast(p, tf.float32) for p in self.keras_model.backbone(images, training=False)]
+        _, rpn_probs, rpn_deltas = self.rpn_outputs(feature_maps)
+        rois = proposal_layer(
+            rpn_probs,
+            rpn_deltas,
+            anchors,
+            int(config.POST_NMS_ROIS_INFERENCE),
+            float(config.RPN_NMS_THRESHOLD),
+            int(config.PRE_NMS_LIMIT),
+            np.asarray(config.RPN_BBOX_STD_DEV, np.float32),
+        )
+        _, probs, deltas = self.classify(rois, feature_maps[:4], image_shape)
+        detections = detection_layer(rois, probs, deltas, windows, config)
+        masks = self.masks(detections[..., :4], feature_maps[:4], image_shape)  # [B,D,h,w,C]
+        class_ids = tf.cast(detections[..., 4], tf.int32)
+        masks = tf.gather(tf.transpose(masks, [0, 1, 4, 2, 3]), class_ids, batch_dims=2)
+        return detections, masks
+
+    def training_graph(self, images, rpn_match, rpn_bbox, gt_class_ids, gt_boxes, gt_masks, anchors):
+        """One forward pass in training mode → dict of the five losses."""
+        config = self.config
+        image_shape = tf.shape(images)[1:3]
+        feature_maps = [tf.cast(p, tf.float32) for p in self.keras_model.backbone(images, training=True)]
+        rpn_logits, rpn_probs, rpn_deltas = self.rpn_outputs(feature_maps, training=True)
+        proposals = proposal_layer(
+            tf.stop_gradient(rpn_probs),
+            tf.stop_gradient(rpn_deltas),
+            anchors,
+            int(config.POST_NMS_ROIS_TRAINING),
+            float(config.RPN_NMS_THRESHOLD),
+            int(config.PRE_NMS_LIMIT),
+            np.asarray(config.RPN_BBOX_STD_DEV, np.float32),
+        )
+        gt_norm = norm_boxes_graph(gt_boxes, image_shape)
+        gt_norm = gt_norm * tf.cast(tf.not_equal(gt_class_ids, 0), tf.float32)[..., None]
+        targets = [
+            detection_targets_graph(proposals[i], gt_class_ids[i], gt_norm[i], gt_masks[i], config)
+            for i in range(images.shape[0])
+        ]
+        rois, target_ids, target_deltas, target_masks = (tf.stack([t[k] for t in targets]) for k in range(4))
+        rois = tf.stop_gradient(rois)
+        class_logits, _, pred_deltas = self.classify(rois, feature_maps[:4], image_shape, training=True)
+        positives = int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
+        pred_masks = self.masks(rois[:, :positives], feature_maps[:4], image_shape, training=True)
+        valid = tf.reduce_any(tf.not_equal(rois, 0.0), axis=-1)
+        return {
+            "rpn_class_loss": L.rpn_class_loss(rpn_match, rpn_logits),
+            "rpn_bbox_loss": L.rpn_bbox_loss(rpn_bbox, rpn_match, rpn_deltas),
+            "mrcnn_class_loss": L.mrcnn_class_loss(target_ids, class_logits, valid),
+            "mrcnn_bbox_loss": L.mrcnn_bbox_loss(target_deltas, target_ids, pred_deltas),
+            "mrcnn_mask_loss": L.mrcnn_mask_loss(
+                target_masks[:, :positives], target_ids[:, :positives], pred_masks
+            ),
+        }
+
+    # ---------------------------------------------------------------- inference
+    def mold_inputs(self, images):
+        """uint8 RGB images → molded float batch, windows (px) and scales."""
+        config = self.config
+        molded, windows, scales = [], [], []
+        for image in images:
+            image = np.asarray(image)
+            if image.ndim != 3 or image.shape[-1] != 3:
+                raise StreamerError(f"detect wants RGB images H×W×3, got shape {image.shape}")
+            resized, window, scale, _, _ = resize_image(
+                image,
+                min_dim=config.IMAGE_MIN_DIM,
+                max_dim=config.IMAGE_MAX_DIM,
+                min_scale=config.IMAGE_MIN_SCALE,
+                mode="square" if config.IMAGE_RESIZE_MODE == "crop" else config.IMAGE_RESIZE_MODE,
+            )
+            molded.append(mold_image(resized, config))
+            windows.append(window)
+            scales.append(scale)
+        shapes = {m.shape for m in molded}
+        if len(shapes) != 1:
+            raise StreamerError(
+                "images in one detect() call resize to different shapes: pass same-sized images "
+                "or use IMAGE_RESIZE_MODE 'square'"
+            )
+        return np.stack(molded), np.array(windows, dtype=np.int32), np.array(scales)
+
+    def _run_inference(self, molded, windows_norm, anchors):
+        if self._inference_fn is None:
+            self._inference_fn = tf.function(self.inference_graph, reduce_retracing=False)
+        with tf.device(self.device) if self.device else _nullcontext():
+            return self._inference_fn(
+                tf.convert_to_tensor(molded), tf.convert_to_tensor(windows_norm), tf.convert_to_tensor(anchors)
+            )
+
+    def detect(self, images, verbose=0) -> list[dict]:
+        """images: list or array of uint8 RGB images (any count). → one dict per image with
+        rois [N,4] int32 (y1,x1,y2,x2) on the original image, class_ids int32[N],
+        scores float32[N], masks bool [H,W,N]."""
+        if len(images) == 0:
+            return []
+        molded, windows, _ = self.mold_inputs(images)
+        shape = molded.shape[1:3]
+        anchors = self.get_anchors(shape)
+        windows_norm = norm_boxes(windows, shape)
+        detections, masks = self._run_inference(molded, windows_norm, anchors)
+        detections, masks = detections.numpy(), masks.numpy()
+        return [
+            self.unmold_detections(detections[i], masks[i], np.asarray(images[i]).shape, shape, windows[i])
+            for i in range(len(images))
+        ]
+
+    def unmold_detections(self, detections, masks, original_shape, molded_shape, window) -> dict:
+        count = int(np.sum(detections[:, 4] > 0))
+        boxes = detections[:count, :4]
+        class_ids = detections[:count, 4].astype(np.int32)
+        scores = detections[:count, 5].astype(np.float32)
+        wy1, wx1, wy2, wx2 = norm_boxes(np.asarray(window, dtype=np.float32)[None], molded_shape)[0]
+        scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1], dtype=np.float32)
+        shift = np.array([wy1, wx1, wy1, wx1], dtype=np.float32)
+        boxes = denorm_boxes((boxes - shift) / scale, original_shape[:2]).reshape(-1, 4)
+        keep = np.flatnonzero((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)
+        boxes, class_ids, scores = boxes[keep], class_ids[keep], scores[keep]
+        full = paste_masks(masks[:count][keep], boxes, original_shape)
+        return {"rois": boxes.astype(np.int32), "class_ids": class_ids, "scores": scores, "masks": full}
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False

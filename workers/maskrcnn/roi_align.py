@@ -1,0 +1,40 @@
+"""Pyramid ROI Align: each box is pooled from the FPN level that fits its size (matterport's rule)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def roi_levels(boxes, image_shape):
+    """boxes [B,N,4] normalised; image_shape (h, w) of the molded image → level 2..5 per box."""
+    h = boxes[..., 2] - boxes[..., 0]
+    w = boxes[..., 3] - boxes[..., 1]
+    area = tf.cast(image_shape[0] * image_shape[1], tf.float32)
+    size = tf.sqrt(tf.maximum(h * w, 1e-12)) / (224.0 / tf.sqrt(area))
+    level = 4.0 + tf.round(tf.math.log(size) / tf.math.log(2.0))
+    return tf.cast(tf.clip_by_value(level, 2.0, 5.0), tf.int32)
+
+
+def pyramid_roi_align(boxes, feature_maps, pool_size: int, image_shape):
+    """boxes [B,N,4] normalised; feature_maps [P2..P5] → pooled [B,N,pool,pool,C] (bilinear)."""
+    boxes = tf.stop_gradient(tf.cast(boxes, tf.float32))
+    levels = roi_levels(boxes, image_shape)
+    batch = tf.shape(boxes)[0]
+    count = tf.shape(boxes)[1]
+    pooled = []
+    where = []
+    for level, feature_map in zip(range(2, 6), feature_maps):
+        ix = tf.where(tf.equal(levels, level))  # [K, 2] (image, box)
+        level_boxes = tf.gather_nd(boxes, ix)
+        pooled.append(
+            tf.image.crop_and_resize(
+                tf.cast(feature_map, tf.float32), level_boxes, tf.cast(ix[:, 0], tf.int32), [pool_size, pool_size]
+            )
+        )
+        where.append(ix)
+    pooled = tf.concat(pooled, axis=0)
+    where = tf.concat(where, axis=0)
+    channels = tf.shape(pooled)[-1]
+    shape = tf.stack([tf.cast(batch, tf.int64), tf.cast(count, tf.int64), pool_size, pool_size, tf.cast(channels, tf.int64)])
+    out = tf.scatter_nd(where, pooled, shape)
+    return tf.ensure_shape(out, [None, None, pool_size, pool_size, feature_maps[0].shape[-1]])

@@ -1,0 +1,114 @@
+"""Where training and evaluation images come from: `kitti:DIR` folders or generated `synthetic-roads`.
+
+A source is a sized, indexable collection of (RGB uint8 image, uint8 road mask, name) at the
+image's own size; no TensorFlow here, so bad data specs fail fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from streamer.errors import StreamerError
+from workers.unet.synthetic import RoadScene
+
+KITTI_ROAD = 7  # the KITTI / Cityscapes label id for road
+SYNTHETIC = "synthetic-roads"
+SPLITS = {"train": 0, "val": 1, "test": 2}  # synthetic streams: disjoint scene sets for one seed
+
+
+@dataclass(frozen=True)
+class KittiSource:
+    """Paired KITTI semantic files: DIR/image_2/*.png with DIR/semantic/*.png (label ids; 7 = road)."""
+
+    images: tuple[Path, ...]
+    labels: tuple[Path, ...]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray, str]:
+        image = cv2.imread(str(self.images[index]), cv2.IMREAD_COLOR)
+        if image is None:
+            raise StreamerError(f"image {self.images[index]}: not a readable image; check the KITTI folder")
+        label = cv2.imread(str(self.labels[index]), cv2.IMREAD_UNCHANGED)
+        if label is None or label.ndim != 2:
+            got = "unreadable" if label is None else f"{label.shape[2]} channels"
+            raise StreamerError(
+                f"label {self.labels[index]}: expected a single-channel PNG of label ids (KITTI semantic/), got {got}"
+            )
+        if label.shape != image.shape[:2]:
+            raise StreamerError(
+                f"label {self.labels[index]}: size {label.shape[1]}x{label.shape[0]} differs from its image "
+                f"{self.images[index]} ({image.shape[1]}x{image.shape[0]})"
+            )
+        mask = (label == KITTI_ROAD).astype(np.uint8)
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), mask, self.images[index].stem
+
+    def subset(self, start: int, stop: int) -> KittiSource:
+        return KittiSource(self.images[start:stop], self.labels[start:stop])
+
+
+@dataclass(frozen=True)
+class SyntheticSource:
+    """`count` procedural road scenes from (seed, split), each rendered at `size` (H, W) at a random time."""
+
+    count: int
+    seed: int
+    split: str = "train"
+    size: tuple[int, int] = (360, 640)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray, str]:
+        rng = np.random.default_rng([self.seed, SPLITS[self.split], index])
+        scene = RoadScene.random(rng)
+        image, mask = scene.render(*self.size, t=float(rng.uniform(0.0, 60.0)))
+        return image, mask, f"{self.split}-{self.seed}-{index:05d}"
+
+
+def kitti_source(directory: str | Path) -> KittiSource:
+    """Sorted, paired KITTI files; StreamerError naming the path when folders are missing, empty or unequal."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise StreamerError(f"KITTI folder {root}: not found; pass kitti:DIR with DIR/image_2 and DIR/semantic")
+    found = {}
+    for sub in ("image_2", "semantic"):
+        folder = root / sub
+        if not folder.is_dir():
+            raise StreamerError(f"KITTI folder {folder}: missing; expected DIR/image_2/*.png and DIR/semantic/*.png")
+        found[sub] = tuple(sorted(folder.glob("*.png")))
+        if not found[sub]:
+            raise StreamerError(f"KITTI folder {folder}: no .png files")
+    images, labels = found["image_2"], found["semantic"]
+    if len(images) != len(labels):
+        raise StreamerError(
+            f"KITTI folder {root}: {len(images)} images in image_2 but {len(labels)} labels in semantic; "
+            "each image needs a label with the same name"
+        )
+    unpaired = [(i.name, l.name) for i, l in zip(images, labels) if i.name != l.name]
+    if unpaired:
+        raise StreamerError(f"KITTI folder {root}: image {unpaired[0][0]} is paired with label {unpaired[0][1]}; names must match")
+    return KittiSource(images, labels)
+
+
+def parse_data(spec: str) -> tuple[str, Path | None]:
+    """'kitti:DIR' → ("kitti", DIR); 'synthetic-roads' → ("synthetic", None); anything else → StreamerError."""
+    if spec == SYNTHETIC:
+        return "synthetic", None
+    if spec.startswith("kitti:") and len(spec) > len("kitti:"):
+        return "kitti", Path(spec[len("kitti:"):])
+    raise StreamerError(f"data {spec!r}: expected kitti:DIR (KITTI semantic layout) or {SYNTHETIC}")
+
+
+def limit(count: int, samples: int | None) -> int:
+    """How many items to use: all, or the first `samples` (validated)."""
+    if samples is None:
+        return count
+    if samples < 1:
+        raise StreamerError(f"samples {samples}: must be at least 1")
+    return min(count, samples)
