@@ -167,12 +167,12 @@ class MaskRCNN:
         masks = tf.gather(tf.transpose(masks, [0, 1, 4, 2, 3]), class_ids, batch_dims=2)
         return detections, masks
 
-    def training_graph(self, images, rpn_match, rpn_bbox, gt_class_ids, gt_boxes, gt_masks, anchors):
+    def training_graph(self, images, rpn_match, rpn_bbox, gt_class_ids, gt_boxes, gt_masks, anchors, training=True):
         """One forward pass in training mode → dict of the five losses."""
         config = self.config
         image_shape = tf.shape(images)[1:3]
-        feature_maps = [tf.cast(p, tf.float32) for p in self.keras_model.backbone(images, training=True)]
-        rpn_logits, rpn_probs, rpn_deltas = self.rpn_outputs(feature_maps, training=True)
+        feature_maps = [tf.cast(p, tf.float32) for p in self.keras_model.backbone(images, training=training)]
+        rpn_logits, rpn_probs, rpn_deltas = self.rpn_outputs(feature_maps, training=training)
         proposals = proposal_layer(
             tf.stop_gradient(rpn_probs),
             tf.stop_gradient(rpn_deltas),
@@ -190,9 +190,9 @@ class MaskRCNN:
         ]
         rois, target_ids, target_deltas, target_masks = (tf.stack([t[k] for t in targets]) for k in range(4))
         rois = tf.stop_gradient(rois)
-        class_logits, _, pred_deltas = self.classify(rois, feature_maps[:4], image_shape, training=True)
+        class_logits, _, pred_deltas = self.classify(rois, feature_maps[:4], image_shape, training=training)
         positives = int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
-        pred_masks = self.masks(rois[:, :positives], feature_maps[:4], image_shape, training=True)
+        pred_masks = self.masks(rois[:, :positives], feature_maps[:4], image_shape, training=training)
         valid = tf.reduce_any(tf.not_equal(rois, 0.0), axis=-1)
         return {
             "rpn_class_loss": L.rpn_class_loss(rpn_match, rpn_logits),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from streamer.errors import StreamerError
 from workers.unet.models.mobilenet import mobilenet_unet
 from workers.unet.models.unet import unet
 from workers.unet.models.unetpp import unet_plus_plus
@@ -13,9 +14,14 @@ ARCHITECTURES = {
 }
 
 
-def build_model(arch: str, input_shape: tuple[int, int, int], width: float = 1.0, classes: int = 1):
-    """Build architecture `arch` (a key of ARCHITECTURES) for RGB input in [0, 1]."""
-    return ARCHITECTURES[arch](input_shape, width=width, classes=classes)
+def build_model(arch: str, input_shape: tuple[int, int, int], width: float = 1.0, classes: int = 1, **options):
+    """Build architecture `arch` (a key of ARCHITECTURES) for RGB input in [0, 1]; options: dropout,
+    deep_supervision (unetpp only)."""
+    if arch not in ARCHITECTURES:
+        raise StreamerError(f"architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+    if width <= 0:
+        raise StreamerError(f"width {width}: must be positive (1.0 = the paper's 64…1024 filters)")
+    return ARCHITECTURES[arch](input_shape, width=width, classes=classes, **options)
 
 
 __all__ = ["ARCHITECTURES", "build_model", "mobilenet_unet", "unet", "unet_plus_plus"]

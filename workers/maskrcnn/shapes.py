@@ -1,0 +1,130 @@
+"""Synthetic shapes (squares, circles, triangles) as a Dataset, and as a video of moving shapes."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from streamer.prediction import Prediction
+
+from .boxes import extract_bboxes, non_max_suppression
+from .dataset import Dataset
+
+SHAPES = ("square", "circle", "triangle")
+CLASS_NAMES = ["BG", *SHAPES]
+
+
+def draw_shape(image, shape, dims, color):
+    x, y, s = dims
+    color = tuple(int(c) for c in color) if isinstance(color, (tuple, list, np.ndarray)) else color
+    if shape == "square":
+        cv2.rectangle(image, (int(x - s), int(y - s)), (int(x + s), int(y + s)), color, -1)
+    elif shape == "circle":
+        cv2.circle(image, (int(x), int(y)), int(s), color, -1)
+    elif shape == "triangle":
+        half = s / math.sin(math.radians(60))
+        points = np.array([[(x, y - s), (x - half, y + s), (x + half, y + s)]], dtype=np.int32)
+        cv2.fillPoly(image, points, color)
+    return image
+
+
+def random_shape(rng, height, width):
+    shape = SHAPES[rng.integers(0, 3)]
+    color = tuple(int(c) for c in rng.integers(0, 256, 3))
+    buffer = 20
+    y = int(rng.integers(buffer, height - buffer))
+    x = int(rng.integers(buffer, width - buffer))
+    s = int(rng.integers(buffer, max(buffer + 1, height // 4 + 1)))
+    return shape, color, (x, y, s)
+
+
+def random_image_spec(rng, height, width):
+    """Background colour and 1–4 shapes; shapes overlapping more than IoU 0.3 (boxes) are dropped."""
+    background = tuple(int(c) for c in rng.integers(0, 256, 3))
+    shapes = [random_shape(rng, height, width) for _ in range(int(rng.integers(1, 5)))]
+    boxes = np.array([[y - s, x - s, y + s, x + s] for _, _, (x, y, s) in shapes], dtype=np.float64)
+    keep = sorted(non_max_suppression(boxes, np.arange(len(shapes)), 0.3))
+    return background, [shapes[i] for i in keep]
+
+
+def render(height, width, background, shapes):
+    """→ image uint8 [H,W,3], masks bool [H,W,N] (later shapes occlude earlier), class ids int32 [N]."""
+    image = np.empty((height, width, 3), dtype=np.uint8)
+    image[:] = np.array(background, dtype=np.uint8)
+    masks = np.zeros((height, width, len(shapes)), dtype=np.uint8)
+    for i, (shape, color, dims) in enumerate(shapes):
+        draw_shape(image, shape, dims, color)
+        layer = np.zeros((height, width), dtype=np.uint8)
+        masks[:, :, i] = draw_shape(layer, shape, dims, 1)
+    masks = masks.astype(bool)
+    if len(shapes):
+        visible = ~masks[:, :, -1]
+        for i in range(len(shapes) - 2, -1, -1):
+            masks[:, :, i] &= visible
+            visible &= ~masks[:, :, i]
+    class_ids = np.array([CLASS_NAMES.index(s[0]) for s in shapes], dtype=np.int32)
+    return image, masks, class_ids
+
+
+class ShapesDataset(Dataset):
+    """`load_shapes(count, height, width, seed)`: images generated on the fly from a per-image seed."""
+
+    def load_shapes(self, count, height, width, seed=0):
+        for i, name in enumerate(SHAPES, start=1):
+            self.add_class("shapes", i, name)
+        for i in range(count):
+            rng = np.random.default_rng([int(seed), i])
+            background, shapes = random_image_spec(rng, height, width)
+            self.add_image("shapes", i, None, width=width, height=height, bg_color=background, shapes=shapes)
+
+    def load_image(self, image_id):
+        info = self.image_info[image_id]
+        return render(info["height"], info["width"], info["bg_color"], info["shapes"])[0]
+
+    def load_mask(self, image_id):
+        info = self.image_info[image_id]
+        _, masks, class_ids = render(info["height"], info["width"], info["bg_color"], info["shapes"])
+        return masks, class_ids
+
+    def image_reference(self, image_id):
+        return self.image_info[image_id]["shapes"]
+
+
+def shapes_frames(seed: int, width: int, height: int, fps: float, count: int):
+    """Yield `count` frames (uint8 H×W×3 RGB, Prediction ground truth) of 3–6 shapes moving and
+    bouncing over a background; shapes may overlap (later ones occlude earlier ones, and the
+    ground-truth masks show only what is visible). Empty (fully hidden) instances are dropped."""
+    rng = np.random.default_rng(int(seed))
+    scale = min(width, height)
+    background = tuple(int(c) for c in rng.integers(0, 256, 3))
+    movers = []
+    for _ in range(int(rng.integers(3, 7))):
+        shape = SHAPES[rng.integers(0, 3)]
+        color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        size = float(rng.uniform(0.06, 0.16) * scale)
+        pos = np.array([rng.uniform(size, width - size), rng.uniform(size, height - size)])
+        speed = rng.uniform(0.15, 0.45) * scale  # px per second
+        angle = rng.uniform(0, 2 * math.pi)
+        velocity = np.array([math.cos(angle), math.sin(angle)]) * speed
+        movers.append([shape, color, size, pos, velocity])
+    dt = 1.0 / float(fps or 25)
+    for _ in range(int(count)):
+        shapes = [(m[0], m[1], (int(round(m[3][0])), int(round(m[3][1])), int(round(m[2])))) for m in movers]
+        image, masks, class_ids = render(height, width, background, shapes)
+        present = masks.reshape(-1, masks.shape[-1]).any(axis=0) if masks.shape[-1] else np.zeros(0, bool)
+        masks, class_ids = masks[:, :, present], class_ids[present]
+        truth = Prediction(
+            masks=masks,
+            class_ids=class_ids.astype(np.int32),
+            scores=np.ones(len(class_ids), dtype=np.float32),
+            boxes=extract_bboxes(masks),
+        )
+        yield image, truth
+        for m in movers:
+            m[3] = m[3] + m[4] * dt
+            for axis, limit in ((0, width), (1, height)):
+                if m[3][axis] < m[2] or m[3][axis] > limit - m[2]:
+                    m[4][axis] = -m[4][axis]
+                    m[3][axis] = min(max(m[3][axis], m[2]), limit - m[2])

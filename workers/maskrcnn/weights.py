@@ -1,0 +1,266 @@
+"""Weight files.
+
+* Our own format: a Keras 3 `.weights.h5` file whose root attributes also hold the Config
+  (`maskrcnn_config`, JSON; includes CLASS_NAMES), so a file knows its architecture and classes.
+* matterport / Keras 2 HDF5 files (`mask_rcnn_coco.h5`, checkpoints): read with h5py and assigned
+  per layer by name, with `exclude` and a clear report of every layer that does not fit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import h5py
+import numpy as np
+
+from streamer.errors import StreamerError
+
+CONFIG_ATTR = "maskrcnn_config"
+EXTRA_ATTR = "maskrcnn_extra"
+COCO_CLASS_NAMES = [
+    "BG", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+]  # fmt: skip
+
+
+def save_weights(model, path, extra: dict | None = None):
+    """Write model weights + config to `path` (must end in .weights.h5), atomically."""
+    path = str(path)
+    if not path.endswith(".weights.h5"):
+        raise StreamerError(f"weights file {path} must end in .weights.h5")
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    partial = path[: -len(".weights.h5")] + f".partial{os.getpid()}.weights.h5"
+    model.keras_model.save_weights(partial)
+    with h5py.File(partial, "a") as f:
+        f.attrs[CONFIG_ATTR] = model.config.to_json()
+        f.attrs[EXTRA_ATTR] = json.dumps(extra or {})
+    os.replace(partial, path)
+    return path
+
+
+def read_config(path):
+    """The Config dict stored in one of our files, or None for other HDF5 files."""
+    _check_file(path)
+    with h5py.File(path, "r") as f:
+        raw = f.attrs.get(CONFIG_ATTR)
+        if raw is None:
+            return None
+        return json.loads(raw if isinstance(raw, str) else raw.decode())
+
+
+def read_extra(path) -> dict:
+    with h5py.File(path, "r") as f:
+        raw = f.attrs.get(EXTRA_ATTR)
+    return json.loads(raw if isinstance(raw, str) else raw.decode()) if raw is not None else {}
+
+
+def _check_file(path):
+    if not os.path.isfile(path):
+        raise StreamerError(f"weights file {path} does not exist: check the path")
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except OSError as error:
+        raise StreamerError(f"weights file {path} is not an HDF5 file ({error}): pass a .h5 / .weights.h5 file") from None
+
+
+def _attr_list(group, name):
+    """A Keras 2 string-list attribute, possibly chunked as name0, name1, …"""
+    if name in group.attrs:
+        values = list(group.attrs[name])
+    else:
+        values, chunk = [], 0
+        while f"{name}{chunk}" in group.attrs:
+            values.extend(group.attrs[f"{name}{chunk}"])
+            chunk += 1
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def read_keras2_h5(path) -> dict:
+    """{layer name: [(weight name, array), …]} from a Keras 2 HDF5 weights or model file."""
+    _check_file(path)
+    with h5py.File(path, "r") as f:
+        root = f
+        if not _attr_list(root, "layer_names") and "model_weights" in f:
+            root = f["model_weights"]
+        names = _attr_list(root, "layer_names")
+        if not names:
+            raise StreamerError(
+                f"weights file {path} has no 'layer_names': it is neither a Keras 2 HDF5 weights file "
+                "nor one of ours (.weights.h5 with a Mask R-CNN config)"
+            )
+        out = {}
+        for name in names:
+            if name not in root:
+                continue
+            group = root[name]
+            out[name] = [(w, np.asarray(group[w])) for w in _attr_list(group, "weight_names")]
+        return out
+
+
+def _excluded(name, exclude):
+    for pattern in exclude:
+        if name == pattern:
+            return True
+        try:
+            if re.fullmatch(pattern, name):
+                return True
+        except re.error:
+            continue
+    return False
+
+
+def _plan_layer(layer, stored, rpn_name):
+    """→ (list of (variable, array)) or a problem string."""
+    import keras
+
+    variables = list(layer.trainable_weights) + list(layer.non_trainable_weights)
+    if isinstance(layer, keras.Model) and layer.name == rpn_name:
+        # Nested model: match arrays to inner layers by the prefix of their weight names.
+        plan = []
+        by_prefix = {}
+        for wname, array in stored:
+            parts = wname.split("/")
+            prefix = parts[-2] if len(parts) >= 2 else ""
+            by_prefix.setdefault(prefix, []).append(array)
+        for inner in layer.layers:
+            inner_vars = list(inner.trainable_weights) + list(inner.non_trainable_weights)
+            if not inner_vars:
+                continue
+            arrays = by_prefix.get(inner.name)
+            if arrays is None:
+                return f"{layer.name}: the file has no weights for its inner layer {inner.name}"
+            sub = _match(inner.name, inner_vars, arrays)
+            if isinstance(sub, str):
+                return sub
+            plan.extend(sub)
+        return plan
+    return _match(layer.name, variables, [a for _, a in stored])
+
+
+def _match(name, variables, arrays):
+    if len(arrays) == len(variables) - 1 and len(variables) == 2 and arrays and tuple(arrays[0].shape) == tuple(variables[0].shape):
+        arrays = [arrays[0], np.zeros(variables[1].shape, dtype=np.float32)]  # kernel-only conv: zero bias
+    if len(arrays) != len(variables):
+        return f"{name}: file has {len(arrays)} weight(s), model wants {len(variables)}"
+    file_shapes = [tuple(a.shape) for a in arrays]
+    model_shapes = [tuple(v.shape) for v in variables]
+    if file_shapes != model_shapes:
+        fs = ", ".join(str(s) for s in file_shapes)
+        ms = ", ".join(str(s) for s in model_shapes)
+        return f"{name}: file has {fs}, model wants {ms}"
+    return list(zip(variables, arrays))
+
+
+def assign_by_name(model, stored: dict, exclude=(), source="weights file") -> dict:
+    """Assign {layer: [(weight name, array)]} to the model's layers with the same names.
+
+    Layers in the file that the model lacks are skipped (as Keras' by_name); a layer whose weight
+    count or shapes differ is an error unless excluded. Nothing is assigned if anything fails."""
+    exclude = list(exclude or [])
+    layers = model.layers_by_name()
+    rpn_name = model.keras_model.rpn.name
+    plan, problems, loaded, skipped, excluded = [], [], [], [], []
+    for name, weights in stored.items():
+        if not weights:
+            continue
+        if _excluded(name, exclude):
+            excluded.append(name)
+            continue
+        layer = layers.get(name)
+        if layer is None:
+            skipped.append(name)
+            continue
+        result = _plan_layer(layer, weights, rpn_name)
+        if isinstance(result, str):
+            problems.append(result)
+        else:
+            plan.extend(result)
+            loaded.append(name)
+    if problems:
+        names = [p.split(":")[0] for p in problems]
+        raise StreamerError(
+            f"{source} does not fit this model: "
+            + "; ".join(problems)
+            + f". Pass --exclude {','.join(names)} to skip those layers, or set NUM_CLASSES/BACKBONE"
+            " (and the other sizes) to match the file"
+        )
+    if not loaded:
+        raise StreamerError(
+            f"{source}: no layer name matches this model (it has {len(stored)} layers, e.g. "
+            f"{', '.join(list(stored)[:3])}): is it a Mask R-CNN weights file for this backbone?"
+        )
+    for variable, array in plan:
+        variable.assign(array.astype(variable.dtype) if hasattr(array, "astype") else array)
+    return {"loaded": loaded, "skipped": skipped, "excluded": excluded}
+
+
+ARCHITECTURE_KEYS = (
+    "BACKBONE", "NUM_CLASSES", "TOP_DOWN_PYRAMID_SIZE", "RPN_CONV_DEPTH", "MASK_HEAD_DEPTH",
+    "FPN_CLASSIF_FC_LAYERS_SIZE", "POOL_SIZE", "MASK_POOL_SIZE", "RPN_ANCHOR_RATIOS", "RPN_ANCHOR_STRIDE",
+)  # fmt: skip
+
+
+def architecture_differences(saved: dict, config) -> list[str]:
+    current = config.to_dict()
+    keys = list(ARCHITECTURE_KEYS)
+    if current.get("BACKBONE") == "light" or saved.get("BACKBONE") == "light":
+        keys.append("BACKBONE_WIDTH")
+    return [f"{k}: file has {saved.get(k)!r}, model has {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+
+
+def _own_file_by_name(path, saved) -> dict:
+    """Read one of our files into {layer name: [(weight name, array)]} via a model of its own config."""
+    from .config import Config
+    from .model import MaskRCNN
+
+    source = MaskRCNN(Config.from_dict(saved))
+    source.keras_model.load_weights(path)
+    out = {}
+    for name, layer in source.layers_by_name().items():
+        variables = list(layer.trainable_weights) + list(layer.non_trainable_weights)
+        if layer is source.keras_model.rpn:
+            out[name] = [(f"{name}/{inner.name}/{v.name}", v.numpy()) for inner in layer.layers for v in
+                         list(inner.trainable_weights) + list(inner.non_trainable_weights)]  # fmt: skip
+        elif name in ("backbone",):
+            continue
+        elif variables:
+            out[name] = [(f"{name}/{v.name}", v.numpy()) for v in variables]
+    for name in [n for n in out if n != source.keras_model.rpn.name]:
+        if any(name == inner.name for inner in source.keras_model.rpn.layers):
+            del out[name]
+    return out
+
+
+def load_weights(model, path, by_name=True, exclude=None) -> dict:
+    """Load our .weights.h5 or a Keras 2 HDF5 file into `model` (a MaskRCNN).
+
+    Our files with the same architecture and no exclude load exactly (Keras 3); otherwise,
+    and for Keras 2 files, layers are matched by name."""
+    path = str(path)
+    exclude = [e for e in (exclude or []) if e]
+    saved = read_config(path)
+    if saved is not None:
+        differences = architecture_differences(saved, model.config)
+        if not differences and not exclude:
+            try:
+                model.keras_model.load_weights(path)
+                return {"loaded": ["*"], "skipped": [], "excluded": []}
+            except Exception as error:  # falls back to by-name loading
+                differences = [str(error)]
+        stored = _own_file_by_name(path, saved)
+        return assign_by_name(model, stored, exclude, source=f"weights file {path}")
+    if not by_name and not exclude:
+        by_name = True  # topological loading is not supported: names are stable, order is not
+    return assign_by_name(model, read_keras2_h5(path), exclude, source=f"weights file {path}")
