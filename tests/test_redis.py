@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+import redis
 
 from media import make_video, probe
 from redis_fixtures import RedisServer
@@ -220,3 +221,59 @@ def test_redis_lost_mid_job_fails_clearly(tmp_path, redis_server, workers):
     assert errors and "lost Redis" in str(errors[0]) and "gave up after 2 s" in str(errors[0])
     assert not (tmp_path / "out.mp4").exists()
     assert not any(".part-" in path.name for path in tmp_path.iterdir())
+
+
+def test_acl_user_database_and_namespace(tmp_path, redis_server, workers, run_cli):
+    admin = redis_server.client()
+    admin.acl_setuser("alice", enabled=True, passwords=["+wonder"], keys=["team:*"], commands=["+@all"],
+                      channels=["*"])
+    url = f"redis://alice:wonder@127.0.0.1:{redis_server.port}/1"
+    workers.url = url
+    workers.start("--namespace", "team:a")
+    source = make_video(tmp_path / "in.mp4", frames=9)
+    code, _, err = run_cli("process", source, "-o", tmp_path / "out.mp4", "--model", LEFT_HALF, "--redis", url,
+                           "--namespace", "team:a", "-q")
+    assert code == 0, err
+    same_video(probe(tmp_path / "out.mp4"), embedded(tmp_path, source))
+    database1 = redis.Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/1")
+    keys = [key.decode() for key in database1.keys("*")]
+    assert keys and all(key.startswith("team:a:") for key in keys)
+    assert admin.keys("*") == []  # database 0 untouched
+
+
+def test_frames_in_flight_stay_bounded(tmp_path, redis_server, workers, run_cli):
+    source = make_video(tmp_path / "in.mp4", frames=60)
+    workers.start("--batch", "2", model=SLOW)
+    client = redis_server.client()
+    seen = []
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            streams = [KEYS.work(SLOW), *client.scan_iter(match=KEYS.results("*"))]
+            snapshot = client.pipeline(transaction=True)  # one atomic look at all streams
+            for stream in streams:
+                snapshot.xlen(stream)
+            seen.append(sum(snapshot.execute()))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    code, _, err = run_cli("process", source, "-o", tmp_path / "out.mp4", "--model", SLOW, "--batch", "2",
+                           "--redis", redis_server.url, "--in-flight", "6", "-q")
+    done.set()
+    watcher.join()
+    assert code == 0, err
+    assert max(seen) <= 6 and max(seen) >= 4
+
+
+def test_jpeg_frames_over_redis(tmp_path, redis_server, workers, run_cli):
+    source = make_video(tmp_path / "in.mp4", frames=10, width=96, height=64)
+    workers.start()
+    code, _, err = run_cli("process", source, "-o", tmp_path / "out.mp4", "--model", LEFT_HALF, "--redis",
+                           redis_server.url, "--frame-codec", "jpeg", "--quality", "95", "-q")
+    assert code == 0, err
+    lossy, exact = probe(tmp_path / "out.mp4"), embedded(tmp_path, source)
+    assert lossy["frames"] == 10
+    for left, right in zip(lossy["images"], exact["images"]):
+        assert np.abs(left.astype(int) - right).mean() < 3

@@ -73,14 +73,14 @@ class RedisTransport:
             reply = retrying(self._config, lambda: self._client.xread({stream: last_id}, count=64, block=200),
                              "read results")
             entries = reply[0][1] if reply else []
-            for entry_id, fields in entries:
-                last_id = entry_id
+            if entries:
+                last_id = entries[-1][0]
+                retrying(self._config, lambda: self._client.xdel(stream, *[i for i, _ in entries]), "trim results")
+            for _, fields in entries:
                 rendered = self._accept(fields)
                 if rendered is not None:
                     last_result = time.monotonic()
                     yield rendered
-            if entries:
-                retrying(self._config, lambda: self._client.xdel(stream, *[i for i, _ in entries]), "trim results")
             now = time.monotonic()
             if now - checked >= 1.0:
                 checked = now
