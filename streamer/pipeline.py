@@ -2,25 +2,27 @@
 
 Each stage is a thread joined to the next by a bounded queue, so the stages overlap
 (PyAV, TensorFlow and OpenCV release the GIL) and memory stays flat on any length of video.
+A live input drops frames by policy in front of the transport, so latency stays bounded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
-
-import contextlib
 
 from streamer.distributed.connection import RedisConfig
 from streamer.distributed.jobs import CANCELLED, DONE, FAILED
 from streamer.effects import EffectConfig, effect_function
 from streamer.errors import StreamerError
+from streamer.live import DropQueue, Latency, LiveConfig, LiveSource
 from streamer.muxer import Muxer
-from streamer.sink import EncodeConfig, VideoSink, check_output
-from streamer.source import Frame, VideoSource
-from streamer.stages import Stages
+from streamer.outputs import OutputConfig, Stream, check_outputs, open_outputs
+from streamer.sink import EncodeConfig
+from streamer.source import Frame, SourceOptions, VideoSource
+from streamer.stages import END, Stages
 from streamer.transports.memory import MemoryTransport
 from workers.registry import ModelConfig, check_model_name, load_model
 
@@ -30,11 +32,17 @@ class ProcessConfig:
     """One `streamer process` job."""
 
     input: str
-    output: str | None = None
+    output: str | None = None  # default: <stem>_<effect>.mp4 beside the input
+    also: tuple[str, ...] = ()  # more outputs written at the same time
     model: ModelConfig = field(default_factory=ModelConfig)
     effect: EffectConfig = field(default_factory=EffectConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     overwrite: bool = False
+    segment: float | None = None  # split file outputs every N seconds
+    hls_time: float = 2.0
+    hls_list_size: int = 6
+    source: SourceOptions = field(default_factory=SourceOptions)
+    live: LiveConfig = field(default_factory=LiveConfig)
     queue_frames: int = 32  # frames buffered between two stages
     redis: RedisConfig | None = None  # None: the embedded pipeline; else inference goes to workers
     local_workers: int = 0  # with redis: workers this command starts and stops itself
@@ -43,8 +51,14 @@ class ProcessConfig:
     def output_path(self) -> Path:
         if self.output:
             return Path(self.output)
+        if "://" in self.input:
+            raise StreamerError(f"{self.input}: a stream has no folder to write beside; give -o OUTPUT")
         source = Path(self.input)
         return source.with_name(f"{source.stem}_{self.effect.name}.mp4")
+
+    def outputs(self) -> OutputConfig:
+        return OutputConfig(targets=(str(self.output_path()), *self.also), segment=self.segment,
+                            hls_time=self.hls_time, hls_list_size=self.hls_list_size, overwrite=self.overwrite)
 
 
 @dataclass
@@ -58,10 +72,20 @@ class ProcessResult:
     interrupted: bool = False
     warning: str | None = None
     audio: str = "none"  # none | copied | re-encoded
+    live: bool = False
+    decoded: int = 0
+    dropped: int = 0
+    gaps: int = 0
+    latency_p50: float | None = None
+    latency_p95: float | None = None
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def input_fps(self) -> float:
+        return self.decoded / self.seconds if self.seconds > 0 else 0.0
 
 
 class Pipeline:
@@ -69,33 +93,37 @@ class Pipeline:
 
     def __init__(self, config: ProcessConfig):
         self.config = config
+        self.decoded = 0
 
     def run(self, progress: Callable[[int, int | None], None] | None = None) -> ProcessResult:
         config = self.config
         check_model_name(config.model.name)
         render = effect_function(config.effect.name)
-        output = check_output(config.output_path(), config.overwrite)
-        if Path(config.input).resolve() == output.resolve():
-            raise StreamerError(f"{output}: is the input too; choose another output")
-        source = VideoSource(config.input)
+        outputs = config.outputs()
+        check_outputs(outputs)
+        if "://" not in config.input and any(Path(config.input).resolve() == Path(target).resolve()
+                                             for target in outputs.targets if "://" not in target):
+            raise StreamerError(f"{config.input}: is an output too; choose another output")
+        source = self._open_source()
         stages = Stages()
         helpers = contextlib.ExitStack()
         try:
             transport = self._transport(stages, render, source, helpers)
-            sink = VideoSink(
-                output, source.info.width, source.info.height, source.info.rate, source.info.time_base,
-                rotation=source.info.rotation, encode=config.encode, audio=source.audio,
-            )
+            info = source.info
+            stream = Stream(info.width, info.height, info.rate, info.time_base, info.rotation)
+            sink = open_outputs(outputs, stream, self._encoding(info), source.audio)
         except BaseException:
             stages.shutdown()
             source.close()
             helpers.close()
             raise
         muxer = Muxer(sink)
+        drops = DropQueue(config.queue_frames, config.live.drop if source.info.live else "none", stages.stop)
+        latency = Latency()
         started = time.perf_counter()
         interrupted = False
         try:
-            self._run(stages, source, transport, muxer, progress)
+            self._run(stages, source, drops, transport, muxer, latency, progress)
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -109,10 +137,10 @@ class Pipeline:
                 if isinstance(error, StreamerError):
                     raise error
                 raise StreamerError(f"processing failed: {type(error).__name__}: {error}") from error
-            if interrupted:
+            if interrupted and not source.info.live:
                 transport.end(CANCELLED, "interrupted")
                 written = sink.close_partial()
-            else:
+            else:  # a live stream ends when it is stopped: its outputs are whole
                 muxer.finish()
                 written = sink.close()
                 transport.end(DONE)
@@ -126,9 +154,27 @@ class Pipeline:
             interrupted=interrupted,
             warning=source.damage,
             audio="none" if sink.audio is None else ("copied" if sink.audio_copied else "re-encoded"),
+            live=source.info.live,
+            decoded=self.decoded,
+            dropped=drops.dropped,
+            gaps=getattr(source, "gaps", 0),
+            latency_p50=latency.percentile(50),
+            latency_p95=latency.percentile(95),
         )
 
-    def _transport(self, stages: Stages, render, source: VideoSource, helpers: contextlib.ExitStack):
+    def _open_source(self):
+        source = VideoSource(self.config.input, self.config.source)
+        return LiveSource(source, self.config.live) if source.info.live else source
+
+    def _encoding(self, info) -> EncodeConfig:
+        """Live outputs need low latency and regular keyframes for viewers who join mid-stream."""
+        encode = self.config.encode
+        if info.live:
+            gop = encode.gop or max(1, round(2 * float(info.rate)))
+            return replace(encode, tune=encode.tune or "zerolatency", gop=gop)
+        return encode
+
+    def _transport(self, stages: Stages, render, source, helpers: contextlib.ExitStack):
         config = self.config
         if config.redis is None:
             model = load_model(config.model)
@@ -145,22 +191,36 @@ class Pipeline:
             helpers.enter_context(local_workers(config.local_workers, config.model, config.redis))
         return RedisTransport(stages, client, config.redis, config.job or new_job_id(), spec, source.info.frames)
 
-    def _run(self, stages: Stages, source: VideoSource, transport, muxer: Muxer, progress) -> None:
+    def _run(self, stages: Stages, source, drops: DropQueue, transport, muxer: Muxer, latency: Latency,
+             progress) -> None:
         written = [0]
 
         def decode():
             for item in source.items():
                 if isinstance(item, Frame):
-                    transport.send(item)
+                    self.decoded += 1
+                    drops.put((item, time.monotonic()))
                 else:
                     muxer.add_audio(item)
+            drops.put(END, droppable=False)
+
+        def feed():
+            """Number the frames that survived the drop policy, so the muxer sees no gap."""
+            index = 0
+            while (item := drops.get()) is not END:
+                frame, arrived = item
+                latency.arrived(index, arrived)
+                transport.send(Frame(index, frame.pts, frame.time_base, frame.image))
+                index += 1
             transport.close()
 
         def encode():
             for rendered in transport.results():
                 written[0] += muxer.push(rendered.index, rendered.pts, rendered.time_base, rendered.image)
+                latency.written(rendered.index)
 
         stages.spawn("decode", decode)
+        stages.spawn("feed", feed)
         encoder = stages.spawn("encode", encode)
         total = source.info.frames
         while encoder.is_alive():

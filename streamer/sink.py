@@ -31,6 +31,8 @@ class EncodeConfig:
     preset: str = "veryfast"
     pix_fmt: str = "yuv420p"
     threads: int = 0  # 0: FFmpeg picks
+    tune: str | None = None  # x264 tune, e.g. zerolatency for live outputs
+    gop: int | None = None  # frames between keyframes (None: the encoder's default)
 
 
 def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -60,7 +62,7 @@ class VideoSink:
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        target: str | os.PathLike,
         width: int,
         height: int,
         rate: Fraction,
@@ -68,22 +70,30 @@ class VideoSink:
         rotation: int = 0,
         encode: EncodeConfig | None = None,
         audio: av.audio.stream.AudioStream | None = None,
+        format: str | None = None,
+        options: dict[str, str] | None = None,
     ):
+        """A file target is written under a temporary name; a URL or an HLS playlist is written live."""
         encode = encode or EncodeConfig()
-        self.path = Path(path)
+        self.target = str(target)
+        self.path = Path(target)
+        self.atomic = "://" not in self.target and format != "hls"
         self.frames = 0
         self.audio_copied: bool | None = None
         self._temp = self.path.with_name(f".{self.path.stem}.part-{os.getpid()}{self.path.suffix}")
-        options = {"movflags": "+faststart"} if self.path.suffix.lower() in FASTSTART_FORMATS else {}
+        options = dict(options or {})
+        if self.atomic and self.path.suffix.lower() in FASTSTART_FORMATS:
+            options["movflags"] = "+faststart"
         try:
-            self._container = av.open(str(self._temp), mode="w", container_options=options)
-        except (av.error.FFmpegError, ValueError) as error:
+            self._container = av.open(str(self._temp) if self.atomic else self.target, mode="w", format=format,
+                                      container_options=options, timeout=30)
+        except (av.error.FFmpegError, ValueError, OSError) as error:
             self._temp.unlink(missing_ok=True)
-            raise StreamerError(f"{self.path}: cannot write this container ({error}); use .mp4 or .mkv") from None
+            raise StreamerError(f"{self.target}: cannot write there ({error}); use .mp4 or .mkv, or a reachable "
+                                "server") from None
         try:
             self.pix_fmt = _pixel_format(encode.pix_fmt, width, height)
             self.video = self._add_video(encode, width, height, rate, time_base, rotation)
-            self._audio_in = audio
             self.audio = self._add_audio(audio) if audio is not None else None
         except Exception:
             self.abort()
@@ -98,7 +108,9 @@ class VideoSink:
         stream.codec_context.time_base = time_base
         stream.codec_context.thread_count = encode.threads
         if encode.codec in X26X:
-            stream.options = {"crf": str(encode.crf), "preset": encode.preset}
+            stream.options = {"crf": str(encode.crf), "preset": encode.preset, **({"tune": encode.tune} if encode.tune else {})}
+        if encode.gop:
+            stream.codec_context.gop_size = encode.gop
         if rotation:
             stream.set_display_rotation(rotation)
         return stream
@@ -145,14 +157,15 @@ class VideoSink:
         if self.frames == 0:
             self.abort()
             return None
-        return self._finish(partial_path(self.path))
+        return self._finish(partial_path(self.path) if self.atomic else self.path)
 
     def abort(self) -> None:
         try:
             self._container.close()
         except Exception:
             pass
-        self._temp.unlink(missing_ok=True)
+        if self.atomic:
+            self._temp.unlink(missing_ok=True)
 
     def _finish(self, target: Path) -> Path:
         try:
@@ -161,7 +174,8 @@ class VideoSink:
                 self._encode_audio(None)
                 self._guarded(lambda: self._container.mux(self.audio.encode(None)))
             self._guarded(self._container.close)
-            os.replace(self._temp, target)
+            if self.atomic:
+                os.replace(self._temp, target)
         except BaseException:
             self.abort()
             raise
@@ -173,7 +187,8 @@ class VideoSink:
         except (OSError, av.error.FFmpegError) as error:
             reason = getattr(error, "strerror", None) or str(error)
             self.abort()
-            raise StreamerError(f"{self.path}: writing failed ({reason}); check free space and permissions") from None
+            raise StreamerError(f"{self.target}: writing failed ({reason}); check free space, permissions or the "
+                                "server") from None
 
 
 def _can_copy(container, codec: str) -> bool:

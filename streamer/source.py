@@ -30,6 +30,24 @@ class Frame:
         return float(self.pts * self.time_base)
 
 
+@dataclass
+class SourceOptions:
+    """How to open an input; the network settings matter for live streams."""
+
+    rtsp_transport: str = "tcp"  # tcp | udp
+    timeout: float = 10.0  # seconds to connect, and to wait for data once connected
+    live: bool | None = None  # None: decide from the URL and what FFmpeg reports
+
+
+LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp")
+
+
+def looks_live(url: str) -> bool:
+    """Network streams and capture devices are live; files and progressive HTTP are not."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    return scheme in LIVE_SCHEMES or url.startswith("/dev/video")
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What the sink needs to reproduce the input's timing and geometry."""
@@ -41,6 +59,7 @@ class VideoInfo:
     rotation: int  # display rotation in degrees, counter-clockwise
     frames: int | None  # the container's frame count, when it states one
     duration: float | None  # seconds, when known
+    live: bool = False  # a stream with no end: timestamps are arrival times, Ctrl-C ends it normally
 
 
 class VideoSource:
@@ -50,11 +69,12 @@ class VideoSource:
     before the damage are kept and `damage` says what happened.
     """
 
-    def __init__(self, url: str, threads: int = 0):
+    def __init__(self, url: str, options: SourceOptions | None = None, threads: int = 0):
         self.url = url
+        self.options = options or SourceOptions()
         self.damage: str | None = None
         self._first_rotation = 0
-        self._container = _open_input(url)
+        self._container = _open_input(url, self.options)
         if not self._container.streams.video:
             self._container.close()
             raise StreamerError(f"{url}: has no video stream; give a video file or stream")
@@ -78,7 +98,11 @@ class VideoSource:
             duration = float(video.duration * video.time_base)
         elif self._container.duration:
             duration = self._container.duration / av.time_base
+        live = self.options.live
+        if live is None:
+            live = looks_live(self.url) or (self.url.startswith("http") and duration is None)
         return VideoInfo(
+            live=live,
             width=video.codec_context.width,
             height=video.codec_context.height,
             rate=Fraction(rate),
@@ -134,8 +158,10 @@ def _frame_step(video) -> int:
     return max(1, round(1 / (Fraction(rate) * Fraction(video.time_base))))
 
 
-def _open_input(url: str):
+def _open_input(url: str, options: SourceOptions):
     is_path = "://" not in url
+    if url.startswith("/dev/video"):
+        return _open_device(url, options)
     if is_path:
         if not os.path.exists(url):
             raise StreamerError(f"{url}: no such file; check the path")
@@ -143,10 +169,25 @@ def _open_input(url: str):
             raise StreamerError(f"{url}: is a folder; give a video file")
         if not os.access(url, os.R_OK):
             raise StreamerError(f"{url}: not readable; check its permissions")
+    settings = {"rtsp_transport": options.rtsp_transport} if url.lower().startswith("rtsp") else {}
+    if not is_path and not url.lower().startswith("rtsp"):
+        settings["rw_timeout"] = str(int(options.timeout * 1e6))
     try:
-        return av.open(url, mode="r")
+        return av.open(url, mode="r", options=settings, timeout=(options.timeout, options.timeout))
     except av.error.EOFError:
         raise StreamerError(f"{url}: no video frames, the file ends before any; check it is complete") from None
     except av.error.FFmpegError as error:
         reason = getattr(error, "strerror", None) or str(error)
+        if not is_path:
+            raise StreamerError(f"{url}: cannot open the stream ({reason}); check the URL and that it is up") from None
         raise StreamerError(f"{url}: not a readable video ({reason}); give a file FFmpeg can play") from None
+
+
+def _open_device(url: str, options: SourceOptions):
+    """A V4L2 capture device such as /dev/video0."""
+    if not os.path.exists(url):
+        raise StreamerError(f"{url}: no such capture device; check the camera is plugged in")
+    try:
+        return av.open(url, mode="r", format="v4l2", timeout=(options.timeout, options.timeout))
+    except av.error.FFmpegError as error:
+        raise StreamerError(f"{url}: cannot open the camera ({error}); check it is not in use") from None

@@ -19,6 +19,7 @@ from streamer.prediction import Prediction
 FACTORIES = {
     "unet": "workers.unet.predictor:load",
     "identity": "workers.identity:load",
+    "maskrcnn": "workers.maskrcnn.predictor:load",
 }
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import threading
 
 from streamer.cli.common import add_frame_arguments, add_redis_arguments, producer_config
 from streamer.effects import EFFECTS, EffectConfig
+from streamer.live import DROP_POLICIES, LiveConfig
+from streamer.source import SourceOptions
 from streamer.errors import StreamerError
 from streamer.pipeline import Pipeline, ProcessConfig
 from streamer.progress import ProgressBar, say
@@ -17,7 +21,9 @@ from workers.registry import ModelConfig
 def add_parser(commands) -> None:
     parser = commands.add_parser("process", help="segment a video file and render the result")
     parser.add_argument("input", help="video file or URL (anything FFmpeg reads)")
-    parser.add_argument("-o", "--output", help="output file (default: <stem>_<effect>.mp4 beside the input)")
+    parser.add_argument("-o", "--output", action="append", metavar="OUTPUT",
+                        help="file, folder/index.m3u8 (HLS), rtsp:// or rtmp:// URL; repeat for several outputs "
+                             "(default: <stem>_<effect>.mp4 beside the input)")
     parser.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output if it exists")
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="unet", help="model name (default: unet)")
@@ -35,6 +41,20 @@ def add_parser(commands) -> None:
     encode.add_argument("--crf", type=int, default=23, help="quality, lower is better (default: 23)")
     encode.add_argument("--preset", default="veryfast", help="x264 speed preset (default: veryfast)")
     encode.add_argument("--pix-fmt", default="yuv420p", help="pixel format (default: yuv420p)")
+    live = parser.add_argument_group("live streams")
+    live.add_argument("--live", action="store_true", default=None,
+                      help="treat the input as live (default: rtsp/rtmp/udp/srt URLs, cameras, endless HTTP)")
+    live.add_argument("--rtsp-transport", default="tcp", choices=("tcp", "udp"), help="RTSP transport (default: tcp)")
+    live.add_argument("--timeout", type=float, default=10.0,
+                      help="seconds to connect, and without data before reconnecting (default: 10)")
+    live.add_argument("--give-up", type=float, default=60.0,
+                      help="seconds without frames before a live job fails (default: 60)")
+    live.add_argument("--drop", default="oldest", choices=DROP_POLICIES,
+                      help="when falling behind a live input, drop the oldest or newest frame, or none (default: oldest)")
+    live.add_argument("--segment", help="split file outputs every DURATION (e.g. 10m, 30s, 1h)")
+    live.add_argument("--hls-time", type=float, default=2.0, help="seconds per HLS segment (default: 2)")
+    live.add_argument("--hls-list-size", type=int, default=6,
+                      help="segments kept in the HLS playlist, 0 keeps all (default: 6)")
     add_redis_arguments(parser, required=False)
     parser.add_argument("--workers", type=int, default=0,
                         help="with --redis: also start N local workers for this job (default: 0)")
@@ -52,10 +72,17 @@ def config_from_args(args: argparse.Namespace) -> ProcessConfig:
         raise StreamerError("--workers needs --redis URL (without Redis everything runs in this process)")
     if not 0.0 <= args.alpha <= 1.0:
         raise StreamerError(f"--alpha {args.alpha}: must be between 0 and 1")
+    outputs = args.output or [None]
     return ProcessConfig(
         input=args.input,
-        output=args.output,
+        output=outputs[0],
+        also=tuple(outputs[1:]),
         overwrite=args.overwrite,
+        segment=parse_duration(args.segment) if args.segment else None,
+        hls_time=args.hls_time,
+        hls_list_size=args.hls_list_size,
+        source=SourceOptions(rtsp_transport=args.rtsp_transport, timeout=args.timeout, live=args.live),
+        live=LiveConfig(drop=args.drop, give_up=args.give_up),
         model=ModelConfig(
             name=args.model, weights=args.weights, batch_size=args.batch, threshold=args.threshold,
             device=args.device, mixed_precision=args.mixed_precision,
@@ -65,6 +92,21 @@ def config_from_args(args: argparse.Namespace) -> ProcessConfig:
         redis=producer_config(args),
         local_workers=args.workers,
     )
+
+
+def parse_duration(text: str) -> float:
+    """'10m', '30s', '1h' or plain seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text[-1].lower() in units:
+            seconds = float(text[:-1]) * units[text[-1].lower()]
+        else:
+            seconds = float(text)
+    except (ValueError, IndexError):
+        raise StreamerError(f"--segment {text}: give a duration such as 10m, 30s or 1h") from None
+    if seconds <= 0:
+        raise StreamerError(f"--segment {text}: must be positive")
+    return seconds
 
 
 def parse_color(text: str) -> tuple[int, int, int]:
@@ -79,16 +121,30 @@ def parse_color(text: str) -> tuple[int, int, int]:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM finalizes the outputs, as Ctrl-C does
     with ProgressBar("processing", enabled=not (args.quiet or args.json)) as progress:
         result = Pipeline(config).run(progress)
     if result.warning and not args.quiet:
         say(f"streamer: warning: {config.input}: {result.warning}; kept the frames decoded before it")
     if args.json:
-        print(json.dumps({
+        summary = {
             "output": result.output, "frames": result.frames, "seconds": round(result.seconds, 3),
             "fps": round(result.fps, 2), "interrupted": result.interrupted, "warning": result.warning,
             "audio": result.audio,
-        }))
+        }
+        if result.live:
+            summary.update(live=True, input_fps=round(result.input_fps, 2), dropped=result.dropped, gaps=result.gaps,
+                           latency_p50=result.latency_p50, latency_p95=result.latency_p95)
+        print(json.dumps(summary))
+    if result.live:
+        if not args.quiet:
+            p50, p95 = (f"{value * 1000:.0f}" if value is not None else "-" for value in
+                        (result.latency_p50, result.latency_p95))
+            say(f"{result.frames} frames in {result.seconds:.1f} s (in {result.input_fps:.1f} fps, out "
+                f"{result.fps:.1f} fps), {result.dropped} dropped, {result.gaps} gaps, latency p50 {p50} ms "
+                f"p95 {p95} ms → {result.output}")
+        return 0
     if result.interrupted:
         kept = (f"kept a valid shorter video at {result.output}" if result.output
                 else "no frame was written, removed the partial output")
@@ -97,3 +153,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         say(f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.1f} fps) → {result.output}")
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 
 import numpy as np
@@ -64,6 +65,22 @@ class Dataset:
         if info["source"] != source:
             raise StreamerError(f"class {class_id} belongs to source {info['source']!r}, not {source!r}")
         return info["id"]
+
+    def subset(self, image_ids) -> "Dataset":
+        """A prepared copy holding only the given images (same classes)."""
+        other = copy.copy(self)
+        other.image_info = [self.image_info[i] for i in image_ids]
+        other.class_info = list(self.class_info)
+        other.prepare()
+        return other
+
+    def split(self, fraction: float, seed: int = 0):
+        """→ (train, val): a random `fraction` of the images (at least one) held out."""
+        ids = np.random.RandomState(seed).permutation(len(self.image_info))
+        count = min(len(ids) - 1, max(1, int(round(len(ids) * fraction)))) if len(ids) > 1 else 0
+        if count == 0:
+            return self.subset(ids), self.subset(ids)
+        return self.subset(sorted(ids[count:])), self.subset(sorted(ids[:count]))
 
     @property
     def image_ids(self):

@@ -130,6 +130,7 @@ class MaskRCNN:
         flat = tf.reshape(pooled, [-1, pool, pool, pooled.shape[-1]])
         logits, probs, deltas = self.keras_model.classifier(flat, training=training)
         c = int(self.config.NUM_CLASSES)
+        logits, probs, deltas = (tf.cast(t, tf.float32) for t in (logits, probs, deltas))
         return (
             tf.reshape(logits, [b, n, c]),
             tf.reshape(probs, [b, n, c]),
@@ -141,7 +142,7 @@ class MaskRCNN:
         pooled = pyramid_roi_align(rois, feature_maps, pool, image_shape)
         b, n = tf.shape(rois)[0], tf.shape(rois)[1]
         flat = tf.reshape(pooled, [-1, pool, pool, pooled.shape[-1]])
-        out = self.keras_model.mask_head(flat, training=training)
+        out = tf.cast(self.keras_model.mask_head(flat, training=training), tf.float32)
         return tf.reshape(out, tf.concat([[b, n], tf.shape(out)[1:]], axis=0))
 
     def inference_graph(self, images, windows, anchors):

@@ -13,9 +13,6 @@ import numpy as np
 
 from streamer.errors import StreamerError
 from workers.unet.augment import augmentation
-from workers.unet.sources import KittiSource, SyntheticSource, kitti_source, limit, parse_data
-
-DEFAULT_SCENES = 2000  # synthetic-roads scenes when --samples is not given
 
 
 class SegmentationBatches(keras.utils.PyDataset):
@@ -71,35 +68,3 @@ class SegmentationBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
-
-
-def training_sources(spec: str, samples: int | None, val_fraction: float, seed: int,
-                     input_size: tuple[int, int]) -> tuple[object, object | None]:
-    """(train source, validation source or None) for a data spec.
-
-    kitti:DIR uses the sorted pairs (the first `samples`), validating on the last `val_fraction` of them;
-    synthetic-roads draws `samples` scenes, the validation ones from a disjoint stream of the same seed.
-    """
-    if not 0.0 <= val_fraction < 1.0:
-        raise StreamerError(f"validation fraction {val_fraction}: must be in [0, 1)")
-    kind, path = parse_data(spec)
-    if kind == "kitti":
-        pairs: KittiSource = kitti_source(path)
-        total = limit(len(pairs), samples)
-        held = int(round(total * val_fraction))
-        if total - held < 1:
-            raise StreamerError(f"KITTI folder {path}: {total} pairs leave nothing to train on with --val {val_fraction}")
-        return pairs.subset(0, total - held), (pairs.subset(total - held, total) if held else None)
-    total = limit(DEFAULT_SCENES if samples is None else samples, samples)
-    held = int(round(total * val_fraction))
-    if total - held < 1:
-        raise StreamerError(f"samples {total}: nothing left to train on with --val {val_fraction}")
-    size = render_size(input_size)
-    train = SyntheticSource(total - held, seed, "train", size)
-    return train, (SyntheticSource(held, seed, "val", size) if held else None)
-
-
-def render_size(input_size: tuple[int, int]) -> tuple[int, int]:
-    """Synthetic training frames: dashcam 16:9, ~1.4× the model input height (crops then shrink to the input)."""
-    height = 2 * round(input_size[0] * 1.4 / 2)
-    return height, 2 * round(height * 16 / 9 / 2)

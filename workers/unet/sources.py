@@ -18,6 +18,7 @@ from workers.unet.synthetic import RoadScene
 KITTI_ROAD = 7  # the KITTI / Cityscapes label id for road
 SYNTHETIC = "synthetic-roads"
 SPLITS = {"train": 0, "val": 1, "test": 2}  # synthetic streams: disjoint scene sets for one seed
+DEFAULT_SCENES = 2000  # synthetic-roads training scenes when --samples is not given
 
 
 @dataclass(frozen=True)
@@ -112,3 +113,35 @@ def limit(count: int, samples: int | None) -> int:
     if samples < 1:
         raise StreamerError(f"samples {samples}: must be at least 1")
     return min(count, samples)
+
+
+def training_sources(spec: str, samples: int | None, val_fraction: float, seed: int,
+                     input_size: tuple[int, int]) -> tuple[object, object | None]:
+    """(train source, validation source or None) for a data spec.
+
+    kitti:DIR uses the sorted pairs (the first `samples`), validating on the last `val_fraction` of them;
+    synthetic-roads draws `samples` scenes, the validation ones from a disjoint stream of the same seed.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise StreamerError(f"validation fraction {val_fraction}: must be in [0, 1)")
+    kind, path = parse_data(spec)
+    if kind == "kitti":
+        pairs = kitti_source(path)
+        total = limit(len(pairs), samples)
+        held = int(round(total * val_fraction))
+        if total - held < 1:
+            raise StreamerError(f"KITTI folder {path}: {total} pairs leave nothing to train on with --val {val_fraction}")
+        return pairs.subset(0, total - held), (pairs.subset(total - held, total) if held else None)
+    total = limit(DEFAULT_SCENES if samples is None else samples, samples)
+    held = int(round(total * val_fraction))
+    if total - held < 1:
+        raise StreamerError(f"samples {total}: nothing left to train on with --val {val_fraction}")
+    size = render_size(input_size)
+    train = SyntheticSource(total - held, seed, "train", size)
+    return train, (SyntheticSource(held, seed, "val", size) if held else None)
+
+
+def render_size(input_size: tuple[int, int]) -> tuple[int, int]:
+    """Synthetic training frames: dashcam 16:9, ~1.4× the model input height (crops then shrink to the input)."""
+    height = 2 * round(input_size[0] * 1.4 / 2)
+    return height, 2 * round(height * 16 / 9 / 2)

@@ -42,6 +42,7 @@ class TrainConfig:
     seed: int = 0
     steps_per_epoch: int | None = None  # None: one pass over the training samples
     dropout: float = 0.5
+    schedule: str = "cosine"  # learning rate: cosine decay to 5 % over the run, or constant
     deep_supervision: bool = False  # unetpp only: a head per nested decoder level
     workers: int = 2  # data loader threads
 
@@ -56,6 +57,7 @@ class TrainConfig:
             (0 <= self.val_fraction < 1, f"--val {self.val_fraction}: must be in [0, 1)"),
             (self.steps_per_epoch is None or self.steps_per_epoch >= 1, "--steps: must be at least 1"),
             (0 <= self.dropout < 1, f"--dropout {self.dropout}: must be in [0, 1)"),
+            (self.schedule in ("cosine", "constant"), f"--schedule {self.schedule}: choose cosine or constant"),
             (not self.deep_supervision or self.arch == "unetpp", "--deep-supervision needs --arch unetpp"),
             (self.workers >= 1, "workers: must be at least 1"),
         ]
@@ -102,7 +104,7 @@ def train(config: TrainConfig) -> TrainResult:
     config.validate()
     out = Path(config.out)
     state = _start_state(config, out)
-    from workers.unet.data import SegmentationBatches, training_sources
+    from workers.unet.sources import training_sources
 
     size = (config.input_height, config.input_width)
     train_source, val_source = training_sources(config.data, config.samples, config.val_fraction, config.seed, size)
@@ -113,13 +115,15 @@ def train(config: TrainConfig) -> TrainResult:
 
     import keras
 
+    from workers.unet.data import SegmentationBatches
+
     keras.utils.set_random_seed(config.seed + done)
-    model = _model(config, out, resume=state is not None)
-    outputs = len(model.outputs)
+    heads = 4 if config.deep_supervision else 1
     common = dict(size=size, batch_size=config.batch_size, seed=config.seed, classes=config.classes,
-                  outputs=outputs, workers=config.workers)
+                  outputs=heads, workers=config.workers)
     train_batches = SegmentationBatches(train_source, train=True, steps=config.steps_per_epoch, epoch=done, **common)
     val_batches = SegmentationBatches(val_source, train=False, **common) if val_source is not None else None
+    model = _model(config, out, resume=state is not None, total_steps=config.epochs * len(train_batches))
     print(
         f"training {config.arch} (width {config.width}, input {size[0]}x{size[1]}, {model.count_params():,} parameters) "
         f"on {config.data}: {len(train_source)} train / {len(val_source) if val_source else 0} validation samples, "
@@ -154,8 +158,8 @@ def _start_state(config: TrainConfig, out: Path) -> dict | None:
     return state
 
 
-def _model(config: TrainConfig, out: Path, resume: bool):
-    """A fresh compiled model, or the last checkpoint with its optimizer state when resuming."""
+def _model(config: TrainConfig, out: Path, resume: bool, total_steps: int):
+    """A fresh compiled model, or the last checkpoint with its optimizer (and schedule) state when resuming."""
     if resume:
         from workers.unet.modelfile import load_keras_model
 
@@ -176,8 +180,11 @@ def _model(config: TrainConfig, out: Path, resume: bool):
         loss = keras.losses.SparseCategoricalCrossentropy()
         iou = keras.metrics.IoU(config.classes, target_class_ids=[1], sparse_y_pred=False, name="iou")
     heads = len(model.outputs)
+    rate = config.learning_rate
+    if config.schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(1, total_steps), alpha=0.05)
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
+        optimizer=keras.optimizers.Adam(rate),
         loss=loss if heads == 1 else [loss] * heads,
         metrics=[iou] if heads == 1 else [[] for _ in range(heads - 1)] + [[iou]],  # IoU of the final head
     )
@@ -240,7 +247,7 @@ def _callback_class():
             state = {"version": STATE_VERSION, "epoch": epoch + 1, "config": asdict(self.config),
                      "best": self.best, "history": self.history}
             _atomic_write(self.out / STATE, lambda tmp: tmp.write_text(json.dumps(state, indent=2)))
-            shown = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k != "learning_rate")
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in logs.items())
             mark = "  *best" if improved else ""
             print(f"epoch {epoch + 1}/{self.config.epochs}  {shown}  ({seconds:.0f} s){mark}", flush=True)
 

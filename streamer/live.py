@@ -1,0 +1,148 @@
+"""Live inputs: reconnect when the stream drops, drop frames by policy, measure latency.
+
+A live stream has no end and no seeking; the pipeline must keep up or drop frames, so that
+latency never grows without bound. Output timestamps are arrival times: monotonic, real-time.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from typing import Iterator
+
+import numpy as np
+
+from streamer.errors import StreamerError
+from streamer.source import Frame, SourceOptions, VideoSource
+from streamer.stages import Stopped
+
+log = logging.getLogger(__name__)
+
+LIVE_TIME_BASE = Fraction(1, 90000)
+DROP_POLICIES = ("oldest", "newest", "none")
+
+
+@dataclass
+class LiveConfig:
+    """How a live input is kept going."""
+
+    drop: str = "oldest"  # when the pipeline falls behind: drop the oldest or the newest frame, or none
+    give_up: float = 60.0  # seconds without a frame before the job fails
+    max_backoff: float = 8.0  # longest wait between reconnect attempts
+
+
+class LiveSource:
+    """A live input that reconnects with exponential backoff; frames carry their arrival time."""
+
+    def __init__(self, source: VideoSource, config: LiveConfig):
+        self.url, self.options, self.config = source.url, source.options, config
+        self.gaps = 0
+        self.reconnects = 0
+        self.damage = None
+        self.audio = None  # live audio is not carried: its clock is the sender's, not ours
+        self._source = source
+        self.info = replace(self._source.info, time_base=LIVE_TIME_BASE, frames=None, duration=None, live=True)
+        self._closed = threading.Event()
+
+    def items(self) -> Iterator[Frame]:
+        started, last_pts, index = None, -1, 0
+        while not self._closed.is_set():
+            for item in self._source.items():
+                if not isinstance(item, Frame):
+                    continue
+                now = time.monotonic()
+                started = now if started is None else started
+                last_pts = max(last_pts + 1, round((now - started) / LIVE_TIME_BASE))
+                yield Frame(index, last_pts, LIVE_TIME_BASE, item.image)
+                index += 1
+            if self._closed.is_set():
+                return
+            self._reconnect()
+
+    def _reconnect(self) -> None:
+        reason = self._source.damage or "the stream ended"
+        self._source.close()
+        self.gaps += 1
+        lost = time.monotonic()
+        log.warning("%s: lost (%s); reconnecting", self.url, reason)
+        backoff = 0.5
+        while not self._closed.is_set():
+            waited = time.monotonic() - lost
+            if waited > self.config.give_up:
+                raise StreamerError(f"{self.url}: no frames for {waited:.0f} s after {self.reconnects} reconnect "
+                                    f"attempts; gave up (--give-up {self.config.give_up:g})")
+            try:
+                self.reconnects += 1
+                self._source = VideoSource(self.url, self.options)
+                log.warning("%s: reconnected after %.1f s", self.url, time.monotonic() - lost)
+                return
+            except StreamerError as error:
+                log.info("%s: reconnect failed: %s", self.url, error)
+                self._closed.wait(backoff)
+                backoff = min(backoff * 2, self.config.max_backoff)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._source.close()
+
+
+class DropQueue:
+    """A bounded queue that, when full, drops the oldest or the newest frame instead of blocking."""
+
+    def __init__(self, size: int, policy: str, stop: threading.Event):
+        if policy not in DROP_POLICIES:
+            raise StreamerError(f"--drop {policy}: choose one of {', '.join(DROP_POLICIES)}")
+        self.size, self.policy, self.stop = size, policy, stop
+        self.dropped = 0
+        self._items: collections.deque = collections.deque()
+        self._ready = threading.Condition()
+
+    def put(self, item, droppable: bool = True) -> None:
+        with self._ready:
+            while len(self._items) >= self.size:
+                if droppable and self.policy == "newest":
+                    self.dropped += 1
+                    return
+                if droppable and self.policy == "oldest":
+                    self._items.popleft()
+                    self.dropped += 1
+                    break
+                self._wait()
+            self._items.append(item)
+            self._ready.notify_all()
+
+    def get(self):
+        with self._ready:
+            while not self._items:
+                self._wait()
+            item = self._items.popleft()
+            self._ready.notify_all()
+            return item
+
+    def _wait(self) -> None:
+        if self.stop.is_set():
+            raise Stopped
+        self._ready.wait(0.1)
+
+
+class Latency:
+    """Seconds from a frame's arrival to its encoding; keeps the most recent samples."""
+
+    def __init__(self, keep: int = 10_000):
+        self._arrived: dict[int, float] = {}
+        self._samples: collections.deque[float] = collections.deque(maxlen=keep)
+
+    def arrived(self, index: int, when: float) -> None:
+        self._arrived[index] = when
+
+    def written(self, index: int) -> None:
+        start = self._arrived.pop(index, None)
+        if start is not None:
+            self._samples.append(time.monotonic() - start)
+
+    def percentile(self, q: float) -> float | None:
+        return float(np.percentile(self._samples, q)) if self._samples else None

@@ -1,0 +1,72 @@
+"""The `instances` effect: masks, boxes, class names and scores drawn on a frame (pure function)."""
+
+from __future__ import annotations
+
+import colorsys
+
+import cv2
+import numpy as np
+
+
+def random_colors(count: int, bright: bool = True) -> list[tuple[int, int, int]]:
+    """Distinct colours (uint8 RGB), deterministic for a given count (evenly spaced hues)."""
+    brightness = 1.0 if bright else 0.7
+    hsv = [((i * 0.618033988749895) % 1.0, 0.85, brightness) for i in range(count)]
+    return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb(*v)) for v in hsv]
+
+
+def apply_mask(image: np.ndarray, mask: np.ndarray, color, alpha: float = 0.5) -> np.ndarray:
+    """Blend `color` into `image` where mask is set (in place on a copy you own)."""
+    region = image[mask].astype(np.float32)
+    image[mask] = (region * (1 - alpha) + np.asarray(color, np.float32) * alpha).astype(np.uint8)
+    return image
+
+
+def instances(frame: np.ndarray, prediction, options) -> np.ndarray:
+    """frame uint8 H×W×3 RGB; prediction with masks [H,W,N], boxes [N,4], class_ids, scores.
+    options: .alpha (mask opacity, default 0.5); optional .class_names (list indexed by class id),
+    .show_boxes / .show_labels (default True). Returns a new frame; the input is not modified."""
+    out = np.array(frame, dtype=np.uint8, copy=True)
+    masks = getattr(prediction, "masks", None)
+    if masks is None or masks.shape[-1] == 0:
+        return out
+    alpha = float(getattr(options, "alpha", 0.5) if getattr(options, "alpha", None) is not None else 0.5)
+    names = getattr(options, "class_names", None)
+    show_boxes = getattr(options, "show_boxes", True)
+    show_labels = getattr(options, "show_labels", True)
+    count = masks.shape[-1]
+    boxes = prediction.boxes if prediction.boxes is not None else np.zeros((count, 4), np.int32)
+    class_ids = prediction.class_ids if prediction.class_ids is not None else np.zeros(count, np.int32)
+    scores = prediction.scores
+    colors = random_colors(count)
+    h, w = out.shape[:2]
+    scale = max(0.35, min(h, w) / 900.0)
+    thickness = max(1, int(round(min(h, w) / 400.0)))
+    for i in range(count):
+        color = colors[i]
+        apply_mask(out, masks[:, :, i], color, alpha)
+        contours, _ = cv2.findContours(masks[:, :, i].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, color, thickness)
+        y1, x1, y2, x2 = (int(v) for v in boxes[i])
+        if show_boxes and y2 > y1 and x2 > x1:
+            cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), color, thickness, lineType=cv2.LINE_AA)
+        if show_labels:
+            cid = int(class_ids[i])
+            name = names[cid] if names is not None and 0 <= cid < len(names) else f"class {cid}"
+            label = name if scores is None else f"{name} {float(scores[i]):.2f}"
+            (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+            ty = max(th + base, y1)
+            cv2.rectangle(out, (x1, ty - th - base), (x1 + tw, ty), color, -1)
+            cv2.putText(out, label, (x1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness,
+                        cv2.LINE_AA)  # fmt: skip
+    return out
+
+
+def display_instances(image, boxes, masks, class_ids, class_names, scores=None, alpha=0.5):
+    """matterport-style helper returning the drawn image (no matplotlib window)."""
+    from types import SimpleNamespace
+
+    from streamer.prediction import Prediction
+
+    prediction = Prediction(masks=masks, boxes=boxes, class_ids=class_ids, scores=scores)
+    return instances(image, prediction, SimpleNamespace(alpha=alpha, class_names=class_names))
