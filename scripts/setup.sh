@@ -2,14 +2,19 @@
 # Installs what streamer and its tests need: redis-server (Debian) and .venv with the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v redis-server >/dev/null 2>&1; then
+# Debian packages: redis-server for the distributed tests, GStreamer's RTSP server for the live tests.
+debs="redis-server python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good
+      gstreamer1.0-plugins-bad"
+missing=$(for deb in $debs; do dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "ok installed" || echo "$deb"; done)
+if [ -n "$missing" ]; then
   if command -v apt-get >/dev/null 2>&1; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-server >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq $missing >/dev/null
   else
-    echo "setup: install redis-server (needed by the distributed tests)" >&2
+    echo "setup: install these Debian packages for the tests: $missing" >&2
   fi
 fi
 if [ ! -x .venv/bin/python ]; then

@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from streamer.errors import StreamerError
-from streamer.source import Frame, SourceOptions, VideoSource
+from streamer.source import Frame, VideoSource, looks_live
 from streamer.stages import Stopped
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,10 @@ class LiveConfig:
     max_backoff: float = 8.0  # longest wait between reconnect attempts
 
 
+class SourceLost(StreamerError):
+    """A live input gave no frame for the give-up time; what was recorded is kept."""
+
+
 class LiveSource:
     """A live input that reconnects with exponential backoff; frames carry their arrival time."""
 
@@ -49,17 +53,26 @@ class LiveSource:
         self._closed = threading.Event()
 
     def items(self) -> Iterator[Frame]:
+        """Frames stamped with their arrival time; a file played as live is paced at its own rate."""
         started, last_pts, index = None, -1, 0
+        paced = not looks_live(self.url)
         while not self._closed.is_set():
+            first = None
             for item in self._source.items():
                 if not isinstance(item, Frame):
                     continue
                 now = time.monotonic()
                 started = now if started is None else started
+                if paced:
+                    first = item.seconds if first is None else first
+                    wait = started + (item.seconds - first) - now
+                    if wait > 0 and self._closed.wait(wait):
+                        return
+                    now = time.monotonic()
                 last_pts = max(last_pts + 1, round((now - started) / LIVE_TIME_BASE))
                 yield Frame(index, last_pts, LIVE_TIME_BASE, item.image)
                 index += 1
-            if self._closed.is_set():
+            if self._closed.is_set() or paced:
                 return
             self._reconnect()
 
@@ -73,7 +86,7 @@ class LiveSource:
         while not self._closed.is_set():
             waited = time.monotonic() - lost
             if waited > self.config.give_up:
-                raise StreamerError(f"{self.url}: no frames for {waited:.0f} s after {self.reconnects} reconnect "
+                raise SourceLost(f"{self.url}: no frames for {waited:.0f} s after {self.reconnects} reconnect "
                                     f"attempts; gave up (--give-up {self.config.give_up:g})")
             try:
                 self.reconnects += 1
@@ -84,6 +97,10 @@ class LiveSource:
                 log.info("%s: reconnect failed: %s", self.url, error)
                 self._closed.wait(backoff)
                 backoff = min(backoff * 2, self.config.max_backoff)
+
+    def stop(self) -> None:
+        """Ask the reading thread to finish (it may be waiting to reconnect)."""
+        self._closed.set()
 
     def close(self) -> None:
         self._closed.set()
@@ -102,6 +119,8 @@ class DropQueue:
         self._ready = threading.Condition()
 
     def put(self, item, droppable: bool = True) -> None:
+        if self.stop.is_set():
+            raise Stopped
         with self._ready:
             while len(self._items) >= self.size:
                 if droppable and self.policy == "newest":

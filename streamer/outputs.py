@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -79,6 +79,10 @@ def open_outputs(config: OutputConfig, stream: Stream, encode: EncodeConfig, aud
 def _open(target: str, config: OutputConfig, stream: Stream, encode: EncodeConfig, audio):
     geometry = (stream.width, stream.height, stream.rate, stream.time_base)
     target_kind = kind(target)
+    if target_kind in ("network", "hls"):  # viewers join mid-stream: regular keyframes, low latency
+        seconds = config.hls_time if target_kind == "hls" else 2.0
+        encode = replace(encode, gop=encode.gop or max(1, round(seconds * float(stream.rate))),
+                         tune=encode.tune or "zerolatency")
     if target_kind == "network":
         scheme = target.split("://", 1)[0].lower()
         options = {"rtsp_transport": "tcp"} if scheme.startswith("rtsp") else {}

@@ -17,7 +17,7 @@ from streamer.distributed.connection import RedisConfig
 from streamer.distributed.jobs import CANCELLED, DONE, FAILED
 from streamer.effects import EffectConfig, effect_function
 from streamer.errors import StreamerError
-from streamer.live import DropQueue, Latency, LiveConfig, LiveSource
+from streamer.live import DropQueue, Latency, LiveConfig, LiveSource, SourceLost
 from streamer.muxer import Muxer
 from streamer.outputs import OutputConfig, Stream, check_outputs, open_outputs
 from streamer.sink import EncodeConfig
@@ -105,10 +105,12 @@ class Pipeline:
                                              for target in outputs.targets if "://" not in target):
             raise StreamerError(f"{config.input}: is an output too; choose another output")
         source = self._open_source()
+        # a live input keeps only a couple of batches in hand, so falling behind drops frames, not seconds
+        depth = 2 * config.model.batch_size if source.info.live else config.queue_frames
         stages = Stages()
         helpers = contextlib.ExitStack()
         try:
-            transport = self._transport(stages, render, source, helpers)
+            transport = self._transport(stages, render, source, helpers, depth)
             info = source.info
             stream = Stream(info.width, info.height, info.rate, info.time_base, info.rotation)
             sink = open_outputs(outputs, stream, self._encoding(info), source.audio)
@@ -118,7 +120,7 @@ class Pipeline:
             helpers.close()
             raise
         muxer = Muxer(sink)
-        drops = DropQueue(config.queue_frames, config.live.drop if source.info.live else "none", stages.stop)
+        drops = DropQueue(depth, config.live.drop if source.info.live else "none", stages.stop)
         latency = Latency()
         started = time.perf_counter()
         interrupted = False
@@ -127,13 +129,18 @@ class Pipeline:
         except KeyboardInterrupt:
             interrupted = True
         finally:
+            stages.stop.set()
+            source.stop()
             stages.shutdown()
             source.close()
         try:
             if stages.errors and not interrupted:
-                sink.abort()
                 error = stages.errors[0]
                 transport.end(FAILED, str(error))
+                if isinstance(error, SourceLost):  # a live recording up to the loss is worth keeping
+                    muxer.finish()
+                    raise SourceLost(f"{error}; kept what was recorded in {sink.close()}")
+                sink.abort()
                 if isinstance(error, StreamerError):
                     raise error
                 raise StreamerError(f"processing failed: {type(error).__name__}: {error}") from error
@@ -174,11 +181,11 @@ class Pipeline:
             return replace(encode, tune=encode.tune or "zerolatency", gop=gop)
         return encode
 
-    def _transport(self, stages: Stages, render, source, helpers: contextlib.ExitStack):
+    def _transport(self, stages: Stages, render, source, helpers: contextlib.ExitStack, depth: int):
         config = self.config
         if config.redis is None:
             model = load_model(config.model)
-            return MemoryTransport(stages, model, render, config.effect, config.model.batch_size, config.queue_frames)
+            return MemoryTransport(stages, model, render, config.effect, config.model.batch_size, depth)
         from streamer.distributed.connection import connect
         from streamer.distributed.jobs import JobSpec, new_job_id
         from streamer.distributed.spawn import local_workers

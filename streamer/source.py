@@ -79,7 +79,9 @@ class VideoSource:
             self._container.close()
             raise StreamerError(f"{url}: has no video stream; give a video file or stream")
         self.video = self._container.streams.video[0]
-        self.video.thread_type = "AUTO"
+        # frame threading holds frames back (latency, and frames lost when a stream drops): live uses slices
+        live = self.options.live if self.options.live is not None else looks_live(url)
+        self.video.thread_type = "SLICE" if live else "AUTO"
         self.video.codec_context.thread_count = threads
         self.audio = self._container.streams.audio[0] if self._container.streams.audio else None
         self._pending = self._decode()
@@ -148,6 +150,9 @@ class VideoSource:
             self.damage = f"input damaged after frame {index}: {error}"
             log.warning("%s: %s; keeping the %d frames decoded before it", self.url, self.damage, index)
 
+    def stop(self) -> None:
+        """A file ends by itself: nothing to interrupt."""
+
     def close(self) -> None:
         self._container.close()
 
@@ -169,7 +174,9 @@ def _open_input(url: str, options: SourceOptions):
             raise StreamerError(f"{url}: is a folder; give a video file")
         if not os.access(url, os.R_OK):
             raise StreamerError(f"{url}: not readable; check its permissions")
-    settings = {"rtsp_transport": options.rtsp_transport} if url.lower().startswith("rtsp") else {}
+    settings = {}
+    if url.lower().startswith("rtsp"):  # start at once instead of buffering a second of stream to probe it
+        settings = {"rtsp_transport": options.rtsp_transport, "analyzeduration": "0", "probesize": "32768"}
     if not is_path and not url.lower().startswith("rtsp"):
         settings["rw_timeout"] = str(int(options.timeout * 1e6))
     try:

@@ -59,9 +59,14 @@ def test_training_steps_lower_the_loss(tmp_path):
     step = trainer._build_step(get_anchors(config, (64, 64)), variables)
     batch = next(data_generator(dataset, config, get_anchors(config, (64, 64), normalized=False), shuffle=False))
     tf.random.set_seed(0)
-    losses = [float(step(**batch)["loss"]) for _ in range(12)]
+    # Eagerly: compiling the training graph costs more than the few steps themselves.
+    tf.config.run_functions_eagerly(True)
+    try:
+        losses = [float(step(**batch)["loss"]) for _ in range(6)]
+    finally:
+        tf.config.run_functions_eagerly(False)
     assert np.isfinite(losses).all()
-    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
+    assert np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2]), losses
 
 
 def test_training_refuses_broken_data(tmp_path):
@@ -123,3 +128,14 @@ def test_registry_predictor_and_shipped_weights_accuracy():
     assert predictions[0].foreground().shape == (128, 128)
     result = evaluate(predictor.model, dataset, coco=False)
     assert result["mAP"] >= _card_map() - 0.08, result
+
+
+def test_checkpoint_naming_and_resume_without_checkpoint(tmp_path):
+    from workers.maskrcnn.train import Trainer
+
+    trainer = Trainer(SimpleNamespace(config=shapes_config()), str(tmp_path), log=lambda *_: None)
+    with pytest.raises(StreamerError, match="no checkpoint"):
+        trainer.resume()
+    for epoch in (1, 2, 10):
+        (tmp_path / os.path.basename(trainer.checkpoint_path(epoch))).write_bytes(b"")
+    assert trainer.find_last() == (10, str(tmp_path / "mask_rcnn_shapes_0010.weights.h5"))

@@ -46,9 +46,9 @@ def write_keras2(path, source, chunked=False, nested=False, drop=()):
             layer = layers[name]
             weight_names = []
             if layer is rpn:
-                pairs = [(f"{l.name}/{v.name}:0", v) for l in rpn.layers for v in l.trainable_weights + l.non_trainable_weights]
+                pairs = [(f"{l.name}/{v.name}:0", v) for l in rpn.layers for v in l.weights]
             else:
-                pairs = [(f"{name}/{v.name}:0", v) for v in layer.trainable_weights + layer.non_trainable_weights]
+                pairs = [(f"{name}/{v.name}:0", v) for v in layer.weights]
             for wname, variable in pairs:
                 group.create_dataset(wname, data=variable.numpy())
                 weight_names.append(wname.encode())

@@ -49,6 +49,8 @@ def add_parser(commands) -> None:
                       help="seconds to connect, and without data before reconnecting (default: 10)")
     live.add_argument("--give-up", type=float, default=60.0,
                       help="seconds without frames before a live job fails (default: 60)")
+    live.add_argument("--max-backoff", type=float, default=8.0,
+                      help="longest wait between reconnect attempts, which double from 0.5 s (default: 8)")
     live.add_argument("--drop", default="oldest", choices=DROP_POLICIES,
                       help="when falling behind a live input, drop the oldest or newest frame, or none (default: oldest)")
     live.add_argument("--segment", help="split file outputs every DURATION (e.g. 10m, 30s, 1h)")
@@ -82,7 +84,7 @@ def config_from_args(args: argparse.Namespace) -> ProcessConfig:
         hls_time=args.hls_time,
         hls_list_size=args.hls_list_size,
         source=SourceOptions(rtsp_transport=args.rtsp_transport, timeout=args.timeout, live=args.live),
-        live=LiveConfig(drop=args.drop, give_up=args.give_up),
+        live=LiveConfig(drop=args.drop, give_up=args.give_up, max_backoff=args.max_backoff),
         model=ModelConfig(
             name=args.model, weights=args.weights, batch_size=args.batch, threshold=args.threshold,
             device=args.device, mixed_precision=args.mixed_precision,

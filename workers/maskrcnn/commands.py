@@ -168,9 +168,9 @@ def run_train(args) -> int:
     train, val, class_names, defaults, name = load_datasets(args, for_training=True)
     config = build_config(args, defaults, class_names, name, init_path=args.init)
     if name != "shapes":
-        validate_dataset(train, f"training data {args.data}")
+        validate_dataset(train, f"training data {args.data}", limit=500)
         if val is not None and val is not train:
-            validate_dataset(val, f"validation data {args.data}")
+            validate_dataset(val, f"validation data {args.data}", limit=500)
     exclude = [e.strip() for e in args.exclude.split(",") if e.strip()]
     model = MaskRCNN(config)
     trainer = Trainer(model, args.out, log=_log)
@@ -209,7 +209,8 @@ def run_evaluate(args) -> int:
         overrides = parse_overrides(args.set)
         if args.min_confidence is not None:
             overrides["DETECTION_MIN_CONFIDENCE"] = args.min_confidence
-        config = Config.from_dict(saved, **overrides, IMAGES_PER_GPU=1, GPU_COUNT=1)
+        overrides = {"IMAGES_PER_GPU": 1, "GPU_COUNT": 1, **overrides}
+        config = Config.from_dict(saved, **overrides)
         if config.NUM_CLASSES != len(class_names):
             raise StreamerError(
                 f"weights {weights} have {config.NUM_CLASSES} classes ({', '.join(config.class_names[1:])}) but "
@@ -217,6 +218,8 @@ def run_evaluate(args) -> int:
             )
     else:
         config = build_config(args, defaults, class_names, name)
+        if args.min_confidence is not None:
+            config = config.replace(DETECTION_MIN_CONFIDENCE=args.min_confidence)
     model = MaskRCNN(config)
     model.load_weights(weights)
     result = evaluate(model, dataset, limit=args.limit, iou_threshold=args.iou, coco=not args.no_coco)

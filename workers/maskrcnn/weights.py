@@ -125,7 +125,7 @@ def _plan_layer(layer, stored, rpn_name):
     """→ (list of (variable, array)) or a problem string."""
     import keras
 
-    variables = list(layer.trainable_weights) + list(layer.non_trainable_weights)
+    variables = list(layer.weights)
     if isinstance(layer, keras.Model) and layer.name == rpn_name:
         # Nested model: match arrays to inner layers by the prefix of their weight names.
         plan = []
@@ -135,7 +135,7 @@ def _plan_layer(layer, stored, rpn_name):
             prefix = parts[-2] if len(parts) >= 2 else ""
             by_prefix.setdefault(prefix, []).append(array)
         for inner in layer.layers:
-            inner_vars = list(inner.trainable_weights) + list(inner.non_trainable_weights)
+            inner_vars = list(inner.weights)
             if not inner_vars:
                 continue
             arrays = by_prefix.get(inner.name)
@@ -229,10 +229,10 @@ def _own_file_by_name(path, saved) -> dict:
     source.keras_model.load_weights(path)
     out = {}
     for name, layer in source.layers_by_name().items():
-        variables = list(layer.trainable_weights) + list(layer.non_trainable_weights)
+        variables = list(layer.weights)
         if layer is source.keras_model.rpn:
             out[name] = [(f"{name}/{inner.name}/{v.name}", v.numpy()) for inner in layer.layers for v in
-                         list(inner.trainable_weights) + list(inner.non_trainable_weights)]  # fmt: skip
+                         list(inner.weights)]  # fmt: skip
         elif name in ("backbone",):
             continue
         elif variables:

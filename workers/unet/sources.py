@@ -77,14 +77,13 @@ def kitti_source(directory: str | Path) -> KittiSource:
     root = Path(directory)
     if not root.is_dir():
         raise StreamerError(f"KITTI folder {root}: not found; pass kitti:DIR with DIR/image_2 and DIR/semantic")
-    found = {}
     for sub in ("image_2", "semantic"):
-        folder = root / sub
-        if not folder.is_dir():
-            raise StreamerError(f"KITTI folder {folder}: missing; expected DIR/image_2/*.png and DIR/semantic/*.png")
-        found[sub] = tuple(sorted(folder.glob("*.png")))
-        if not found[sub]:
-            raise StreamerError(f"KITTI folder {folder}: no .png files")
+        if not (root / sub).is_dir():
+            raise StreamerError(f"KITTI folder {root / sub}: missing; expected DIR/image_2/*.png and DIR/semantic/*.png")
+    found = {sub: tuple(sorted((root / sub).glob("*.png"))) for sub in ("image_2", "semantic")}
+    for sub, files in found.items():
+        if not files:
+            raise StreamerError(f"KITTI folder {root / sub}: no .png files")
     images, labels = found["image_2"], found["semantic"]
     if len(images) != len(labels):
         raise StreamerError(

@@ -19,7 +19,7 @@ from streamer.errors import StreamerError
 
 STATE = "state.json"
 STATE_VERSION = 1
-RESUMABLE = {"epochs", "resume", "out"}  # fields a resumed run may change
+RESUMABLE = {"epochs", "resume", "out", "workers"}  # fields a resumed run may change
 
 
 @dataclass
@@ -125,7 +125,7 @@ def train(config: TrainConfig) -> TrainResult:
     val_batches = SegmentationBatches(val_source, train=False, **common) if val_source is not None else None
     model = _model(config, out, resume=state is not None, total_steps=config.epochs * len(train_batches))
     print(
-        f"training {config.arch} (width {config.width}, input {size[0]}x{size[1]}, {model.count_params():,} parameters) "
+        f"training {config.arch} (width {config.width}, input {size[1]}x{size[0]}, {model.count_params():,} parameters) "
         f"on {config.data}: {len(train_source)} train / {len(val_source) if val_source else 0} validation samples, "
         f"epochs {done + 1}..{config.epochs} → {out}",
         flush=True,
