@@ -57,7 +57,8 @@ class ProcessConfig:
         return source.with_name(f"{source.stem}_{self.effect.name}.mp4")
 
     def outputs(self) -> OutputConfig:
-        return OutputConfig(targets=(str(self.output_path()), *self.also), segment=self.segment,
+        primary = self.output or str(self.output_path())  # a URL stays a string: Path would fold its //
+        return OutputConfig(targets=(primary, *self.also), segment=self.segment,
                             hls_time=self.hls_time, hls_list_size=self.hls_list_size, overwrite=self.overwrite)
 
 
