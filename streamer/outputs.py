@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
+
+import tempfile
 
 import av
 
 from streamer.errors import StreamerError
+from streamer.storage import filesystem, is_remote, upload
 from streamer.sink import EncodeConfig, VideoSink, check_output
 
 NETWORK_FORMATS = {"rtsp": "rtsp", "rtsps": "rtsp", "rtmp": "flv", "rtmps": "flv", "srt": "mpegts",
@@ -22,6 +25,7 @@ class OutputConfig:
     """Every output of one job and how the live ones are cut."""
 
     targets: tuple[str, ...] = ()
+    storage: dict = field(default_factory=dict)  # fsspec options for remote targets
     segment: float | None = None  # seconds per recording file; None: one file
     hls_time: float = 2.0  # seconds per HLS segment
     hls_list_size: int = 6  # segments kept in a rolling HLS playlist (0: all)
@@ -40,7 +44,9 @@ class Stream:
 
 
 def kind(target: str) -> str:
-    """file | hls | network"""
+    """file | hls | network | remote (a bucket: written locally, then uploaded)"""
+    if is_remote(target):
+        return "remote"
     if "://" in target:
         scheme = target.split("://", 1)[0].lower()
         if scheme not in NETWORK_FORMATS:
@@ -53,7 +59,11 @@ def kind(target: str) -> str:
 def check_outputs(config: OutputConfig) -> None:
     """Fail before any work on an output that cannot be written."""
     for target in config.targets:
-        if kind(target) == "file" and config.segment is None:
+        if kind(target) == "remote":
+            fs, path = filesystem(target, config.storage)
+            if fs.exists(path) and not config.overwrite:
+                raise StreamerError(f"{target}: already exists; pass -y to overwrite it")
+        elif kind(target) == "file" and config.segment is None:
             check_output(target, config.overwrite)
         elif kind(target) in ("file", "hls"):
             folder = Path(target).parent
@@ -88,6 +98,8 @@ def _open(target: str, config: OutputConfig, stream: Stream, encode: EncodeConfi
         options = {"rtsp_transport": "tcp"} if scheme.startswith("rtsp") else {}
         return VideoSink(target, *geometry, rotation=stream.rotation, encode=encode, format=NETWORK_FORMATS[scheme],
                          options=options)
+    if target_kind == "remote":
+        return RemoteSink(target, config.storage, stream, encode, audio)
     if target_kind == "hls":
         options = {"hls_time": f"{config.hls_time:g}", "hls_list_size": str(config.hls_list_size),
                    "hls_flags": "delete_segments+independent_segments" if config.hls_list_size else
@@ -97,6 +109,44 @@ def _open(target: str, config: OutputConfig, stream: Stream, encode: EncodeConfi
     if config.segment:
         return SegmentedSink(target, config.segment, stream, encode, audio, config.overwrite)
     return VideoSink(target, *geometry, rotation=stream.rotation, encode=encode, audio=audio)
+
+
+class RemoteSink:
+    """A video for a bucket: encoded into a local temporary file, uploaded whole on close."""
+
+    def __init__(self, url: str, storage: dict, stream: Stream, encode: EncodeConfig, audio):
+        self.url, self.storage = url, storage
+        suffix = Path(url.rsplit("/", 1)[-1]).suffix or ".mp4"
+        handle, self._local = tempfile.mkstemp(prefix="streamer-", suffix=suffix)
+        os.close(handle)
+        os.unlink(self._local)
+        self._sink = VideoSink(self._local, stream.width, stream.height, stream.rate, stream.time_base,
+                               rotation=stream.rotation, encode=encode, audio=audio)
+
+    frames = property(lambda self: self._sink.frames)
+    audio = property(lambda self: self._sink.audio)
+    audio_copied = property(lambda self: self._sink.audio_copied)
+
+    def write(self, image, pts: int, time_base: Fraction) -> None:
+        self._sink.write(image, pts, time_base)
+
+    def write_audio(self, packet) -> None:
+        self._sink.write_audio(packet)
+
+    def close(self) -> str:
+        try:
+            upload(str(self._sink.close()), self.url, self.storage)
+        finally:
+            Path(self._local).unlink(missing_ok=True)
+        return self.url
+
+    def close_partial(self) -> None:
+        """An interrupted upload is not published: nothing half-done appears in the bucket."""
+        self.abort()
+
+    def abort(self) -> None:
+        self._sink.abort()
+        Path(self._local).unlink(missing_ok=True)
 
 
 class SegmentedSink:

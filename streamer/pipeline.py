@@ -58,7 +58,7 @@ class ProcessConfig:
 
     def outputs(self) -> OutputConfig:
         primary = self.output or str(self.output_path())  # a URL stays a string: Path would fold its //
-        return OutputConfig(targets=(primary, *self.also), segment=self.segment,
+        return OutputConfig(targets=(primary, *self.also), storage=self.source.storage, segment=self.segment,
                             hls_time=self.hls_time, hls_list_size=self.hls_list_size, overwrite=self.overwrite)
 
 
@@ -92,8 +92,10 @@ class ProcessResult:
 class Pipeline:
     """Runs a ProcessConfig; `progress(done, total)` is called from the caller's thread."""
 
-    def __init__(self, config: ProcessConfig):
+    def __init__(self, config: ProcessConfig, model=None):
+        """`model`: an already loaded model to use instead of loading one (batches share one)."""
         self.config = config
+        self.model = model
         self.decoded = 0
 
     def run(self, progress: Callable[[int, int | None], None] | None = None) -> ProcessResult:
@@ -185,7 +187,7 @@ class Pipeline:
     def _transport(self, stages: Stages, render, source, helpers: contextlib.ExitStack, depth: int):
         config = self.config
         if config.redis is None:
-            model = load_model(config.model)
+            model = self.model or load_model(config.model)
             return MemoryTransport(stages, model, render, config.effect, config.model.batch_size, depth)
         from streamer.distributed.connection import connect
         from streamer.distributed.jobs import JobSpec, new_job_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Iterator
 
@@ -12,6 +12,7 @@ import av
 import numpy as np
 
 from streamer.errors import StreamerError
+from streamer.storage import filesystem, is_remote
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class SourceOptions:
     rtsp_transport: str = "tcp"  # tcp | udp
     timeout: float = 10.0  # seconds to connect, and to wait for data once connected
     live: bool | None = None  # None: decide from the URL and what FFmpeg reports
+    storage: dict = field(default_factory=dict)  # fsspec options for s3://, gs://, az:// … inputs
 
 
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp")
@@ -74,7 +76,15 @@ class VideoSource:
         self.options = options or SourceOptions()
         self.damage: str | None = None
         self._first_rotation = 0
-        self._container = _open_input(url, self.options)
+        self._file = None
+        if is_remote(url):  # PyAV reads the bucket's object through a seekable fsspec file
+            self._file = _open_remote(url, self.options)
+        try:
+            self._container = _open_input(url, self.options, self._file)
+        except BaseException:
+            if self._file is not None:
+                self._file.close()
+            raise
         if not self._container.streams.video:
             self._container.close()
             raise StreamerError(f"{url}: has no video stream; give a video file or stream")
@@ -155,6 +165,8 @@ class VideoSource:
 
     def close(self) -> None:
         self._container.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def _frame_step(video) -> int:
@@ -163,7 +175,22 @@ def _frame_step(video) -> int:
     return max(1, round(1 / (Fraction(rate) * Fraction(video.time_base))))
 
 
-def _open_input(url: str, options: SourceOptions):
+def _open_remote(url: str, options: SourceOptions):
+    fs, path = filesystem(url, options.storage)
+    try:
+        return fs.open(path, "rb")
+    except FileNotFoundError:
+        raise StreamerError(f"{url}: no such object; check the path") from None
+    except Exception as error:
+        raise StreamerError(f"{url}: cannot read ({type(error).__name__}: {error}); check the credentials") from None
+
+
+def _open_input(url: str, options: SourceOptions, file=None):
+    if file is not None:
+        try:
+            return av.open(file, mode="r")
+        except av.error.FFmpegError as error:
+            raise StreamerError(f"{url}: not a readable video ({error}); give a file FFmpeg can play") from None
     is_path = "://" not in url
     if url.startswith("/dev/video"):
         return _open_device(url, options)

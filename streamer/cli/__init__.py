@@ -11,11 +11,11 @@ from streamer.errors import StreamerError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from streamer.cli import evaluate, process, sample, status, submit, train, worker
+    from streamer.cli import batch, evaluate, process, sample, status, submit, train, worker
 
     parser = argparse.ArgumentParser(prog="streamer", description="Video segmentation service.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (process, worker, submit, status, sample, train, evaluate):
+    for module in (process, batch, worker, submit, status, sample, train, evaluate):
         module.add_parser(commands)
     return parser
 

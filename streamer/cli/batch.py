@@ -1,0 +1,93 @@
+"""`streamer batch INPUTS... -o DEST`: process many videos from folders or buckets, resumably."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from streamer.batch import DONE, FAILED, BatchConfig, run_batch
+from streamer.cli.common import add_frame_arguments, add_redis_arguments, producer_config
+from streamer.cli.process import parse_color
+from streamer.effects import EFFECTS, EffectConfig, effect_function
+from streamer.errors import StreamerError
+from streamer.pipeline import ProcessConfig
+from streamer.progress import say
+from streamer.sink import EncodeConfig
+from workers.registry import ModelConfig, check_model_name
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("batch", help="process many videos (local or s3://, gs://, az:// globs) into DEST")
+    parser.add_argument("inputs", nargs="+", help="files, globs or URLs with globs, e.g. 's3://bucket/in/*.mp4'")
+    parser.add_argument("-o", "--output", required=True, metavar="DEST", help="folder or bucket prefix")
+    parser.add_argument("--model", default="unet", help="model name (default: unet)")
+    parser.add_argument("--weights", help="weights file (default: the model's bundled demo weights)")
+    parser.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold (default: 0.5)")
+    parser.add_argument("--effect", default="overlay", help=f"one of {', '.join(EFFECTS)} (default: overlay)")
+    parser.add_argument("--color", default="255,0,255", help="overlay colour R,G,B")
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1")
+    parser.add_argument("--crf", type=int, default=23, help="x264 quality (default: 23)")
+    parser.add_argument("--preset", default="veryfast", help="x264 preset (default: veryfast)")
+    parser.add_argument("--parallel", type=int, default=1, help="videos processed at once (default: 1)")
+    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="fsspec option for cloud paths, e.g. anon=true or key=... (repeatable)")
+    parser.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO, Ceph), e.g. http://127.0.0.1:9000")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_redis_arguments(parser, required=False)
+    add_frame_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def storage_options(args: argparse.Namespace) -> dict:
+    options: dict = {}
+    for item in args.storage_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise StreamerError(f"--storage-option {item}: give KEY=VALUE")
+        options[key] = {"true": True, "false": False}.get(value.lower(), value)
+    if args.endpoint_url:
+        options.setdefault("client_kwargs", {})["endpoint_url"] = args.endpoint_url
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    check_model_name(args.model)
+    effect_function(args.effect)
+    if args.parallel < 1:
+        raise StreamerError("--parallel: must be at least 1")
+    job = ProcessConfig(
+        input="",
+        model=ModelConfig(name=args.model, weights=args.weights, batch_size=args.batch, threshold=args.threshold),
+        effect=EffectConfig(name=args.effect, color=parse_color(args.color), alpha=args.alpha),
+        encode=EncodeConfig(crf=args.crf, preset=args.preset),
+        redis=producer_config(args),
+    )
+    config = BatchConfig(inputs=args.inputs, dest=args.output, job=job, parallel=args.parallel,
+                         storage=storage_options(args))
+
+    def progress(report):
+        if not args.json:
+            say(f"{report.state:>7}  {report.input}" + (f": {report.reason}" if report.reason else ""))
+
+    reports = run_batch(config, progress)
+    done = [r for r in reports if r.state == DONE]
+    failed = [r for r in reports if r.state == FAILED]
+    frames = sum(r.frames for r in done)
+    seconds = sum(r.seconds for r in reports)
+    if args.json:
+        print(json.dumps({"videos": [r.__dict__ for r in reports], "done": len(done), "failed": len(failed),
+                          "skipped": len(reports) - len(done) - len(failed), "frames": frames,
+                          "seconds": round(seconds, 3)}))
+    else:
+        table = Table("video", "state", "frames", "seconds", "fps", title="batch")
+        for r in reports:
+            table.add_row(r.input, r.state, str(r.frames), f"{r.seconds:.1f}",
+                          f"{r.frames / r.seconds:.1f}" if r.seconds and r.frames else "")
+        Console(stderr=True).print(table)
+        say(f"{len(done)} done, {len(failed)} failed, {len(reports) - len(done) - len(failed)} skipped; "
+            f"{frames} frames in {seconds:.1f} s ({frames / seconds if seconds else 0:.1f} fps)")
+    return 1 if failed else 0

@@ -1,0 +1,137 @@
+"""`streamer batch` against a real S3-protocol server (moto's server mode) on loopback, through s3fs."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import boto3
+import botocore.exceptions
+import numpy as np
+import pytest
+import s3fs
+
+from media import make_video, probe
+from redis_fixtures import ROOT, environment, free_port
+from streamer.pipeline import Pipeline, ProcessConfig
+from workers.registry import ModelConfig
+
+LEFT_HALF = "tests.models:left_half"
+
+
+@pytest.fixture
+def s3(tmp_path):
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    fs = s3fs.S3FileSystem(key="test", secret="test", client_kwargs={"endpoint_url": endpoint, "region_name": "us-east-1"})
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                          region_name="us-east-1")
+    deadline = time.time() + 20
+    while True:
+        try:
+            client.create_bucket(Bucket="videos")
+            break
+        except botocore.exceptions.EndpointConnectionError:
+            if time.time() > deadline:
+                server.kill()
+                raise
+            time.sleep(0.2)
+    fs.endpoint = endpoint
+    yield fs
+    server.kill()
+    server.wait()
+
+
+def upload_inputs(fs, tmp_path):
+    sources = {}
+    for name, frames in (("a.mp4", 12), ("b.mp4", 18)):
+        sources[name] = make_video(tmp_path / name, frames=frames, width=64 + 16 * len(sources))
+        fs.put_file(str(sources[name]), f"videos/in/{name}")
+    fs.pipe_file("videos/in/c.mp4", b"\x00\x00\x00\x18ftypmp42 this is not a video" * 20)
+    return sources
+
+
+def batch(fs, *extra, model=LEFT_HALF):
+    command = [sys.executable, "-m", "streamer", "batch", "s3://videos/in/*.mp4", "-o", "s3://videos/out",
+               "--endpoint-url", fs.endpoint, "--storage-option", "key=test", "--storage-option", "secret=test",
+               "--model", model, "--json", *extra]
+    return subprocess.Popen(command, env=environment(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def finish(process):
+    out, err = process.communicate(timeout=120)
+    return process.returncode, json.loads(out) if out.strip() else None, err
+
+
+def same_as_embedded(fs, tmp_path, name, source):
+    local = tmp_path / f"down-{name}"
+    fs.get_file(f"videos/out/{name}", str(local))
+    expected = tmp_path / f"embedded-{name}"
+    Pipeline(ProcessConfig(input=str(source), output=str(expected), model=ModelConfig(name=LEFT_HALF))).run()
+    got, want = probe(local), probe(expected)
+    assert got["frames"] == want["frames"] and got["times"] == pytest.approx(want["times"])
+    assert all(np.array_equal(a, b) for a, b in zip(got["images"], want["images"]))
+
+
+def test_batch_with_a_corrupt_video_then_a_rerun(s3, tmp_path):
+    sources = upload_inputs(s3, tmp_path)
+    code, report, err = finish(batch(s3))
+    assert code == 1, err  # some failed
+    states = {video["input"].rsplit("/", 1)[1]: video["state"] for video in report["videos"]}
+    assert states == {"a.mp4": "done", "b.mp4": "done", "c.mp4": "failed"}
+    assert report["frames"] == 30
+    for name in ("a.mp4", "b.mp4"):
+        same_as_embedded(s3, tmp_path, name, sources[name])
+    assert sorted(s3.ls("videos/out", detail=False)) == ["videos/out/a.mp4", "videos/out/b.mp4",
+                                                         "videos/out/manifest.json"]
+    manifest = json.loads(s3.cat_file("videos/out/manifest.json"))["videos"]
+    assert "not a readable video" in manifest["s3://videos/in/c.mp4"]["reason"]
+
+    code, report, err = finish(batch(s3))
+    states = {video["input"].rsplit("/", 1)[1]: video["state"] for video in report["videos"]}
+    assert code == 1 and states == {"a.mp4": "skipped", "b.mp4": "skipped", "c.mp4": "failed"}
+
+
+def test_a_killed_batch_finishes_on_rerun(s3, tmp_path):
+    sources = upload_inputs(s3, tmp_path)
+    s3.rm("videos/in/c.mp4")
+    for name in ("d.mp4", "e.mp4"):
+        sources[name] = make_video(tmp_path / name, frames=40)
+        s3.put_file(str(sources[name]), f"videos/in/{name}")
+    first = batch(s3, model="tests.models:slow")
+    deadline = time.time() + 60
+    while not recorded_done(s3, "a.mp4"):
+        assert time.time() < deadline and first.poll() is None
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    s3.invalidate_cache()
+    done_before = {path.rsplit("/", 1)[1] for path in s3.ls("videos/out", detail=False)} - {"manifest.json"}
+    assert "a.mp4" in done_before and "e.mp4" not in done_before
+    assert not [path for path in s3.ls("videos/out", detail=False) if ".part" in path]
+
+    code, report, err = finish(batch(s3, model="tests.models:slow"))
+    assert code == 0, err
+    states = {video["input"].rsplit("/", 1)[1]: video["state"] for video in report["videos"]}
+    assert states["a.mp4"] == "skipped" and states["e.mp4"] == "done"
+    s3.invalidate_cache()
+    for name in ("a.mp4", "b.mp4", "d.mp4", "e.mp4"):
+        assert probe_remote(s3, tmp_path, name) == probe(sources[name])["frames"]
+
+
+def recorded_done(fs, name):
+    fs.invalidate_cache()
+    if not fs.exists("videos/out/manifest.json"):
+        return False
+    videos = json.loads(fs.cat_file("videos/out/manifest.json"))["videos"]
+    return videos.get(f"s3://videos/in/{name}", {}).get("state") == "done"
+
+
+def probe_remote(fs, tmp_path, name):
+    local = tmp_path / f"check-{name}"
+    fs.get_file(f"videos/out/{name}", str(local))
+    return probe(local)["frames"]

@@ -1,0 +1,39 @@
+"""The bundled demo weights: small, load through the registry, and reach the model card's held-out IoU
+on scenes generated fresh with a seed the card never used."""
+
+import re
+
+import numpy as np
+import pytest
+
+from workers.registry import ModelConfig, load_model
+from workers.unet.evaluate import evaluate
+from workers.unet.modelfile import demo_weights
+
+CARD = demo_weights().parent / "MODEL_CARD.md"
+TOLERANCE = 0.03  # a 48-scene sample mean vs the card's 200-scene mean
+
+
+def card_iou() -> float:
+    match = re.search(r"held-out mean IoU[^|]*\|\s*\*\*([0-9.]+)\*\*", CARD.read_text())
+    assert match, f"{CARD} has no 'held-out mean IoU | **value**' row"
+    return float(match.group(1))
+
+
+def test_demo_weights_are_bundled_and_small():
+    assert demo_weights().is_file()
+    assert demo_weights().stat().st_size < 10 * 2**20
+
+
+def test_demo_model_segments_frames_at_their_size():
+    model = load_model(ModelConfig(name="unet"))  # weights=None → the demo weights
+    frames = np.zeros((3, 100, 177, 3), np.uint8)
+    predictions = model.predict(frames)
+    assert [p.semantic.shape for p in predictions] == [(100, 177)] * 3
+
+
+def test_demo_weights_reach_the_model_card_iou_on_fresh_scenes():
+    result = evaluate(None, "synthetic-roads", samples=48, seed=20260101)
+    assert len(result.ious) == 48
+    assert result.mean >= card_iou() - TOLERANCE, (result.mean, card_iou())
+    assert np.median(result.ious) >= card_iou() - TOLERANCE
