@@ -135,3 +135,22 @@ def probe_remote(fs, tmp_path, name):
     local = tmp_path / f"check-{name}"
     fs.get_file(f"videos/out/{name}", str(local))
     return probe(local)["frames"]
+
+
+def test_local_folders_in_parallel_and_over_redis(tmp_path, redis_server, workers, run_cli):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sources = {name: make_video(folder / name, frames=10 + 5 * i) for i, name in enumerate(("x.mp4", "y.mkv"))}
+    code, out, err = run_cli("batch", str(folder / "*"), "-o", tmp_path / "out", "--model", LEFT_HALF,
+                             "--parallel", "2", "--json")
+    assert code == 0, err
+    assert json.loads(out)["done"] == 2
+    workers.start()
+    code, out, err = run_cli("batch", str(folder / "*"), "-o", tmp_path / "out-redis", "--model", LEFT_HALF,
+                             "--redis", redis_server.url, "--json")
+    assert code == 0, err
+    for name, source in sources.items():
+        local, distributed = probe(tmp_path / "out" / name), probe(tmp_path / "out-redis" / name)
+        assert local["frames"] == distributed["frames"] == probe(source)["frames"]
+        assert all(np.array_equal(a, b) for a, b in zip(local["images"], distributed["images"]))
+    assert redis_server.client().xlen("streamer:work:" + LEFT_HALF) == 0
