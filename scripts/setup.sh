@@ -2,9 +2,10 @@
 # Installs what streamer and its tests need: redis-server (Debian) and .venv with the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Debian packages: redis-server for the distributed tests, GStreamer's RTSP server for the live tests.
+# Debian packages: redis-server for the distributed tests, GStreamer's RTSP server for the live tests,
+# chromium for the status page test.
 debs="redis-server python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good
-      gstreamer1.0-plugins-bad"
+      gstreamer1.0-plugins-bad chromium"
 missing=$(for deb in $debs; do dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "ok installed" || echo "$deb"; done)
 if [ -n "$missing" ]; then
   if command -v apt-get >/dev/null 2>&1; then

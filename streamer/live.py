@@ -110,10 +110,10 @@ class LiveSource:
 class DropQueue:
     """A bounded queue that, when full, drops the oldest or the newest frame instead of blocking."""
 
-    def __init__(self, size: int, policy: str, stop: threading.Event):
+    def __init__(self, size: int, policy: str, stop: threading.Event, on_drop=lambda: None):
         if policy not in DROP_POLICIES:
             raise StreamerError(f"--drop {policy}: choose one of {', '.join(DROP_POLICIES)}")
-        self.size, self.policy, self.stop = size, policy, stop
+        self.size, self.policy, self.stop, self.on_drop = size, policy, stop, on_drop
         self.dropped = 0
         self._items: collections.deque = collections.deque()
         self._ready = threading.Condition()
@@ -125,14 +125,19 @@ class DropQueue:
             while len(self._items) >= self.size:
                 if droppable and self.policy == "newest":
                     self.dropped += 1
+                    self.on_drop()
                     return
                 if droppable and self.policy == "oldest":
                     self._items.popleft()
                     self.dropped += 1
+                    self.on_drop()
                     break
                 self._wait()
             self._items.append(item)
             self._ready.notify_all()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def get(self):
         with self._ready:

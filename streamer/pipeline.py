@@ -17,6 +17,7 @@ from streamer.distributed.connection import RedisConfig
 from streamer.distributed.jobs import CANCELLED, DONE, FAILED
 from streamer.effects import EffectConfig, effect_function
 from streamer.errors import StreamerError
+from streamer.metrics import Metrics
 from streamer.live import DropQueue, Latency, LiveConfig, LiveSource, SourceLost
 from streamer.muxer import Muxer
 from streamer.outputs import OutputConfig, Stream, check_outputs, open_outputs
@@ -92,10 +93,11 @@ class ProcessResult:
 class Pipeline:
     """Runs a ProcessConfig; `progress(done, total)` is called from the caller's thread."""
 
-    def __init__(self, config: ProcessConfig, model=None):
+    def __init__(self, config: ProcessConfig, model=None, metrics: Metrics | None = None):
         """`model`: an already loaded model to use instead of loading one (batches share one)."""
         self.config = config
         self.model = model
+        self.metrics = metrics or Metrics()
         self.decoded = 0
 
     def run(self, progress: Callable[[int, int | None], None] | None = None) -> ProcessResult:
@@ -123,7 +125,8 @@ class Pipeline:
             helpers.close()
             raise
         muxer = Muxer(sink)
-        drops = DropQueue(depth, config.live.drop if source.info.live else "none", stages.stop)
+        drops = DropQueue(depth, config.live.drop if source.info.live else "none", stages.stop,
+                          self.metrics.dropped.inc)
         latency = Latency()
         started = time.perf_counter()
         interrupted = False
@@ -139,6 +142,7 @@ class Pipeline:
         try:
             if stages.errors and not interrupted:
                 error = stages.errors[0]
+                self.metrics.errors.labels(type(error).__name__).inc()
                 transport.end(FAILED, str(error))
                 if isinstance(error, SourceLost):  # a live recording up to the loss is worth keeping
                     muxer.finish()
@@ -188,7 +192,7 @@ class Pipeline:
         config = self.config
         if config.redis is None:
             model = self.model or load_model(config.model)
-            return MemoryTransport(stages, model, render, config.effect, config.model.batch_size, depth)
+            return MemoryTransport(stages, model, render, config.effect, config.model.batch_size, depth, self.metrics)
         from streamer.distributed.connection import connect
         from streamer.distributed.jobs import JobSpec, new_job_id
         from streamer.distributed.spawn import local_workers
@@ -205,10 +209,18 @@ class Pipeline:
              progress) -> None:
         written = [0]
 
+        metrics = self.metrics
+
         def decode():
-            for item in source.items():
+            items = source.items()
+            while True:
+                with metrics.timed("decode"):
+                    item = next(items, END)
+                if item is END:
+                    break
                 if isinstance(item, Frame):
                     self.decoded += 1
+                    metrics.frames_in.inc()
                     drops.put((item, time.monotonic()))
                 else:
                     muxer.add_audio(item)
@@ -219,6 +231,7 @@ class Pipeline:
             index = 0
             while (item := drops.get()) is not END:
                 frame, arrived = item
+                metrics.stage_seconds.labels("queue").observe(time.monotonic() - arrived)
                 latency.arrived(index, arrived)
                 transport.send(Frame(index, frame.pts, frame.time_base, frame.image))
                 index += 1
@@ -226,7 +239,10 @@ class Pipeline:
 
         def encode():
             for rendered in transport.results():
-                written[0] += muxer.push(rendered.index, rendered.pts, rendered.time_base, rendered.image)
+                with metrics.timed("encode"):
+                    count = muxer.push(rendered.index, rendered.pts, rendered.time_base, rendered.image)
+                written[0] += count
+                metrics.wrote(count)
                 latency.written(rendered.index)
 
         stages.spawn("decode", decode)
@@ -235,5 +251,8 @@ class Pipeline:
         total = source.info.frames
         while encoder.is_alive():
             encoder.join(0.1)
+            metrics.queue_depth.labels("decoded").set(len(drops))
+            for name, depth in transport.depths().items():
+                metrics.queue_depth.labels(name).set(depth)
             if progress:
                 progress(written[0], total)

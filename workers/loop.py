@@ -23,6 +23,7 @@ from streamer.distributed.jobs import RUNNING, JobSpec, JobStore
 from streamer.distributed.messages import MAX_PAYLOAD, Message, MessageError, decode, encode, job_of
 from streamer.effects import effect_function
 from streamer.errors import StreamerError
+from streamer.metrics import Metrics
 from streamer.transports.redis_streams import ensure_group
 from workers.registry import ModelConfig, load_model
 
@@ -48,8 +49,10 @@ class WorkerConfig:
 class Worker:
     """Serves one model until `stop` is set; finishes the batch in hand first (drain)."""
 
-    def __init__(self, config: WorkerConfig, client: redis.Redis | None = None):
+    def __init__(self, config: WorkerConfig, client: redis.Redis | None = None, metrics: Metrics | None = None):
         self.config = config
+        self.metrics = metrics or Metrics()
+        self.last_loop = time.monotonic()  # liveness: the loop came round recently
         self.client = client or connect(config.redis)
         self.keys = Keys(config.redis.namespace)
         self.jobs = JobStore(self.client, self.keys)
@@ -67,8 +70,10 @@ class Worker:
         beat.start()
         try:
             while not stop.is_set():
+                self.last_loop = time.monotonic()
                 entries = self._claim() or self._read()
                 if entries:
+                    self.metrics.frames_in.inc(len(entries))
                     self._process(entries)
         finally:
             stop.set()
@@ -126,6 +131,7 @@ class Worker:
             except StreamerError:
                 raise
             except Exception as error:  # left unacknowledged: redelivered, then dead-lettered
+                self.metrics.errors.labels("model").inc()
                 log.error("%s: job %s frames %s failed: %s: %s", self.config.name, job,
                           [message.index for _, message in items], type(error).__name__, error)
 
@@ -133,11 +139,14 @@ class Worker:
         model = self._model(spec.threshold)
         render = effect_function(spec.effect.name)
         images = np.stack([message.image for _, message in items])
-        predictions = model.predict(images)
+        with self.metrics.timed("inference"):
+            predictions = model.predict(images)
+        self.metrics.batch_size.observe(len(items))
         results = self.keys.results(job)
         pipe = self.client.pipeline(transaction=True)
         for (entry_id, message), prediction in zip(items, predictions):
-            image = render(message.image, prediction, spec.effect)
+            with self.metrics.timed("render"):
+                image = render(message.image, prediction, spec.effect)
             out = Message(job, message.index, message.pts, message.time_base, image,
                           _detections(prediction) if spec.detections else None)
             pipe.xadd(results, encode(out, spec.frame_codec, spec.quality))
@@ -146,6 +155,7 @@ class Worker:
         pipe.xdel(self.stream, *ids)
         self._call(pipe.execute, "send results")
         self.frames += len(items)
+        self.metrics.wrote(len(items))
 
     def _spec(self, job: str) -> JobSpec | None:
         """The job's spec while it runs; None once it has ended."""
@@ -169,10 +179,12 @@ class Worker:
     def _reject(self, entry_id, fields, reason: str) -> None:
         """A malformed message: counted, dead-lettered, never executed."""
         self.client.hincrby(self.keys.stats, "rejected", 1)
+        self.metrics.errors.labels("rejected").inc()
         log.warning("%s: rejected message %s: %s", self.config.name, entry_id.decode(), reason)
         self._dead_letter(entry_id, fields, f"rejected: {reason}")
 
     def _dead_letter(self, entry_id, fields, reason: str) -> None:
+        self.metrics.errors.labels("dead_letter").inc()
         owner = job_of(fields)
         record = {"entry": entry_id, "stream": self.stream, "reason": reason, "worker": self.config.name}
         if owner:
@@ -207,6 +219,16 @@ class Worker:
             except redis.RedisError:
                 pass  # the main loop reports a lost Redis
             stop.wait(self.config.heartbeat)
+
+    def ready(self) -> bool:
+        """Redis answers and the model is loaded."""
+        try:
+            return bool(self._models) and bool(self.client.ping())
+        except redis.RedisError:
+            return False
+
+    def alive(self) -> bool:
+        return time.monotonic() - self.last_loop < max(60.0, self.config.claim_idle * 2)
 
     def _leave(self) -> None:
         try:

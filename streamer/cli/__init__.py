@@ -3,35 +3,60 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+import time
 
 from streamer.errors import StreamerError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from streamer.cli import batch, evaluate, process, sample, status, submit, train, worker
+    from streamer.cli import batch, evaluate, process, sample, serve, status, submit, train, worker
 
     parser = argparse.ArgumentParser(prog="streamer", description="Video segmentation service.")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="text, or one JSON object per line for log collectors (default: text)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (process, batch, worker, submit, status, sample, train, evaluate):
+    for module in (process, batch, worker, submit, status, serve, sample, train, evaluate):
         module.add_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO if os.environ.get("STREAMER_VERBOSE") else logging.WARNING,
-                        format="streamer: %(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
+    configure_logging(args.log_format)
     try:
         return args.run(args) or 0
     except StreamerError as error:
-        print(f"streamer: error: {error}", file=sys.stderr)
+        if args.log_format == "json":
+            print(json.dumps({"time": round(time.time(), 3), "level": "error", "message": str(error)}), file=sys.stderr)
+        else:
+            print(f"streamer: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("streamer: interrupted", file=sys.stderr)
         return 130
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(style: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if style == "json" else logging.Formatter("streamer: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if os.environ.get("STREAMER_VERBOSE") else logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import threading
 from streamer.cli.common import add_frame_arguments, add_redis_arguments, producer_config
 from streamer.effects import EFFECTS, EffectConfig
 from streamer.live import DROP_POLICIES, LiveConfig
+from streamer.metrics import HealthServer, Metrics
 from streamer.source import SourceOptions
 from streamer.errors import StreamerError
 from streamer.pipeline import Pipeline, ProcessConfig
@@ -64,6 +65,7 @@ def add_parser(commands) -> None:
     report = parser.add_argument_group("reporting")
     report.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
     report.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    report.add_argument("--metrics-port", type=int, help="serve /metrics (Prometheus) and /healthz on this port")
     parser.set_defaults(run=run)
 
 
@@ -125,8 +127,14 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM finalizes the outputs, as Ctrl-C does
-    with ProgressBar("processing", enabled=not (args.quiet or args.json)) as progress:
-        result = Pipeline(config).run(progress)
+    metrics = Metrics()
+    health = HealthServer(metrics, args.metrics_port) if args.metrics_port else None
+    try:
+        with ProgressBar("processing", enabled=not (args.quiet or args.json)) as progress:
+            result = Pipeline(config, metrics=metrics).run(progress)
+    finally:
+        if health:
+            health.close()
     if result.warning and not args.quiet:
         say(f"streamer: warning: {config.input}: {result.warning}; kept the frames decoded before it")
     if args.json:

@@ -11,6 +11,7 @@ from streamer.cli.common import add_redis_arguments, redis_config
 from streamer.distributed.connection import connect
 from streamer.distributed.runner import Runner
 from streamer.errors import StreamerError
+from streamer.metrics import HealthServer
 from workers.loop import Worker, WorkerConfig
 from workers.registry import ModelConfig, check_model_name
 
@@ -31,6 +32,8 @@ def add_parser(commands) -> None:
                         help="deliveries of a frame before it is dead-lettered and its job fails (default: 3)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="submitted jobs this worker also runs (decode and mux) at once (default: 1; 0: none)")
+    parser.add_argument("--metrics-port", type=int,
+                        help="serve /metrics (Prometheus), /healthz and /readyz on this port")
     add_redis_arguments(parser, required=True)
     parser.set_defaults(run=run)
 
@@ -54,7 +57,13 @@ def run(args: argparse.Namespace) -> int:
         runner = Runner(connect(config.redis), config.redis, f"{config.name}-runner{slot}")
         threading.Thread(target=_keep_running, args=(runner, stop), name=f"runner{slot}", daemon=True).start()
     log.info("worker %s serving %s", config.name, args.model)
-    Worker(config, client).serve(stop)
+    worker = Worker(config, client)
+    health = HealthServer(worker.metrics, args.metrics_port, worker.ready, worker.alive) if args.metrics_port else None
+    try:
+        worker.serve(stop)
+    finally:
+        if health:
+            health.close()
     return 0
 
 

@@ -50,6 +50,9 @@ class Keys:
     def submitted(self) -> str:
         return f"{self.ns}:submitted"
 
+    def preview(self, job: str) -> str:
+        return f"{self.ns}:preview:{job}"
+
     def worker(self, name: str) -> str:
         return f"{self.ns}:worker:{name}"
 

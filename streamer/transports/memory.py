@@ -8,6 +8,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from streamer.effects import EffectConfig
+from streamer.metrics import Metrics
 from streamer.source import Frame
 from streamer.stages import END, Stages
 from streamer.transports import Rendered
@@ -16,8 +17,10 @@ from streamer.transports import Rendered
 class MemoryTransport:
     """source frames → [batch → model.predict] → [effect] → rendered frames, bounded all the way."""
 
-    def __init__(self, stages: Stages, model, render: Callable, effect: EffectConfig, batch: int, depth: int = 32):
+    def __init__(self, stages: Stages, model, render: Callable, effect: EffectConfig, batch: int, depth: int = 32,
+                 metrics: Metrics | None = None):
         self._stages = stages
+        self._metrics = metrics or Metrics()
         self._model, self._render, self._effect, self._batch = model, render, effect, max(1, batch)
         self._frames: queue.Queue = queue.Queue(maxsize=max(depth, self._batch))
         self._predicted: queue.Queue = queue.Queue(maxsize=2)
@@ -36,13 +39,19 @@ class MemoryTransport:
         while (item := self._stages.get(self._rendered)) is not END:
             yield item
 
+    def depths(self) -> dict[str, int]:
+        return {"frames": self._frames.qsize(), "predicted": self._predicted.qsize(), "rendered": self._rendered.qsize()}
+
     def end(self, state: str, reason: str = "") -> None:
         """Nothing outlives an in-process job."""
 
     def _infer(self) -> None:
         while frames := self._stages.take(self._frames, self._batch):
             images = np.stack([frame.image for frame in frames])
-            self._stages.put(self._predicted, (frames, self._model.predict(images)))
+            with self._metrics.timed("inference"):
+                predictions = self._model.predict(images)
+            self._metrics.batch_size.observe(len(frames))
+            self._stages.put(self._predicted, (frames, predictions))
             if len(frames) < self._batch:
                 break
         self._stages.put(self._predicted, END)
@@ -50,6 +59,7 @@ class MemoryTransport:
     def _draw(self) -> None:
         while (item := self._stages.get(self._predicted)) is not END:
             for frame, prediction in zip(*item):
-                image = self._render(frame.image, prediction, self._effect)
+                with self._metrics.timed("render"):
+                    image = self._render(frame.image, prediction, self._effect)
                 self._stages.put(self._rendered, Rendered(frame.index, frame.pts, frame.time_base, image))
         self._stages.put(self._rendered, END)

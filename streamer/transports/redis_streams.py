@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Iterator
 
+import cv2
 import redis
 
 from streamer.distributed.connection import WORKER_GROUP, Keys, RedisConfig, retrying
@@ -24,6 +25,7 @@ from streamer.transports import Rendered
 log = logging.getLogger(__name__)
 
 NO_WORKER_WARNING = 15.0  # seconds without results before saying that no worker serves the model
+PREVIEW_EVERY, PREVIEW_WIDTH, PREVIEW_TTL = 1.0, 320, 30  # the status page's live preview
 
 
 def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
@@ -48,6 +50,7 @@ class RedisTransport:
         self._closed = threading.Event()
         self._received: set[int] = set()
         self._complete = 0  # every index below this has come back
+        self._previewed = 0.0
         retrying(config, lambda: ensure_group(client, self._keys.work(spec.model), WORKER_GROUP), "create group")
         retrying(config, lambda: self._jobs.create(job, spec, total=total or ""), "create job")
 
@@ -90,6 +93,9 @@ class RedisTransport:
                     log.warning("no worker is serving model %r; start one with `streamer worker --model %s "
                                 "--redis URL`", self._spec.model, self._spec.model)
 
+    def depths(self) -> dict[str, int]:
+        return {"in_flight": self._sent - self._complete - len(self._received)}
+
     def end(self, state: str, reason: str = "") -> None:
         """Record how the job ended; its keys expire after the configured TTL."""
         try:
@@ -114,7 +120,23 @@ class RedisTransport:
             self._received.remove(self._complete)
             self._complete += 1
         self._window.release()
+        self._preview(message.image)
         return Rendered(index, message.pts, message.time_base, message.image, message.detections)
+
+    def _preview(self, image) -> None:
+        """About once a second, a small JPEG of the latest output frame for the status page."""
+        now = time.monotonic()
+        if now - self._previewed < PREVIEW_EVERY:
+            return
+        self._previewed = now
+        scale = PREVIEW_WIDTH / image.shape[1]
+        small = cv2.resize(image, (PREVIEW_WIDTH, max(1, round(image.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+        if ok:
+            try:
+                self._client.set(self._keys.preview(self.job), jpeg.tobytes(), ex=PREVIEW_TTL)
+            except redis.RedisError:
+                pass  # a preview is not worth failing a job for
 
     def _check_job(self, elapsed: float) -> None:
         record = retrying(self._config, lambda: self._jobs.get(self.job), "check job") or {}

@@ -1,0 +1,1 @@
+"""The status page served by `streamer serve`."""
