@@ -201,9 +201,7 @@ def _open_input(url: str, options: SourceOptions, file=None):
             raise StreamerError(f"{url}: is a folder; give a video file")
         if not os.access(url, os.R_OK):
             raise StreamerError(f"{url}: not readable; check its permissions")
-    settings = {}
-    if url.lower().startswith("rtsp"):  # start at once instead of buffering a second of stream to probe it
-        settings = {"rtsp_transport": options.rtsp_transport, "analyzeduration": "0", "probesize": "32768"}
+    settings = {"rtsp_transport": options.rtsp_transport} if url.lower().startswith("rtsp") else {}
     if not is_path and not url.lower().startswith("rtsp"):
         settings["rw_timeout"] = str(int(options.timeout * 1e6))
     try:
