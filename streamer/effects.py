@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -18,6 +18,8 @@ class EffectConfig:
     name: str = "overlay"
     color: tuple[int, int, int] = (255, 0, 255)  # overlay colour, RGB
     alpha: float = 0.5  # overlay opacity; the seed blends at 50 %
+    classes: tuple[str, ...] | None = None  # instance models: draw only these classes
+    class_names: tuple[str, ...] | None = None  # the model's class names, filled in from the model
 
 
 def overlay(frame: np.ndarray, prediction: Prediction, options: EffectConfig) -> np.ndarray:
@@ -55,11 +57,40 @@ def _mask(prediction: Prediction) -> np.ndarray:
     return prediction.foreground().view(np.uint8)
 
 
-EFFECTS = {"overlay": overlay, "mask": mask, "splash": splash}
+def instances(frame: np.ndarray, prediction: Prediction, options: EffectConfig) -> np.ndarray:
+    """Instance masks, boxes, class names and scores (Mask R-CNN)."""
+    from workers.maskrcnn.visualize import instances as draw
+
+    return draw(frame, prediction, options)
+
+
+EFFECTS = {"overlay": overlay, "mask": mask, "splash": splash, "instances": instances}
 
 
 def effect_function(name: str):
+    """The effect by name, wrapped so that `options.classes` selects which instances it sees."""
     try:
-        return EFFECTS[name]
+        effect = EFFECTS[name]
     except KeyError:
         raise StreamerError(f"unknown effect {name!r}: choose one of {', '.join(EFFECTS)}") from None
+
+    def render(frame: np.ndarray, prediction: Prediction, options: EffectConfig) -> np.ndarray:
+        if options.classes and options.class_names:
+            wanted = [options.class_names.index(name) for name in options.classes if name in options.class_names]
+            prediction = prediction.only(wanted)
+        return effect(frame, prediction, options)
+
+    render.__name__ = name
+    return render
+
+
+def with_class_names(options: EffectConfig, model) -> EffectConfig:
+    """The options with the model's class names, checking that --classes names exist."""
+    names = getattr(model, "class_names", None)
+    if names is None:
+        return options
+    names = tuple(names)
+    unknown = [name for name in options.classes or () if name not in names]
+    if unknown:
+        raise StreamerError(f"--classes {','.join(unknown)}: not classes of this model; it has {', '.join(names[1:])}")
+    return replace(options, class_names=names)

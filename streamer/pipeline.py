@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from streamer.detections import DetectionsWriter
 from streamer.distributed.connection import RedisConfig
 from streamer.distributed.jobs import CANCELLED, DONE, FAILED
 from streamer.effects import EffectConfig, effect_function
@@ -48,6 +49,7 @@ class ProcessConfig:
     redis: RedisConfig | None = None  # None: the embedded pipeline; else inference goes to workers
     local_workers: int = 0  # with redis: workers this command starts and stops itself
     job: str | None = None  # with redis: the job id (default: a new one)
+    detections: str | None = None  # write one JSON line of detections per frame to this file
 
     def output_path(self) -> Path:
         if self.output:
@@ -124,7 +126,8 @@ class Pipeline:
             source.close()
             helpers.close()
             raise
-        muxer = Muxer(sink)
+        detections = DetectionsWriter(config.detections) if config.detections else None
+        muxer = Muxer(sink, detections=detections)
         drops = DropQueue(depth, config.live.drop if source.info.live else "none", stages.stop,
                           self.metrics.dropped.inc)
         latency = Latency()
@@ -148,6 +151,8 @@ class Pipeline:
                     muxer.finish()
                     raise SourceLost(f"{error}; kept what was recorded in {sink.close()}")
                 sink.abort()
+                if detections:
+                    detections.abort()
                 if isinstance(error, StreamerError):
                     raise error
                 raise StreamerError(f"processing failed: {type(error).__name__}: {error}") from error
@@ -158,6 +163,8 @@ class Pipeline:
                 muxer.finish()
                 written = sink.close()
                 transport.end(DONE)
+            if detections:
+                detections.close()
         finally:
             helpers.close()
         return ProcessResult(
@@ -192,7 +199,8 @@ class Pipeline:
         config = self.config
         if config.redis is None:
             model = self.model or load_model(config.model)
-            return MemoryTransport(stages, model, render, config.effect, config.model.batch_size, depth, self.metrics)
+            return MemoryTransport(stages, model, render, config.effect, config.model.batch_size, depth, self.metrics,
+                                   detections=bool(config.detections))
         from streamer.distributed.connection import connect
         from streamer.distributed.jobs import JobSpec, new_job_id
         from streamer.distributed.spawn import local_workers
@@ -200,7 +208,8 @@ class Pipeline:
 
         client = connect(config.redis)
         spec = JobSpec(model=config.model.name, effect=config.effect, threshold=config.model.threshold,
-                       frame_codec=config.redis.frame_codec, quality=config.redis.quality)
+                       frame_codec=config.redis.frame_codec, quality=config.redis.quality,
+                       detections=bool(config.detections))
         if config.local_workers:
             helpers.enter_context(local_workers(config.local_workers, config.model, config.redis))
         return RedisTransport(stages, client, config.redis, config.job or new_job_id(), spec, source.info.frames)
@@ -240,7 +249,8 @@ class Pipeline:
         def encode():
             for rendered in transport.results():
                 with metrics.timed("encode"):
-                    count = muxer.push(rendered.index, rendered.pts, rendered.time_base, rendered.image)
+                    count = muxer.push(rendered.index, rendered.pts, rendered.time_base, rendered.image,
+                                       rendered.detections)
                 written[0] += count
                 metrics.wrote(count)
                 latency.written(rendered.index)

@@ -29,3 +29,14 @@ class Prediction:
         if self.masks is not None:
             return self.masks.any(axis=-1)
         raise ValueError("empty prediction")
+
+    def only(self, class_ids) -> "Prediction":
+        """The instances whose class is one of `class_ids` (semantic output is kept as it is)."""
+        if self.masks is None or self.class_ids is None:
+            return self
+        keep = np.isin(self.class_ids, list(class_ids))
+        return Prediction(
+            semantic=self.semantic, masks=self.masks[:, :, keep], class_ids=self.class_ids[keep],
+            scores=None if self.scores is None else self.scores[keep],
+            boxes=None if self.boxes is None else self.boxes[keep],
+        )

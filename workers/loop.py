@@ -21,7 +21,8 @@ import redis
 from streamer.distributed.connection import WORKER_GROUP, Keys, RedisConfig, connect, retrying
 from streamer.distributed.jobs import RUNNING, JobSpec, JobStore
 from streamer.distributed.messages import MAX_PAYLOAD, Message, MessageError, decode, encode, job_of
-from streamer.effects import effect_function
+from streamer.detections import record
+from streamer.effects import effect_function, with_class_names
 from streamer.errors import StreamerError
 from streamer.metrics import Metrics
 from streamer.transports.redis_streams import ensure_group
@@ -138,6 +139,7 @@ class Worker:
     def _run(self, job: str, spec: JobSpec, items: list[tuple[bytes, Message]]) -> None:
         model = self._model(spec.threshold)
         render = effect_function(spec.effect.name)
+        effect = with_class_names(spec.effect, model)
         images = np.stack([message.image for _, message in items])
         with self.metrics.timed("inference"):
             predictions = model.predict(images)
@@ -146,9 +148,9 @@ class Worker:
         pipe = self.client.pipeline(transaction=True)
         for (entry_id, message), prediction in zip(items, predictions):
             with self.metrics.timed("render"):
-                image = render(message.image, prediction, spec.effect)
+                image = render(message.image, prediction, effect)
             out = Message(job, message.index, message.pts, message.time_base, image,
-                          _detections(prediction) if spec.detections else None)
+                          record(prediction, effect.class_names) if spec.detections else None)
             pipe.xadd(results, encode(out, spec.frame_codec, spec.quality))
         ids = [entry_id for entry_id, _ in items]
         pipe.xack(self.stream, WORKER_GROUP, *ids)
@@ -239,13 +241,3 @@ class Worker:
 
     def _call(self, call, what: str):
         return retrying(self.config.redis, call, what)
-
-
-def _detections(prediction) -> dict:
-    """Boxes, classes and scores of a prediction as JSON-ready lists."""
-    record = {}
-    for name in ("boxes", "class_ids", "scores"):
-        value = getattr(prediction, name)
-        if value is not None:
-            record[name] = np.asarray(value).tolist()
-    return record

@@ -30,7 +30,7 @@ class ModelConfig:
     name: str = "unet"
     weights: str | None = None  # None: the model's bundled demo weights
     batch_size: int = 4
-    threshold: float = 0.5
+    threshold: float | None = None  # None: the model's own default
     mixed_precision: bool = False  # float16 compute where a GPU supports it
     device: str | None = None  # e.g. "/GPU:0" or "/CPU:0"; None lets TensorFlow place ops
 

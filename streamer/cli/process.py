@@ -30,13 +30,18 @@ def add_parser(commands) -> None:
     model.add_argument("--model", default="unet", help="model name (default: unet)")
     model.add_argument("--weights", help="weights file (default: the model's bundled demo weights)")
     model.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
-    model.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold (default: 0.5)")
+    model.add_argument("--threshold", "--min-confidence", dest="threshold", type=float,
+                       help="unet: mask probability threshold (default 0.5); maskrcnn: minimum detection "
+                            "confidence (default: the weights' DETECTION_MIN_CONFIDENCE)")
     model.add_argument("--device", help="TensorFlow device such as /GPU:0 (default: automatic)")
     model.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")
     effect = parser.add_argument_group("effect")
     effect.add_argument("--effect", default="overlay", help=f"one of {', '.join(EFFECTS)} (default: overlay)")
     effect.add_argument("--color", default="255,0,255", help="overlay colour R,G,B (default: 255,0,255)")
     effect.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1 (default: 0.5)")
+    effect.add_argument("--classes", help="instance models: only these classes, e.g. balloon or person,car")
+    effect.add_argument("--detections", metavar="FILE.jsonl",
+                        help="also write one JSON line per frame: index, pts, boxes, classes, scores, RLE masks")
     encode = parser.add_argument_group("encoding")
     encode.add_argument("--codec", default="libx264", help="video encoder (default: libx264)")
     encode.add_argument("--crf", type=int, default=23, help="quality, lower is better (default: 23)")
@@ -91,7 +96,9 @@ def config_from_args(args: argparse.Namespace) -> ProcessConfig:
             name=args.model, weights=args.weights, batch_size=args.batch, threshold=args.threshold,
             device=args.device, mixed_precision=args.mixed_precision,
         ),
-        effect=EffectConfig(name=args.effect, color=parse_color(args.color), alpha=args.alpha),
+        effect=EffectConfig(name=args.effect, color=parse_color(args.color), alpha=args.alpha,
+                            classes=tuple(name.strip() for name in args.classes.split(",")) if args.classes else None),
+        detections=args.detections,
         encode=EncodeConfig(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt),
         redis=producer_config(args),
         local_workers=args.workers,

@@ -9,11 +9,12 @@ from streamer.errors import StreamerError
 from streamer.progress import ProgressBar, say
 from streamer.sink import EncodeConfig, VideoSink, check_output
 
-SAMPLES = ("road",)
+SAMPLES = ("road", "shapes")
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("sample", help="render a synthetic video (road: a drive with lane marks)")
+    parser = commands.add_parser("sample", help="render a synthetic video: road (a drive with lane marks) or "
+                                 "shapes (moving, overlapping squares, circles, triangles)")
     parser.add_argument("kind", help=f"what to render: {', '.join(SAMPLES)}")
     parser.add_argument("-o", "--output", required=True, help="output video file, e.g. road.mp4")
     parser.add_argument("--seconds", type=float, default=10.0, help="length (default: 10)")
@@ -52,13 +53,16 @@ def run(args: argparse.Namespace) -> int:
     rate = parse_rate(args.fps)
     count = max(1, round(args.seconds * rate))
     output = check_output(args.output, args.overwrite)
-    from workers.unet.synthetic import road_frames
+    if args.kind == "road":
+        from workers.unet.synthetic import road_frames as frames
+    else:
+        from workers.maskrcnn.shapes import shapes_frames as frames
 
     time_base = 1 / rate
     sink = VideoSink(output, width, height, rate, time_base, encode=EncodeConfig())
     try:
         with ProgressBar("rendering", enabled=not args.quiet) as progress:
-            for index, (image, _) in enumerate(road_frames(args.seed, width, height, float(rate), count)):
+            for index, (image, _) in enumerate(frames(args.seed, width, height, float(rate), count)):
                 sink.write(image, index, time_base)
                 progress(index + 1, count)
     except BaseException:

@@ -21,7 +21,8 @@ def add_parser(commands) -> None:
     parser.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output if it exists")
     parser.add_argument("--model", default="unet", help="model name (default: unet)")
     parser.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold (default: 0.5)")
+    parser.add_argument("--threshold", "--min-confidence", dest="threshold", type=float,
+                        help="mask threshold or minimum detection confidence (default: the model's)")
     parser.add_argument("--effect", default="overlay", help="overlay | mask | splash (default: overlay)")
     parser.add_argument("--color", default="255,0,255", help="overlay colour R,G,B")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1")

@@ -22,7 +22,7 @@ class JobSpec:
 
     model: str = "unet"
     effect: EffectConfig = field(default_factory=EffectConfig)
-    threshold: float = 0.5
+    threshold: float | None = None
     frame_codec: str = "raw"  # raw (lossless) | png | jpeg | webp
     quality: int = 90  # jpeg/webp quality
     detections: bool = False  # send detections back with each frame

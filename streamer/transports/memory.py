@@ -7,7 +7,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from streamer.effects import EffectConfig
+from streamer.detections import record
+from streamer.effects import EffectConfig, with_class_names
 from streamer.metrics import Metrics
 from streamer.source import Frame
 from streamer.stages import END, Stages
@@ -18,10 +19,12 @@ class MemoryTransport:
     """source frames → [batch → model.predict] → [effect] → rendered frames, bounded all the way."""
 
     def __init__(self, stages: Stages, model, render: Callable, effect: EffectConfig, batch: int, depth: int = 32,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, detections: bool = False):
         self._stages = stages
+        self._detections = detections
         self._metrics = metrics or Metrics()
-        self._model, self._render, self._effect, self._batch = model, render, effect, max(1, batch)
+        self._model, self._render, self._batch = model, render, max(1, batch)
+        self._effect = with_class_names(effect, model)
         self._frames: queue.Queue = queue.Queue(maxsize=max(depth, self._batch))
         self._predicted: queue.Queue = queue.Queue(maxsize=2)
         self._rendered: queue.Queue = queue.Queue(maxsize=depth)
@@ -61,5 +64,6 @@ class MemoryTransport:
             for frame, prediction in zip(*item):
                 with self._metrics.timed("render"):
                     image = self._render(frame.image, prediction, self._effect)
-                self._stages.put(self._rendered, Rendered(frame.index, frame.pts, frame.time_base, image))
+                found = record(prediction, self._effect.class_names) if self._detections else None
+                self._stages.put(self._rendered, Rendered(frame.index, frame.pts, frame.time_base, image, found))
         self._stages.put(self._rendered, END)

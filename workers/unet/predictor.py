@@ -7,6 +7,7 @@ Partial batches are padded, so a whole video runs through one graph per frame si
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,15 @@ from workers.registry import ModelConfig
 from workers.unet.modelfile import demo_weights, load_keras_model
 
 
+DEFAULT_THRESHOLD = 0.5  # the seed's road threshold
+
+
 def load(config: ModelConfig) -> UNetPredictor:
     """Registry factory: the model from config.weights (None → bundled demo weights), ready to predict."""
     if config.batch_size < 1:
         raise StreamerError(f"batch size {config.batch_size}: must be at least 1")
+    if config.threshold is None:
+        config = replace(config, threshold=DEFAULT_THRESHOLD)
     if not 0.0 <= config.threshold <= 1.0:
         raise StreamerError(f"threshold {config.threshold}: must be between 0 and 1")
     path = Path(config.weights) if config.weights else demo_weights()
