@@ -47,3 +47,23 @@ class CrashOnBright(LeftHalf):
 
 def crash_on_bright(config) -> CrashOnBright:
     return CrashOnBright()
+
+
+class TwoInstances:
+    """An instance model: a 'square' in the top-left quarter and a 'circle' in the bottom-right one."""
+
+    name = "two-instances"
+    class_names = ("BG", "square", "circle")
+
+    def predict(self, frames: np.ndarray) -> list[Prediction]:
+        _, height, width, _ = frames.shape
+        masks = np.zeros((height, width, 2), bool)
+        masks[: height // 2, : width // 2, 0] = True
+        masks[height // 2 :, width // 2 :, 1] = True
+        boxes = np.array([[0, 0, height // 2, width // 2], [height // 2, width // 2, height, width]], np.int32)
+        return [Prediction(masks=masks, class_ids=np.array([1, 2], np.int32), scores=np.array([0.9, 0.8], np.float32),
+                           boxes=boxes) for _ in frames]
+
+
+def two_instances(config) -> TwoInstances:
+    return TwoInstances()

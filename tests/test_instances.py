@@ -1,0 +1,55 @@
+"""Instance effects, class selection and the detections file, with a model of known output."""
+
+import json
+
+import numpy as np
+from pycocotools import mask as rle
+
+from media import make_video, probe
+
+MODEL = "tests.models:two_instances"
+
+
+def test_splash_keeps_colour_only_in_selected_classes(tmp_path, run_cli):
+    source = make_video(tmp_path / "in.mp4", frames=4, width=64, height=48)
+    output = tmp_path / "out.mkv"
+    code, _, err = run_cli("process", source, "-o", output, "--model", MODEL, "--effect", "splash",
+                           "--classes", "circle", "--pix-fmt", "yuv444p", "--crf", "0", "-q")
+    assert code == 0, err
+    frame = probe(output)["images"][0]
+    original = probe(source)["images"][0]
+    circle = frame[30:46, 40:62].astype(int)
+    assert np.abs(circle - original[30:46, 40:62]).max() <= 3  # colour kept in the circle
+    square = frame[4:20, 4:28].astype(int)
+    assert (np.abs(square[..., 0] - square[..., 1]) <= 2).all()  # the square, not selected, is grey
+
+
+def test_instances_effect_draws_on_the_instances(tmp_path, run_cli):
+    source = make_video(tmp_path / "in.mp4", frames=3, width=96, height=64)
+    output = tmp_path / "out.mkv"
+    code, _, err = run_cli("process", source, "-o", output, "--model", MODEL, "--effect", "instances", "-q")
+    assert code == 0, err
+    drawn, original = probe(output)["images"][0].astype(int), probe(source)["images"][0].astype(int)
+    assert np.abs(drawn[20:28, 10:40] - original[20:28, 10:40]).mean() > 20
+
+
+def test_unknown_class_is_refused(tmp_path, run_cli):
+    source = make_video(tmp_path / "in.mp4", frames=3)
+    code, _, err = run_cli("process", source, "--model", MODEL, "--classes", "balloon")
+    assert code == 2 and "balloon" in err and "square, circle" in err
+
+
+def test_detections_file_has_one_record_per_frame(tmp_path, run_cli):
+    source = make_video(tmp_path / "in.mp4", frames=7, width=64, height=48)
+    detections = tmp_path / "found.jsonl"
+    code, _, err = run_cli("process", source, "-o", tmp_path / "out.mp4", "--model", MODEL, "--batch", "3",
+                           "--detections", detections, "-q")
+    assert code == 0, err
+    records = [json.loads(line) for line in detections.read_text().splitlines()]
+    assert [record["frame"] for record in records] == list(range(7))
+    assert [record["time"] for record in records] == [round(i / 30, 6) for i in range(7)]
+    first = records[0]
+    assert first["classes"] == ["square", "circle"] and first["scores"] == [0.9, 0.8]
+    assert first["boxes"] == [[0, 0, 24, 32], [24, 32, 48, 64]]
+    square = rle.decode({"size": first["masks"][0]["size"], "counts": first["masks"][0]["counts"].encode()})
+    assert square.shape == (48, 64) and square[:24, :32].all() and square.sum() == 24 * 32
