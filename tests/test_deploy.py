@@ -24,10 +24,9 @@ from pathlib import Path
 from unittest import mock
 from urllib.parse import urlsplit
 
+import kubernetes.client as kubernetes_client
 import pytest
 import yaml
-
-kubernetes_client = pytest.importorskip("kubernetes.client")
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
