@@ -14,6 +14,8 @@ from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from streamer.httpd import QuietHandler
+
 STAGES = ("decode", "queue", "inference", "render", "encode")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -60,26 +62,16 @@ class HealthServer:
                  alive: Callable[[], bool] = lambda: True, host: str = "0.0.0.0"):
         registry = metrics.registry
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                    self.send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
                 elif path in ("/healthz", "/readyz"):
                     ok = (alive if path == "/healthz" else ready)()
-                    self._send(200 if ok else 503, b"ok\n" if ok else b"not ready\n", "text/plain")
+                    self.send(200 if ok else 503, b"ok\n" if ok else b"not ready\n", "text/plain")
                 else:
-                    self._send(404, b"not found\n", "text/plain")
-
-            def _send(self, status: int, body: bytes, content_type: str):
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
+                    self.send(404, b"not found\n", "text/plain")
 
         self.server = http.server.ThreadingHTTPServer((host, port), Handler)
         self.port = self.server.server_address[1]

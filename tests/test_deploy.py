@@ -396,8 +396,7 @@ def test_worker_deployment():
     assert metrics, "no Service for the workers' metrics"
     assert any(resolve_port(port["targetPort"], container) == int(args.metrics_port)
                for service in metrics for port in service["spec"]["ports"])
-    preStop = container.get("lifecycle", {}).get("preStop")
-    assert preStop is None, "SIGTERM already drains: no preStop hook"
+    assert "preStop" not in container.get("lifecycle", {}), "SIGTERM already drains: no preStop hook"
 
 
 def test_serve_deployment():
@@ -528,6 +527,7 @@ def test_compose_workers_scale_and_drain():
         args = parse_streamer(command)
         assert args.metrics_port
         assert "container_name" not in service and "ports" not in service, f"{name}: --scale needs no fixed names/ports"
+        assert any(interpolate(v).endswith(":/data") for v in service["volumes"]), f"{name}: submitted jobs need /data"
         test = service["healthcheck"]["test"]
         assert test[0] == "CMD" and test[-1] == healthcheck_path(DOCKERFILES[0])
         assert health.probe(command) == ("http", "127.0.0.1", int(args.metrics_port), "/healthz")

@@ -12,6 +12,7 @@ from streamer.cli.common import add_redis_arguments, redis_config
 from streamer.cli.status import snapshot
 from streamer.distributed.connection import Keys, connect
 from streamer.errors import StreamerError
+from streamer.httpd import QuietHandler
 from streamer.progress import say
 
 PREVIEW = re.compile(r"^/api/jobs/([A-Za-z0-9_.:-]+)/preview\.jpg$")
@@ -28,39 +29,28 @@ def add_parser(commands) -> None:
 def make_server(client, keys: Keys, host: str, port: int) -> http.server.ThreadingHTTPServer:
     page = resources.files("streamer.web").joinpath("index.html").read_bytes()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self):
             path = self.path.split("?", 1)[0]
             if path in ("/", "/index.html"):
-                self._send(200, page, "text/html; charset=utf-8")
+                self.send(200, page, "text/html; charset=utf-8")
             elif path == "/api/status":
-                self._send(200, json.dumps(snapshot(client, keys)).encode(), "application/json")
+                self.send(200, json.dumps(snapshot(client, keys)).encode(), "application/json")
             elif path.startswith("/api/jobs/") and path.count("/") == 3:
                 try:
                     state = snapshot(client, keys, path.rsplit("/", 1)[1])
                 except StreamerError as error:
-                    self._send(404, json.dumps({"error": str(error)}).encode(), "application/json")
+                    self.send(404, json.dumps({"error": str(error)}).encode(), "application/json")
                     return
-                self._send(200, json.dumps(state["jobs"][0]).encode(), "application/json")
+                self.send(200, json.dumps(state["jobs"][0]).encode(), "application/json")
             elif match := PREVIEW.match(path):
                 image = client.get(keys.preview(match.group(1)))
                 if image is None:
-                    self._send(404, b"no preview\n", "text/plain")
+                    self.send(404, b"no preview\n", "text/plain")
                 else:
-                    self._send(200, image, "image/jpeg")
+                    self.send(200, image, "image/jpeg")
             else:
-                self._send(404, b"not found\n", "text/plain")
-
-        def _send(self, status: int, body: bytes, content_type: str):
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
+                self.send(404, b"not found\n", "text/plain")
 
     try:
         return http.server.ThreadingHTTPServer((host, port), Handler)
