@@ -143,28 +143,7 @@ class Pipeline:
             stages.shutdown()
             source.close()
         try:
-            if stages.errors and not interrupted:
-                error = stages.errors[0]
-                self.metrics.errors.labels(type(error).__name__).inc()
-                transport.end(FAILED, str(error))
-                if isinstance(error, SourceLost):  # a live recording up to the loss is worth keeping
-                    muxer.finish()
-                    raise SourceLost(f"{error}; kept what was recorded in {sink.close()}")
-                sink.abort()
-                if detections:
-                    detections.abort()
-                if isinstance(error, StreamerError):
-                    raise error
-                raise StreamerError(f"processing failed: {type(error).__name__}: {error}") from error
-            if interrupted and not source.info.live:
-                transport.end(CANCELLED, "interrupted")
-                written = sink.close_partial()
-            else:  # a live stream ends when it is stopped: its outputs are whole
-                muxer.finish()
-                written = sink.close()
-                transport.end(DONE)
-            if detections:
-                detections.close()
+            written = self._conclude(stages.errors, interrupted, source.info.live, sink, muxer, transport, detections)
         finally:
             helpers.close()
         return ProcessResult(
@@ -182,6 +161,35 @@ class Pipeline:
             latency_p50=latency.percentile(50),
             latency_p95=latency.percentile(95),
         )
+
+    def _conclude(self, errors, interrupted: bool, live: bool, sink, muxer: Muxer, transport, detections):
+        """Publish, keep partly or remove the outputs, as the way the job ended calls for; returns what was written."""
+        if errors and not interrupted:
+            error = errors[0]
+            self.metrics.errors.labels(type(error).__name__).inc()
+            transport.end(FAILED, str(error))
+            if isinstance(error, SourceLost):  # a live recording up to the loss is worth keeping
+                muxer.finish()
+                kept = sink.close()
+                if detections:
+                    detections.close()
+                raise SourceLost(f"{error}; kept what was recorded in {kept}")
+            sink.abort()
+            if detections:
+                detections.abort()
+            if isinstance(error, StreamerError):
+                raise error
+            raise StreamerError(f"processing failed: {type(error).__name__}: {error}") from error
+        if interrupted and not live:
+            transport.end(CANCELLED, "interrupted")
+            written = sink.close_partial()
+        else:  # a live stream ends when it is stopped: its outputs are whole
+            muxer.finish()
+            written = sink.close()
+            transport.end(DONE)
+        if detections:
+            detections.close()
+        return written
 
     def _open_source(self):
         source = VideoSource(self.config.input, self.config.source)
