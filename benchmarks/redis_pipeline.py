@@ -149,7 +149,7 @@ def recovery(server: RedisServer, clip: Path, folder: Path, claim_idle: float) -
     try:
         wait_for_workers(client, SLEEPY, 2)
         job = threading.Thread(target=run_job, args=(clip, folder / "recovered.mp4", server.url, SLEEPY, 4),
-                               kwargs={"job": "recovery"})
+                               kwargs={"job": f"recovery-{claim_idle:g}"})
         job.start()
         stream = KEYS.work(SLEEPY)
         while not (held := client.xpending_range(stream, WORKER_GROUP, "-", "+", 100, consumername="victim")):

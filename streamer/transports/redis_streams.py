@@ -94,7 +94,7 @@ class RedisTransport:
                                 "--redis URL`", self._spec.model, self._spec.model)
 
     def depths(self) -> dict[str, int]:
-        return {"in_flight": self._sent - self._complete - len(self._received)}
+        return {"in_flight": self._sent - self._complete}
 
     def end(self, state: str, reason: str = "") -> None:
         """Record how the job ended; its keys expire after the configured TTL."""
@@ -116,10 +116,10 @@ class RedisTransport:
         if message.job != self.job or index >= self._sent or index < self._complete or index in self._received:
             return None  # a duplicate from a redelivered frame
         self._received.add(index)
-        while self._complete in self._received:
-            self._received.remove(self._complete)
+        while self._complete in self._received:  # a slot frees only when every frame before it is back,
+            self._received.remove(self._complete)  # so the muxer's reorder buffer stays within the window
             self._complete += 1
-        self._window.release()
+            self._window.release()
         self._preview(message.image)
         return Rendered(index, message.pts, message.time_base, message.image, message.detections)
 
