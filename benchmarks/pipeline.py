@@ -31,6 +31,7 @@ from streamer.sink import EncodeConfig  # noqa: E402
 from workers.registry import ModelConfig, load_model  # noqa: E402
 
 WARM = {}  # benchmark-only: models already compiled, handed to the pipeline by `warm_model`
+sys.modules.setdefault("benchmarks.pipeline", sys.modules[__name__])  # so the registry finds this WARM when run as a script
 
 
 def warm_model(config: ModelConfig):

@@ -1,6 +1,8 @@
 """Data for training: KITTI folders (label 7 = road), synthetic scenes, and augmentation that keeps
 image and mask aligned."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from unet_helpers import write_kitti
@@ -103,8 +105,8 @@ def test_a_car_on_the_road_is_not_road_but_its_lane_is():
                     focal=0.8, horizon=0.45, camera_height=1.5, road_width=8.0, shoulders=(None, None))
     car = Prop("car", d=0.0, phase=0.1, speed=0.0, width=1.8, height=1.5, depth=0.0, color=(200, 0, 0),
                color2=(30, 30, 30))
-    empty = RoadScene(**{**scene.__dict__, **straight, "props": (), "prop_period": 200.0})
-    with_car = RoadScene(**{**empty.__dict__, "props": (car,)})
+    empty = replace(scene, **straight, props=(), prop_period=200.0)
+    with_car = replace(empty, props=(car,))
     _, road = empty.render(180, 320)
     _, masked = with_car.render(180, 320)
     # the car stands 20 m ahead in the middle of the road (bottom at row 81 + 0.8·320·1.5/20 ≈ 100, about

@@ -1,6 +1,6 @@
 """`streamer train unet --data synthetic-roads|kitti:DIR ...`: parses into a TrainConfig and trains.
 
-Models are looked up in TRAINERS, so adding e.g. "maskrcnn" is one entry plus its own options.
+Each model is a subcommand with its own options: `streamer train unet …`, `streamer train maskrcnn …`.
 """
 
 from __future__ import annotations
@@ -9,17 +9,19 @@ import argparse
 import os
 
 from streamer.errors import StreamerError
+from workers.maskrcnn.commands import add_train_arguments, run_train
 
 SUPPRESS = argparse.SUPPRESS  # options not given stay out of the namespace (so --resume can reuse saved ones)
 
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
-        "train", help="train a segmentation model (unet) on synthetic roads or KITTI",
-        description="Train a model; checkpoints go to OUT/last.keras and OUT/best.keras after every epoch.",
+        "train", help="train a model: unet (road segmentation) or maskrcnn (instance segmentation)",
+        description="Train a model; checkpoints are written after every epoch and --resume continues a run.",
     )
-    parser.add_argument("model", help=f"which model to train: {', '.join(TRAINERS)}")
-    unet = parser.add_argument_group("unet")
+    models = parser.add_subparsers(dest="model", required=True, metavar="MODEL")
+    unet = models.add_parser("unet", help="U-Net road segmentation on synthetic roads or KITTI",
+                             description="Checkpoints go to OUT/last.keras and OUT/best.keras after every epoch.")
     unet.add_argument("--data", default=SUPPRESS,
                       help="synthetic-roads (generated scenes) or kitti:DIR (DIR/image_2/*.png + DIR/semantic/*.png)")
     unet.add_argument("--samples", type=int, default=SUPPRESS,
@@ -43,14 +45,11 @@ def add_parser(commands) -> None:
     unet.add_argument("--out", default="runs/unet", help="run folder (default: runs/unet)")
     unet.add_argument("--resume", action="store_true",
                       help="continue the run in --out at its next epoch, with its saved options")
-    parser.set_defaults(run=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    trainer = TRAINERS.get(args.model)
-    if trainer is None:
-        raise StreamerError(f"unknown model {args.model!r} for train: choose one of {', '.join(TRAINERS)}")
-    return trainer(args)
+    unet.set_defaults(run=train_unet)
+    maskrcnn = models.add_parser("maskrcnn", help="Mask R-CNN on VIA, COCO or generated shapes",
+                                 description="A checkpoint per epoch in --out; --resume continues from the last.")
+    add_train_arguments(maskrcnn)
+    maskrcnn.set_defaults(run=run_train)
 
 
 # CLI option → TrainConfig field
@@ -90,6 +89,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def train_unet(args: argparse.Namespace) -> int:
+    """Train a U-Net and print where the best checkpoint is."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     from workers.unet.train import train
 
@@ -98,5 +98,3 @@ def train_unet(args: argparse.Namespace) -> int:
     print(f"done: {result.epochs_done} epochs; best {best} → {result.out / 'best.keras'}")
     return 0
 
-
-TRAINERS = {"unet": train_unet}

@@ -18,7 +18,7 @@ from .detection import detection_layer
 from .heads import build_classifier_head, build_mask_head
 from .image import mold_image, paste_masks, resize_image
 from .proposals import proposal_layer
-from .roi_align import pyramid_roi_align
+from .roi_align import pyramid_roi_align, roi_align_flat
 from .rpn import build_rpn_model
 from .targets import detection_targets_graph
 from . import losses as L
@@ -163,10 +163,15 @@ class MaskRCNN:
         )
         _, probs, deltas = self.classify(rois, feature_maps[:4], image_shape)
         detections = detection_layer(rois, probs, deltas, windows, config)
-        masks = self.masks(detections[..., :4], feature_maps[:4], image_shape)  # [B,D,h,w,C]
+        # The mask head runs only on real detections (not on the zero padding up to D).
         class_ids = tf.cast(detections[..., 4], tf.int32)
-        masks = tf.gather(tf.transpose(masks, [0, 1, 4, 2, 3]), class_ids, batch_dims=2)
-        return detections, masks
+        where = tf.where(class_ids > 0)  # [K, 2] (image, slot)
+        pool = int(config.MASK_POOL_SIZE)
+        pooled = roi_align_flat(tf.gather_nd(detections[..., :4], where), where[:, 0], feature_maps[:4], pool, image_shape)
+        masks = tf.cast(self.keras_model.mask_head(pooled, training=False), tf.float32)  # [K,h,w,C]
+        masks = tf.gather(tf.transpose(masks, [0, 3, 1, 2]), tf.gather_nd(class_ids, where), batch_dims=1)
+        shape = tf.concat([tf.shape(class_ids, out_type=tf.int64), tf.shape(masks, out_type=tf.int64)[1:]], axis=0)
+        return detections, tf.scatter_nd(where, masks, shape)
 
     def training_graph(self, images, rpn_match, rpn_bbox, gt_class_ids, gt_boxes, gt_masks, anchors, training=True):
         """One forward pass in training mode → dict of the five losses."""

@@ -15,26 +15,32 @@ def roi_levels(boxes, image_shape):
     return tf.cast(tf.clip_by_value(level, 2.0, 5.0), tf.int32)
 
 
-def pyramid_roi_align(boxes, feature_maps, pool_size: int, image_shape):
-    """boxes [B,N,4] normalised; feature_maps [P2..P5] → pooled [B,N,pool,pool,C] (bilinear)."""
+def roi_align_flat(boxes, box_indices, feature_maps, pool_size: int, image_shape):
+    """boxes [K,4] normalised with their image index box_indices [K] → pooled [K,pool,pool,C]."""
     boxes = tf.stop_gradient(tf.cast(boxes, tf.float32))
+    box_indices = tf.cast(box_indices, tf.int32)
     levels = roi_levels(boxes, image_shape)
-    batch = tf.shape(boxes)[0]
-    count = tf.shape(boxes)[1]
-    pooled = []
-    where = []
+    pooled, where = [], []
     for level, feature_map in zip(range(2, 6), feature_maps):
-        ix = tf.where(tf.equal(levels, level))  # [K, 2] (image, box)
-        level_boxes = tf.gather_nd(boxes, ix)
+        ix = tf.where(tf.equal(levels, level))[:, 0]
         pooled.append(
             tf.image.crop_and_resize(
-                tf.cast(feature_map, tf.float32), level_boxes, tf.cast(ix[:, 0], tf.int32), [pool_size, pool_size]
+                tf.cast(feature_map, tf.float32), tf.gather(boxes, ix), tf.gather(box_indices, ix), [pool_size, pool_size]
             )
         )
         where.append(ix)
     pooled = tf.concat(pooled, axis=0)
     where = tf.concat(where, axis=0)
-    channels = tf.shape(pooled)[-1]
-    shape = tf.stack([tf.cast(batch, tf.int64), tf.cast(count, tf.int64), pool_size, pool_size, tf.cast(channels, tf.int64)])
-    out = tf.scatter_nd(where, pooled, shape)
-    return tf.ensure_shape(out, [None, None, pool_size, pool_size, feature_maps[0].shape[-1]])
+    shape = tf.concat([tf.shape(boxes, out_type=tf.int64)[:1], tf.shape(pooled, out_type=tf.int64)[1:]], axis=0)
+    out = tf.scatter_nd(where[:, None], pooled, shape)
+    return tf.ensure_shape(out, [None, pool_size, pool_size, feature_maps[0].shape[-1]])
+
+
+def pyramid_roi_align(boxes, feature_maps, pool_size: int, image_shape):
+    """boxes [B,N,4] normalised; feature_maps [P2..P5] → pooled [B,N,pool,pool,C] (bilinear)."""
+    batch = tf.shape(boxes)[0]
+    count = tf.shape(boxes)[1]
+    flat = tf.reshape(boxes, [-1, 4])
+    indices = tf.repeat(tf.range(batch), count)
+    out = roi_align_flat(flat, indices, feature_maps, pool_size, image_shape)
+    return tf.reshape(out, tf.concat([[batch, count], tf.shape(out)[1:]], axis=0))
