@@ -47,7 +47,7 @@ def evaluate_unet(args: argparse.Namespace) -> int:
     config = EvaluateConfig(data=args.data, weights=args.weights, samples=args.samples, seed=args.seed,
                             frame_size=(height, width), batch_size=args.batch, threshold=args.threshold,
                             device=args.device)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow C++ info and warning logs
     result = measure(config)
     if args.json:
         from workers.unet.modelfile import demo_weights

@@ -90,7 +90,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def train_unet(args: argparse.Namespace) -> int:
     """Train a U-Net and print where the best checkpoint is."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow C++ info and warning logs
     from workers.unet.train import train
 
     result = train(unet_config(args))

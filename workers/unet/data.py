@@ -67,4 +67,5 @@ class SegmentationBatches(keras.utils.PyDataset):
         return out["image"], out["mask"]
 
     def on_epoch_end(self) -> None:
+        """Keras calls this after each epoch: the next epoch gets a new order and new augmentations."""
         self.epoch += 1

@@ -50,9 +50,11 @@ class Evaluation:
 
     @property
     def mean(self) -> float:
+        """Mean of the per-image IoUs (NaN for no images)."""
         return float(np.mean(self.ious)) if self.ious else float("nan")
 
     def to_dict(self) -> dict:
+        """JSON-ready: images [{name, iou}], mean_iou, count."""
         return {"images": [{"name": n, "iou": v} for n, v in zip(self.names, self.ious)], "mean_iou": self.mean,
                 "count": len(self.ious)}
 
@@ -86,6 +88,7 @@ def run(config: EvaluateConfig) -> Evaluation:
 
 
 def _source(data: str, samples: int | None, seed: int, frame_size: tuple[int, int]):
+    """The evaluation images: KITTI pairs, or held-out synthetic scenes (the "test" stream)."""
     from workers.unet.sources import SyntheticSource, kitti_source, limit, parse_data
 
     kind, path = parse_data(data)

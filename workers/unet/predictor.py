@@ -114,6 +114,7 @@ def _mixed_precision(model):
     outputs = set(model.output_names)
 
     def clone(layer):
+        """The same layer computing in float16, except the output heads."""
         config = layer.get_config()
         if layer.name not in outputs:
             config["dtype"] = "mixed_float16"

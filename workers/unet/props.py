@@ -61,9 +61,11 @@ def random_props(rng: np.random.Generator, road_width: float, lane_width: float,
     props: list[Prop] = []
 
     def side() -> int:
+        """Left (-1) or right (+1) of the road."""
         return -1 if rng.random() < 0.5 else 1
 
     def add(kind, d, width, height, depth=0.0, speed=0.0, color=None, color2=None):
+        """Append a prop at a random phase along the road (random colours unless given)."""
         color = tuple(u(20, 235, 3)) if color is None else color
         color2 = tuple(u(20, 235, 3)) if color2 is None else color2
         props.append(Prop(kind, float(d), float(u(0, 1)), float(speed), float(width), float(height),
@@ -121,6 +123,7 @@ class _Canvas:
     """Collects convex polygons in painting order, then draws them all with one coordinate conversion."""
 
     def __init__(self) -> None:
+        """An empty canvas."""
         self.points: list[np.ndarray] = []
         self.styles: list[tuple[Color, bool]] = []
 
@@ -130,12 +133,15 @@ class _Canvas:
         self.styles.append((color, occlude))
 
     def box(self, x0: float, y0: float, x1: float, y1: float, color: Color, occlude: bool = True) -> None:
+        """A filled axis-aligned rectangle."""
         self.poly([x0, y0, x1, y0, x1, y1, x0, y1], color, occlude)
 
     def ellipse(self, cx: float, cy: float, ax: float, ay: float, color: Color, occlude: bool = True) -> None:
+        """A filled ellipse (as a 24-gon)."""
         self.poly(np.stack([cx + ax * _COS, cy + ay * _SIN], axis=1), color, occlude)
 
     def flush(self, image: np.ndarray, mask: np.ndarray) -> None:
+        """Draw everything collected, anti-aliased on the image and hard-edged (0 = not road) on the mask."""
         if not self.points:
             return
         fixed = np.round(np.clip(np.concatenate(self.points), -1e5, 1e5) * ONE).astype(np.int32)
@@ -153,6 +159,7 @@ _COS, _SIN = np.cos(_ANGLES), np.sin(_ANGLES)
 
 
 def _scaled(color: Color, k: float) -> Color:
+    """`color` with brightness × k."""
     return tuple(float(c) * k for c in color)
 
 

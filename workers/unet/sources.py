@@ -50,6 +50,7 @@ class KittiSource:
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), mask, self.images[index].stem
 
     def subset(self, start: int, stop: int) -> KittiSource:
+        """The pairs [start:stop]."""
         return KittiSource(self.images[start:stop], self.labels[start:stop])
 
 

@@ -106,6 +106,7 @@ class RoadScene:
         u = rng.uniform
         mood = str(rng.choice(["sunny", "sunny", "overcast", "dusk", "hazy"]))
         sky_top, sky_horizon = _sky(rng, mood)
+        road_color = _road_color(rng)
         lanes = int(rng.choice([1, 2, 2, 2, 3, 4]))
         lane_width = u(2.8, 3.8)
         road_width = lanes * lane_width + u(0.2, 1.2)
@@ -129,14 +130,14 @@ class RoadScene:
             curve_drift=u(0.0, 1 / 200),
             curve_length=u(150.0, 600.0),
             curve_phase=u(0, 2 * np.pi),
-            road_color=_road_color(rng),
-            road_texture=u(0.03, 0.16),
+            road_color=road_color,
+            road_texture=u(0.03, 0.12),
             lines=_lines(rng, lanes, lane_width, road_width),
             shadows=_shadows(rng, road_width) if sunny or rng.random() < 0.2 else (),
             shadow_period=u(60.0, 160.0),
-            shoulders=(_shoulder(rng), _shoulder(rng)),
-            verge_colors=_verge_pair(rng),
-            verge_texture=u(0.05, 0.3),
+            shoulders=(_shoulder(rng, road_color), _shoulder(rng, road_color)),
+            verge_colors=_verge_pair(rng, road_color),
+            verge_texture=u(0.12, 0.35),
             sky_top=sky_top,
             sky_horizon=sky_horizon,
             skyline_color=tuple(u(30, 140, 3) * np.array([0.8, 1.0, 0.9])),
@@ -236,9 +237,10 @@ class RoadScene:
             inside = (material == k) & (dist < half + shoulder.width)
             material[inside] = 2 + k
             strip = 1.0 + 0.05 * grain
-            if shoulder.tiles:
-                joint = ((along % 1.5) < 0.06) | (np.abs(dist - half - 0.15) < 0.08)
+            if shoulder.tiles:  # slab joints, and a kerb in shade along the road edge
+                joint = (along % 1.5) < 0.06
                 strip = strip - np.float32(0.18) * joint * fade
+                strip = np.where(dist - half < 0.2, strip * np.float32(0.72), strip)
             shade = np.where(inside, strip, shade)
         colour = np.asarray(palette, np.float32)[material] * shade[..., None]
 
@@ -318,6 +320,7 @@ def _lookup(tex: np.ndarray, x: np.ndarray, y: np.ndarray, size: int = 64) -> np
 
 
 def _road_color(rng: np.random.Generator) -> Color:
+    """Asphalt (mostly), concrete, or packed dirt."""
     kind = rng.random()
     if kind < 0.75:  # asphalt
         g = rng.uniform(45, 140)
@@ -362,35 +365,61 @@ def _shadows(rng: np.random.Generator, road_width: float) -> tuple[Shadow, ...]:
     return tuple(out)
 
 
-def _shoulder(rng: np.random.Generator) -> Shoulder | None:
+def _shoulder(rng: np.random.Generator, road: Color) -> Shoulder | None:
+    """A sidewalk (light slabs behind a kerb) or a gravel strip, told apart from the road by colour."""
     r = rng.random()
     if r < 0.3:
-        g = rng.uniform(140, 200)
-        return Shoulder(rng.uniform(1.2, 3.5), tuple(g + rng.uniform(-6, 6, 3)), tiles=True)
+        return Shoulder(rng.uniform(1.2, 3.5), _distinct(rng, _slab, road, 30.0), tiles=True)
     if r < 0.5:
-        g = rng.uniform(90, 150)
-        return Shoulder(rng.uniform(0.3, 1.5), tuple(g * np.array([1.0, 0.93, 0.82])), tiles=False)
+        return Shoulder(rng.uniform(0.3, 1.5), _distinct(rng, _gravel, road, 30.0), tiles=False)
     return None
 
 
+def _slab(rng: np.random.Generator) -> Color:
+    """Light sidewalk slabs."""
+    return tuple(rng.uniform(140, 200) + rng.uniform(-6, 6, 3))
+
+
+def _gravel(rng: np.random.Generator) -> Color:
+    """Brownish-grey gravel."""
+    return tuple(rng.uniform(90, 150) * np.array([1.0, 0.93, 0.82]))
+
+
 def _verge(rng: np.random.Generator) -> Color:
+    """Ground beside the road: grass, dry grass, sand, dirt or gravel."""
     kind = rng.choice(["grass", "grass", "dry", "sand", "dirt", "gravel"])
     lo, hi = {
         "grass": ((35, 75, 25), (110, 160, 75)),
         "dry": ((130, 120, 65), (185, 165, 105)),
         "sand": ((165, 145, 105), (220, 200, 155)),
         "dirt": ((90, 65, 40), (150, 110, 75)),
-        "gravel": ((100, 95, 85), (150, 145, 135)),
+        "gravel": ((100, 90, 75), (150, 135, 115)),
     }[kind]
     return tuple(rng.uniform(lo, hi))
 
 
-def _verge_pair(rng: np.random.Generator) -> tuple[Color, Color]:
-    left = _verge(rng)
-    return (left, left) if rng.random() < 0.6 else (left, _verge(rng))
+def _verge_pair(rng: np.random.Generator, road: Color) -> tuple[Color, Color]:
+    """Left and right verges (often the same), each distinct from the road."""
+    left = _distinct(rng, _verge, road, 40.0)
+    return (left, left) if rng.random() < 0.6 else (left, _distinct(rng, _verge, road, 40.0))
+
+
+def _distinct(rng: np.random.Generator, draw, road: Color, distance: float, tries: int = 8) -> Color:
+    """A colour from `draw(rng)` at least `distance` (RGB units) from the road's, or the farthest of `tries`:
+    surfaces beside the road must be tellable from it, or the label is a coin toss."""
+    best, gap = None, -1.0
+    for _ in range(tries):
+        color = draw(rng)
+        d = float(np.linalg.norm(np.subtract(color, road)))
+        if d >= distance:
+            return color
+        if d > gap:
+            best, gap = color, d
+    return best
 
 
 def _sky(rng: np.random.Generator, mood: str) -> tuple[Color, Color]:
+    """(zenith, horizon) sky colours for the lighting mood."""
     if mood == "sunny":
         return tuple(rng.uniform((40, 90, 165), (95, 150, 235))), tuple(rng.uniform((165, 195, 220), (225, 235, 250)))
     if mood == "overcast":

@@ -1,7 +1,8 @@
 """Training a segmentation model: `train(TrainConfig(...))`, the engine behind `streamer train unet`.
 
 Adam + binary cross-entropy (sparse categorical for multi-class). After every epoch it writes
-OUT/last.keras, OUT/best.keras (by validation IoU, or loss without a validation split) and
+OUT/last.keras (with optimizer state, for resuming), OUT/best.keras (architecture and weights only; best by
+validation IoU, or loss without a validation split) and
 OUT/state.json (epochs done, config, history), each to a temporary name renamed when complete,
 so `resume=True` continues at the next epoch with the same config.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -206,12 +206,21 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
+def _inference_copy(model):
+    """The model rebuilt from its config, uncompiled (no optimizer state): what best.keras holds, ready to bundle."""
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def _result(out: Path, state: dict) -> TrainResult:
+    """TrainResult from a state.json dict."""
     best = state.get("best", {})
     return TrainResult(out, state["epoch"], best.get("metric", ""), best.get("value"), state.get("history", []))
 
 
 def _callback_class():
+    """The checkpoint callback class (defined on first use so this module imports without Keras)."""
     import keras
 
     class EpochCheckpoint(keras.callbacks.Callback):
@@ -227,6 +236,7 @@ def _callback_class():
             self.started = time.monotonic()
 
         def on_epoch_begin(self, epoch, logs=None):
+            """Start the epoch clock."""
             self.started = time.monotonic()
 
         def on_epoch_end(self, epoch, logs=None):
@@ -242,7 +252,7 @@ def _callback_class():
             )
             if improved:
                 self.best = {"metric": self.monitor, "value": value, "epoch": epoch + 1}
-                _atomic_write(self.out / "best.keras", lambda tmp: shutil.copyfile(last, tmp))
+                _atomic_write(self.out / "best.keras", _inference_copy(self.model).save)
             self.history.append({"epoch": epoch + 1, "seconds": round(seconds, 1), **logs})
             state = {"version": STATE_VERSION, "epoch": epoch + 1, "config": asdict(self.config),
                      "best": self.best, "history": self.history}
