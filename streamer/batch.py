@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from streamer.errors import StreamerError
 from streamer.pipeline import Pipeline, ProcessConfig
-from streamer.storage import Entry, expand, filesystem, join
+from streamer.storage import Entry, expand, filesystem, join, write_whole
 from workers.registry import load_model
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,7 @@ class Manifest:
     def record(self, entry: Entry, **fields) -> None:
         with self._lock:
             self.videos[entry.url] = {"size": entry.size, "version": entry.version, "updated": time.time(), **fields}
-            staging = f"{self.path}.part-{os.getpid()}"
-            self.fs.pipe_file(staging, json.dumps({"version": 1, "videos": self.videos}, indent=1).encode())
-            self.fs.mv(staging, self.path)
+            write_whole(self.fs, self.path, json.dumps({"version": 1, "videos": self.videos}, indent=1).encode())
 
 
 def run_batch(config: BatchConfig, on_video=None) -> list[VideoReport]:

@@ -79,13 +79,20 @@ def join(folder: str, name: str) -> str:
     return folder.rstrip("/") + "/" + name if "://" in folder else os.path.join(folder, name)
 
 
+def is_object_store(fs: fsspec.AbstractFileSystem) -> bool:
+    """Buckets publish an object only when its upload completes; file systems need a rename for that."""
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    return not any(protocol in ("file", "local", "memory") for protocol in protocols)
+
+
 def upload(local: str, url: str, options: dict | None = None) -> None:
-    """Put a finished local file at `url`: under a temporary name first, then moved into place."""
+    """Put a finished local file at `url` so that it appears only whole."""
     fs, path = filesystem(url, options)
-    staging = f"{path}.part-{os.getpid()}"
+    staging = path if is_object_store(fs) else f"{path}.part-{os.getpid()}"
     try:
         fs.put_file(local, staging)
-        fs.mv(staging, path)
+        if staging != path:
+            fs.mv(staging, path)
     except Exception as error:
         try:
             fs.rm(staging)
@@ -93,3 +100,13 @@ def upload(local: str, url: str, options: dict | None = None) -> None:
             pass
         raise StreamerError(f"{url}: upload failed ({type(error).__name__}: {error}); check the credentials "
                             "and the bucket") from None
+
+
+def write_whole(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Replace a small file in one step: a single PUT on a bucket, write-then-rename elsewhere."""
+    if is_object_store(fs):
+        fs.pipe_file(path, data)
+        return
+    staging = f"{path}.part-{os.getpid()}"
+    fs.pipe_file(staging, data)
+    fs.mv(staging, path)
