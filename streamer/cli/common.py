@@ -49,3 +49,14 @@ def producer_config(args: argparse.Namespace) -> RedisConfig | None:
         config.frame_codec, config.quality = check_frame_codec(args.frame_codec), args.quality
         config.in_flight, config.job_ttl = args.in_flight, args.ttl
     return config
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1280x720' → (1280, 720): WIDTHxHEIGHT, as every --size option takes it."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise StreamerError(f"--size {text}: give WIDTHxHEIGHT such as 1280x720 or 256x128") from None
+    if width < 16 or height < 16:
+        raise StreamerError(f"--size {text}: at least 16x16")
+    return width, height

@@ -38,7 +38,7 @@ def add_parser(commands) -> None:
 
 def evaluate_unet(args: argparse.Namespace) -> int:
     """Evaluate a U-Net and print per-image IoU and the mean (or JSON)."""
-    from streamer.cli.train import parse_size
+    from streamer.cli.common import parse_size
     from workers.unet.evaluate import EvaluateConfig, run as measure
     from workers.unet.sources import parse_data
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from fractions import Fraction
 
+from streamer.cli.common import parse_size
 from streamer.errors import StreamerError
 from streamer.progress import ProgressBar, say
 from streamer.sink import EncodeConfig, VideoSink, check_output
@@ -24,16 +25,6 @@ def add_parser(commands) -> None:
     parser.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output if it exists")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
     parser.set_defaults(run=run)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise StreamerError(f"--size {text}: give WIDTHxHEIGHT such as 1280x720") from None
-    if width < 16 or height < 16:
-        raise StreamerError(f"--size {text}: at least 16x16")
-    return width, height
 
 
 def parse_rate(text: str) -> Fraction:

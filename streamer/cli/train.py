@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from streamer.cli.common import parse_size
 from streamer.errors import StreamerError
 from workers.maskrcnn.commands import add_train_arguments, run_train
 
@@ -75,17 +76,6 @@ def unet_config(args: argparse.Namespace):
         raise StreamerError("--data: required; give synthetic-roads or kitti:DIR")
     parse_data(given["data"])
     return TrainConfig(**given, out=args.out)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'256x128' → (256, 128): WIDTHxHEIGHT, as for `streamer sample --size`."""
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise StreamerError(f"--size {text}: give WIDTHxHEIGHT such as 256x128") from None
-    if width < 16 or height < 16:
-        raise StreamerError(f"--size {text}: at least 16x16")
-    return width, height
 
 
 def train_unet(args: argparse.Namespace) -> int:
