@@ -140,42 +140,6 @@ def seed_loop_fps(weights: str, path: Path, out: Path, threshold=0.5) -> float:
     return count / (time.perf_counter() - started)
 
 
-def maskrcnn_figures(folder: Path, seconds: float, batch: int) -> None:
-    """Mask R-CNN demo on a 640×360 shapes clip: efficiency, and speed-up over detect-one-frame-at-a-time."""
-    from workers.maskrcnn.predictor import DEMO_WEIGHTS
-    from workers.maskrcnn.shapes import shapes_frames
-
-    clip = folder / "shapes.mp4"
-    with av.open(str(clip), "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
-        for index, (image, _) in enumerate(shapes_frames(3, 640, 360, 30.0, int(seconds * 30))):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts, frame.time_base = index, Fraction(1, 30)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    out = folder / "out.mp4"
-    print(f"Mask R-CNN demo (light backbone, 128²), 640×360 shapes clip, {int(seconds * 30)} frames, batch {batch}")
-    piped = efficiency("process / bare detect", DEMO_WEIGHTS, clip, out, batch, model="maskrcnn")
-    single = load_model(ModelConfig(name="maskrcnn", batch_size=1))
-    single.predict(decode_all(clip)[:1])
-    started, count = time.perf_counter(), 0
-    with av.open(str(clip)) as source, av.open(str(folder / "loop.mp4"), "w") as sink:
-        from streamer.effects import EffectConfig, splash
-
-        stream = sink.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
-        for frame in source.decode(video=0):
-            image = frame.to_ndarray(format="rgb24")
-            prediction = single.predict(image[None])[0]
-            sink.mux(stream.encode(av.VideoFrame.from_ndarray(splash(image, prediction, EffectConfig()), "rgb24")))
-            count += 1
-        sink.mux(stream.encode(None))
-    loop = count / (time.perf_counter() - started)
-    print(f"  speed-up: process {piped:.2f} fps / per-frame loop (read, detect one, splash, write) {loop:.2f} fps = "
-          f"{piped / loop:.2f}×")
-
-
 def peak_rss_mb(args: list[str]) -> float:
     job = subprocess.Popen([sys.executable, "-m", "streamer", *args], cwd=ROOT)
     _, status, usage = os.wait4(job.pid, 0)
@@ -200,8 +164,6 @@ def main() -> None:
     parser.add_argument("--long-seconds", type=float, default=300, help="length of the long RSS video")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--skip-full", action="store_true", help="skip the full-width U-Net")
-    parser.add_argument("--maskrcnn-only", action="store_true",
-                        help="only the Mask R-CNN figures (efficiency and speed-up on a shapes clip)")
     options = parser.parse_args()
     seconds = 4 if options.quick else options.seconds
     long_seconds = 40 if options.quick else options.long_seconds
@@ -209,9 +171,6 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        if options.maskrcnn_only:
-            maskrcnn_figures(folder, seconds, options.batch)
-            return
         clip = make_video(folder / "clip.mp4", seconds)
         out = folder / "out.mp4"
         print(f"720p clip: {seconds:g} s, {int(seconds * 30)} frames, batch {options.batch}")

@@ -13,7 +13,8 @@ class Prediction:
 
     semantic:  H×W uint8 class index (binary models: 1 = foreground, e.g. road).
     masks:     H×W×N bool instance masks, with class_ids int32[N], scores float32[N],
-               boxes int32[N,4] as [y1, x1, y2, x2].
+               boxes int32[N,4] as [y1, x1, y2, x2] (end exclusive); when boxes are given,
+               each mask lies inside its box (as Mask R-CNN pastes them).
     """
 
     semantic: np.ndarray | None = None
@@ -27,8 +28,24 @@ class Prediction:
         if self.semantic is not None:
             return self.semantic > 0
         if self.masks is not None:
-            return self.masks.any(axis=-1)
+            return self._union_of_masks()
         raise ValueError("empty prediction")
+
+    def _union_of_masks(self) -> np.ndarray:
+        """OR of the instance masks, one instance at a time (`any(axis=-1)` over a short last axis is
+        slow); with boxes only each box's crop is read."""
+        height, width, count = self.masks.shape
+        out = np.zeros((height, width), dtype=bool)
+        for i in range(count):
+            if self.boxes is None:
+                np.logical_or(out, self.masks[:, :, i], out=out)
+                continue
+            y1, x1, y2, x2 = (int(v) for v in self.boxes[i])
+            y1, x1, y2, x2 = max(y1, 0), max(x1, 0), min(y2, height), min(x2, width)
+            if y2 > y1 and x2 > x1:
+                crop = out[y1:y2, x1:x2]
+                np.logical_or(crop, self.masks[y1:y2, x1:x2, i], out=crop)
+        return out
 
     def only(self, class_ids) -> "Prediction":
         """The instances whose class is one of `class_ids` (semantic output is kept as it is)."""

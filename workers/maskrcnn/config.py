@@ -185,7 +185,7 @@ def shapes_config(**overrides) -> Config:
         FPN_CLASSIF_FC_LAYERS_SIZE=256,
         MASK_HEAD_DEPTH=48,
         POST_NMS_ROIS_TRAINING=300,
-        POST_NMS_ROIS_INFERENCE=250,
+        POST_NMS_ROIS_INFERENCE=100,
         PRE_NMS_LIMIT=1000,
         MINI_MASK_SHAPE=(28, 28),
         MAX_GT_INSTANCES=20,

@@ -30,9 +30,9 @@ def roi_align_flat(boxes, box_indices, feature_maps, pool_size: int, image_shape
         )
         where.append(ix)
     pooled = tf.concat(pooled, axis=0)
-    where = tf.concat(where, axis=0)
-    shape = tf.concat([tf.shape(boxes, out_type=tf.int64)[:1], tf.shape(pooled, out_type=tf.int64)[1:]], axis=0)
-    out = tf.scatter_nd(where[:, None], pooled, shape)
+    # Back to the boxes' order: `where` is a permutation, so a gather by its inverse does it
+    # (several times faster on CPU than scatter_nd).
+    out = tf.gather(pooled, tf.math.invert_permutation(tf.concat(where, axis=0)))
     return tf.ensure_shape(out, [None, pool_size, pool_size, feature_maps[0].shape[-1]])
 
 
