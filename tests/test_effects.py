@@ -40,3 +40,15 @@ def test_instances_count_as_foreground():
     masks = np.zeros((4, 6, 2), bool)
     masks[0, 0, 0] = masks[3, 5, 1] = True
     assert Prediction(masks=masks).foreground().sum() == 2
+
+
+def test_foreground_is_the_union_of_instances_with_and_without_boxes():
+    rng = np.random.default_rng(3)
+    masks = np.zeros((30, 40, 3), bool)
+    boxes = np.array([[2, 3, 12, 20], [8, 10, 25, 38], [0, 0, 30, 40]], np.int32)
+    for i, (y1, x1, y2, x2) in enumerate(boxes):
+        masks[y1:y2, x1:x2, i] = rng.random((y2 - y1, x2 - x1)) > 0.5  # overlapping instances
+    expected = masks.any(axis=-1)
+    assert (Prediction(masks=masks).foreground() == expected).all()
+    assert (Prediction(masks=masks, boxes=boxes).foreground() == expected).all()
+    assert not Prediction(masks=np.zeros((30, 40, 0), bool), boxes=np.zeros((0, 4), np.int32)).foreground().any()
