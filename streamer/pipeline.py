@@ -46,6 +46,7 @@ class ProcessConfig:
     source: SourceOptions = field(default_factory=SourceOptions)
     live: LiveConfig = field(default_factory=LiveConfig)
     queue_frames: int = 32  # frames buffered between two stages
+    parallel_batches: int = 2  # embedded pipeline: model calls running at once (the model must be thread-safe)
     redis: RedisConfig | None = None  # None: the embedded pipeline; else inference goes to workers
     local_workers: int = 0  # with redis: workers this command starts and stops itself
     job: str | None = None  # with redis: the job id (default: a new one)
@@ -208,7 +209,7 @@ class Pipeline:
         if config.redis is None:
             model = self.model or load_model(config.model)
             return MemoryTransport(stages, model, render, config.effect, config.model.batch_size, depth, self.metrics,
-                                   detections=bool(config.detections))
+                                   detections=bool(config.detections), parallel=config.parallel_batches)
         from streamer.distributed.connection import connect
         from streamer.distributed.jobs import JobSpec, new_job_id
         from streamer.distributed.spawn import local_workers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -34,6 +35,33 @@ def left_half(config) -> LeftHalf:
 
 def slow(config) -> Slow:
     return Slow()
+
+
+class Uneven:
+    """Finds nothing (frames pass unchanged); its even-numbered calls take 0.2 s, so with parallel
+    batches the next call finishes first. `finished` lists the call numbers in the order they returned."""
+
+    name = "uneven"
+
+    def __init__(self):
+        self.calls, self.finished, self._lock = 0, [], threading.Lock()
+
+    def predict(self, frames: np.ndarray) -> list[Prediction]:
+        with self._lock:
+            call, self.calls = self.calls, self.calls + 1
+        if call % 2 == 0:
+            time.sleep(0.2)
+        with self._lock:
+            self.finished.append(call)
+        return [Prediction(semantic=np.zeros(frames.shape[1:3], np.uint8)) for _ in frames]
+
+
+UNEVEN: list[Uneven] = []
+
+
+def uneven(config) -> Uneven:
+    UNEVEN.append(Uneven())
+    return UNEVEN[-1]
 
 
 class CrashOnBright(LeftHalf):

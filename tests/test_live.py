@@ -76,7 +76,8 @@ def matched_indices(output_images, input_images):
 def test_live_mode_drops_frames_when_behind(tmp_path, run_cli, policy):
     source = make_video(tmp_path / "in.mp4", frames=90)  # 3 s at 30 fps; the model manages 20 fps
     output = tmp_path / "out.mp4"
-    code, out, err = run_cli("process", source, "-o", output, "--model", SLOW, "--batch", "1", "--live",
+    code, out, err = run_cli("process", source, "-o", output, "--model", SLOW, "--batch", "1", "--parallel-batches", "1",
+                             "--live",
                              "--drop", policy, "--alpha", "0", "--json")  # alpha 0: frames pass unchanged
     assert code == 0, err
     summary = json.loads(out)

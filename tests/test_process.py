@@ -73,6 +73,27 @@ def test_frames_stay_in_order_with_batches(tmp_path, run_cli):
     assert np.allclose(left_means, [image[:, :20].mean() for image in before], atol=3)
 
 
+def test_batches_finishing_out_of_order_are_written_in_order(tmp_path, run_cli):
+    from tests.models import UNEVEN
+
+    source = make_video(tmp_path / "in.mp4", frames=24)
+    output = tmp_path / "out.mp4"
+    code, _, err = run_cli("process", source, "-o", output, "--model", "tests.models:uneven", "--batch", "3",
+                           "--parallel-batches", "2", "-q")
+    assert code == 0, err
+    assert UNEVEN[-1].finished != sorted(UNEVEN[-1].finished)  # the model really finished batches out of order
+    before, after = probe(source)["images"], probe(output)["images"]
+    assert len(after) == 24
+    left_means = [image[:, :20].mean() for image in after]  # brightness encodes the frame index
+    assert np.allclose(left_means, [image[:, :20].mean() for image in before], atol=3)
+
+
+def test_parallel_batches_must_be_positive(tmp_path, run_cli):
+    source = make_video(tmp_path / "in.mp4", frames=2)
+    code, _, err = run_cli("process", source, "--model", "identity", "--parallel-batches", "0")
+    assert code == 2 and "--parallel-batches 0: must be at least 1" in err
+
+
 def test_summary_line_and_quiet(tmp_path, run_cli):
     source = make_video(tmp_path / "in.mp4", frames=5)
     code, out, err = run_cli("process", source, "--model", "identity", "--effect", "splash")

@@ -30,6 +30,9 @@ def add_parser(commands) -> None:
     model.add_argument("--model", default="unet", help="model name (default: unet)")
     model.add_argument("--weights", help="weights file (default: the model's bundled demo weights)")
     model.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
+    model.add_argument("--parallel-batches", type=int, default=2, metavar="N",
+                       help="model calls running at once in this process, so one batch's pre- and post-processing "
+                            "overlaps another's inference (default: 2; 1 for a model that is not thread-safe)")
     model.add_argument("--threshold", "--min-confidence", dest="threshold", type=float,
                        help="unet: mask probability threshold (default 0.5); maskrcnn: minimum detection "
                             "confidence (default: the weights' DETECTION_MIN_CONFIDENCE)")
@@ -77,6 +80,8 @@ def add_parser(commands) -> None:
 def config_from_args(args: argparse.Namespace) -> ProcessConfig:
     if args.batch < 1:
         raise StreamerError(f"--batch {args.batch}: must be at least 1")
+    if args.parallel_batches < 1:
+        raise StreamerError(f"--parallel-batches {args.parallel_batches}: must be at least 1")
     if args.workers and not args.redis:
         raise StreamerError("--workers needs --redis URL (without Redis everything runs in this process)")
     if not 0.0 <= args.alpha <= 1.0:
@@ -99,6 +104,7 @@ def config_from_args(args: argparse.Namespace) -> ProcessConfig:
         effect=EffectConfig(name=args.effect, color=parse_color(args.color), alpha=args.alpha,
                             classes=tuple(name.strip() for name in args.classes.split(",")) if args.classes else None),
         detections=args.detections,
+        parallel_batches=args.parallel_batches,
         encode=EncodeConfig(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt),
         redis=producer_config(args),
         local_workers=args.workers,

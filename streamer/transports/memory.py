@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import threading
 from typing import Callable, Iterator
 
 import numpy as np
@@ -16,10 +17,13 @@ from streamer.transports import Rendered
 
 
 class MemoryTransport:
-    """source frames → [batch → model.predict] → [effect] → rendered frames, bounded all the way."""
+    """source frames → [batch → model.predict] → [effect] → rendered frames, bounded all the way.
+
+    `parallel` threads call the model, each on its own batch, so one batch's resizing and mask
+    pasting overlap another's inference; batches may finish out of order (the muxer reorders)."""
 
     def __init__(self, stages: Stages, model, render: Callable, effect: EffectConfig, batch: int, depth: int = 32,
-                 metrics: Metrics | None = None, detections: bool = False):
+                 metrics: Metrics | None = None, detections: bool = False, parallel: int = 1):
         self._stages = stages
         self._detections = detections
         self._metrics = metrics or Metrics()
@@ -28,7 +32,10 @@ class MemoryTransport:
         self._frames: queue.Queue = queue.Queue(maxsize=max(depth, self._batch))
         self._predicted: queue.Queue = queue.Queue(maxsize=2)
         self._rendered: queue.Queue = queue.Queue(maxsize=depth)
-        stages.spawn("infer", self._infer)
+        self._inferring = max(1, parallel)
+        self._inferring_lock = threading.Lock()
+        for _ in range(self._inferring):
+            stages.spawn("infer", self._infer)
         stages.spawn("render", self._draw)
 
     def send(self, frame: Frame) -> None:
@@ -57,7 +64,12 @@ class MemoryTransport:
             self._stages.put(self._predicted, (frames, predictions))
             if len(frames) < self._batch:
                 break
-        self._stages.put(self._predicted, END)
+        self._stages.put(self._frames, END)  # the other model threads end on it too
+        with self._inferring_lock:
+            self._inferring -= 1
+            last = self._inferring == 0
+        if last:
+            self._stages.put(self._predicted, END)
 
     def _draw(self) -> None:
         while (item := self._stages.get(self._predicted)) is not END:

@@ -61,7 +61,8 @@ class MaskRCNN:
         with tf.device(device) if device else _nullcontext():
             self.keras_model = MaskRCNNModel(config)
         self._anchors = {}
-        self._inference_fn = None
+        # Made here, not on first use: threads calling detect at once share one function (and its graphs).
+        self._inference_fn = tf.function(self.inference_graph, reduce_retracing=False)
 
     # ---------------------------------------------------------------- layers
     def sub_models(self):
@@ -238,8 +239,6 @@ class MaskRCNN:
         return np.stack(molded), np.array(windows, dtype=np.int32), np.array(scales)
 
     def _run_inference(self, molded, windows_norm, anchors):
-        if self._inference_fn is None:
-            self._inference_fn = tf.function(self.inference_graph, reduce_retracing=False)
         with tf.device(self.device) if self.device else _nullcontext():
             return self._inference_fn(
                 tf.convert_to_tensor(molded), tf.convert_to_tensor(windows_norm), tf.convert_to_tensor(anchors)
