@@ -35,6 +35,7 @@ class BatchConfig:
     job: ProcessConfig = field(default_factory=lambda: ProcessConfig(input=""))
     parallel: int = 1
     storage: dict = field(default_factory=dict)
+    detections: bool = False  # also write each video's detections to <output stem>.jsonl
 
 
 @dataclass
@@ -103,7 +104,8 @@ def run_batch(config: BatchConfig, on_video=None) -> list[VideoReport]:
 def _process(entry: Entry, output: str, config: BatchConfig, manifest: Manifest, model) -> VideoReport:
     manifest.record(entry, state=RUNNING, output=output)
     job = replace(config.job, input=entry.url, output=output, overwrite=True,
-                  source=replace(config.job.source, storage=config.storage))
+                  source=replace(config.job.source, storage=config.storage),
+                  detections=detections_path(output) if config.detections else None)
     started = time.perf_counter()
     try:
         result = Pipeline(job, model).run()
@@ -114,3 +116,11 @@ def _process(entry: Entry, output: str, config: BatchConfig, manifest: Manifest,
     manifest.record(entry, state=DONE, output=output, frames=result.frames, seconds=round(result.seconds, 3),
                     warning=result.warning)
     return VideoReport(entry.url, DONE, output, result.frames, result.seconds)
+
+
+def detections_path(output: str) -> str:
+    """s3://b/out/a.mp4 → s3://b/out/a.jsonl: the detections sit beside their video."""
+    folder, _, name = output.rpartition("/")
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return f"{folder}/{stem}.jsonl" if folder else f"{stem}.jsonl"
+

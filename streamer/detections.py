@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,21 +36,39 @@ def record(prediction: Prediction, class_names=None) -> dict:
 
 
 class DetectionsWriter:
-    """One JSON line per frame, in frame order; written under a temporary name, renamed when complete."""
+    """One JSON line per frame, in frame order; written under a temporary name, renamed when complete.
+    A bucket URL (s3://, gs://, …) is written locally and uploaded whole on close."""
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self._temp = self.path.with_name(f".{self.path.name}.part-{os.getpid()}")
+    def __init__(self, path: str | os.PathLike, storage: dict | None = None):
+        from streamer.storage import is_remote
+
+        self.url = str(path) if is_remote(str(path)) else None
+        self.storage = storage
+        if self.url:
+            handle, temp = tempfile.mkstemp(prefix="streamer-", suffix=".jsonl")
+            os.close(handle)
+            self.path, self._temp = self.url, Path(temp)
+        else:
+            self.path = Path(path)
+            self._temp = self.path.with_name(f".{self.path.name}.part-{os.getpid()}")
         self._file = open(self._temp, "w")
 
     def write(self, index: int, pts: int, time_base: Fraction, detections: dict | None) -> None:
         line = {"frame": index, "pts": pts, "time": round(float(pts * time_base), 6), **(detections or {})}
         self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
 
-    def close(self) -> Path:
+    def close(self) -> Path | str:
         self._file.close()
-        os.replace(self._temp, self.path)
-        return self.path
+        if self.url is None:
+            os.replace(self._temp, self.path)
+            return self.path
+        from streamer.storage import upload
+
+        try:
+            upload(str(self._temp), self.url, self.storage)
+        finally:
+            self._temp.unlink(missing_ok=True)
+        return self.url
 
     def abort(self) -> None:
         self._file.close()

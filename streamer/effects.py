@@ -75,13 +75,19 @@ def effect_function(name: str):
         raise StreamerError(f"unknown effect {name!r}: choose one of {', '.join(EFFECTS)}") from None
 
     def render(frame: np.ndarray, prediction: Prediction, options: EffectConfig) -> np.ndarray:
-        if options.classes and options.class_names:
-            wanted = [options.class_names.index(name) for name in options.classes if name in options.class_names]
-            prediction = prediction.only(wanted)
-        return effect(frame, prediction, options)
+        return effect(frame, selected(prediction, options), options)
 
     render.__name__ = name
     return render
+
+
+def selected(prediction: Prediction, options: EffectConfig) -> Prediction:
+    """The instances of the classes `--classes` names (all of them without it): what effects draw and
+    the detections file records."""
+    if options.classes and options.class_names:
+        wanted = [options.class_names.index(name) for name in options.classes if name in options.class_names]
+        return prediction.only(wanted)
+    return prediction
 
 
 def with_class_names(options: EffectConfig, model) -> EffectConfig:

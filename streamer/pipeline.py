@@ -109,6 +109,8 @@ class Pipeline:
         render = effect_function(config.effect.name)
         outputs = config.outputs()
         check_outputs(outputs)
+        if config.detections:
+            check_outputs(replace(outputs, targets=(config.detections,), segment=None))
         if "://" not in config.input and any(Path(config.input).resolve() == Path(target).resolve()
                                              for target in outputs.targets if "://" not in target):
             raise StreamerError(f"{config.input}: is an output too; choose another output")
@@ -127,7 +129,7 @@ class Pipeline:
             source.close()
             helpers.close()
             raise
-        detections = DetectionsWriter(config.detections) if config.detections else None
+        detections = DetectionsWriter(config.detections, config.source.storage) if config.detections else None
         muxer = Muxer(sink, detections=detections)
         drops = DropQueue(depth, config.live.drop if source.info.live else "none", stages.stop,
                           self.metrics.dropped.inc)

@@ -9,6 +9,7 @@ import time
 import boto3
 import botocore.exceptions
 import numpy as np
+from pycocotools import mask as rle
 import pytest
 import s3fs
 
@@ -121,6 +122,22 @@ def test_a_killed_batch_finishes_on_rerun(s3, tmp_path):
     s3.invalidate_cache()
     for name in ("a.mp4", "b.mp4", "d.mp4", "e.mp4"):
         assert probe_remote(s3, tmp_path, name) == probe(sources[name])["frames"]
+
+
+def test_batch_writes_each_videos_detections_beside_it_in_the_bucket(s3, tmp_path):
+    upload_inputs(s3, tmp_path)
+    s3.rm("videos/in/c.mp4")
+    code, report, err = finish(batch(s3, "--effect", "splash", "--classes", "square", "--detections",
+                                     model="tests.models:two_instances"))
+    assert code == 0, err
+    assert sorted(s3.ls("videos/out", detail=False)) == [
+        "videos/out/a.jsonl", "videos/out/a.mp4", "videos/out/b.jsonl", "videos/out/b.mp4", "videos/out/manifest.json"]
+    for name, frames, width in (("a", 12, 64), ("b", 18, 80)):
+        records = [json.loads(line) for line in s3.cat_file(f"videos/out/{name}.jsonl").decode().splitlines()]
+        assert [record["frame"] for record in records] == list(range(frames))
+        assert all(record["classes"] == ["square"] for record in records)  # --classes applies to the records
+        square = rle.decode(records[0]["masks"][0])
+        assert square.shape == (48, width) and square[:24, : width // 2].all() and square.sum() == 24 * (width // 2)
 
 
 def recorded_done(fs, name):

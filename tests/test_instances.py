@@ -53,3 +53,12 @@ def test_detections_file_has_one_record_per_frame(tmp_path, run_cli):
     assert first["boxes"] == [[0, 0, 24, 32], [24, 32, 48, 64]]
     square = rle.decode({"size": first["masks"][0]["size"], "counts": first["masks"][0]["counts"].encode()})
     assert square.shape == (48, 64) and square[:24, :32].all() and square.sum() == 24 * 32
+
+
+def test_detections_file_in_a_missing_folder_is_refused_before_any_work(tmp_path, run_cli):
+    source = make_video(tmp_path / "in.mp4", frames=3)
+    output = tmp_path / "out.mp4"
+    code, _, err = run_cli("process", source, "-o", output, "--model", MODEL, "--effect", "instances",
+                           "--detections", tmp_path / "missing" / "found.jsonl", "-q")
+    assert code == 2 and "missing" in err and "does not exist" in err
+    assert not output.exists() and list(tmp_path.iterdir()) == [source]

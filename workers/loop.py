@@ -22,7 +22,7 @@ from streamer.distributed.connection import WORKER_GROUP, Keys, RedisConfig, con
 from streamer.distributed.jobs import RUNNING, JobSpec, JobStore
 from streamer.distributed.messages import MAX_PAYLOAD, Message, MessageError, decode, encode, job_of
 from streamer.detections import record
-from streamer.effects import effect_function, with_class_names
+from streamer.effects import effect_function, selected, with_class_names
 from streamer.errors import StreamerError
 from streamer.metrics import Metrics
 from streamer.transports.redis_streams import ensure_group
@@ -150,7 +150,7 @@ class Worker:
             with self.metrics.timed("render"):
                 image = render(message.image, prediction, effect)
             out = Message(job, message.index, message.pts, message.time_base, image,
-                          record(prediction, effect.class_names) if spec.detections else None)
+                          record(selected(prediction, effect), effect.class_names) if spec.detections else None)
             pipe.xadd(results, encode(out, spec.frame_codec, spec.quality))
         ids = [entry_id for entry_id, _ in items]
         pipe.xack(self.stream, WORKER_GROUP, *ids)

@@ -31,6 +31,9 @@ def add_parser(commands) -> None:
     parser.add_argument("--effect", default="overlay", help=f"one of {', '.join(EFFECTS)} (default: overlay)")
     parser.add_argument("--color", default="255,0,255", help="overlay colour R,G,B")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1")
+    parser.add_argument("--classes", help="instance models: only these classes, e.g. balloon or person,car")
+    parser.add_argument("--detections", action="store_true",
+                        help="also write each video's detections (one JSON line per frame) to DEST/<name>.jsonl")
     parser.add_argument("--crf", type=int, default=23, help="x264 quality (default: 23)")
     parser.add_argument("--preset", default="veryfast", help="x264 preset (default: veryfast)")
     parser.add_argument("--parallel", type=int, default=1, help="videos processed at once (default: 1)")
@@ -63,12 +66,13 @@ def run(args: argparse.Namespace) -> int:
     job = ProcessConfig(
         input="",
         model=ModelConfig(name=args.model, weights=args.weights, batch_size=args.batch, threshold=args.threshold),
-        effect=EffectConfig(name=args.effect, color=parse_color(args.color), alpha=args.alpha),
+        effect=EffectConfig(name=args.effect, color=parse_color(args.color), alpha=args.alpha,
+                            classes=tuple(name.strip() for name in args.classes.split(",")) if args.classes else None),
         encode=EncodeConfig(crf=args.crf, preset=args.preset),
         redis=producer_config(args),
     )
     config = BatchConfig(inputs=args.inputs, dest=args.output, job=job, parallel=args.parallel,
-                         storage=storage_options(args))
+                         storage=storage_options(args), detections=args.detections)
 
     def progress(report):
         if not args.json:

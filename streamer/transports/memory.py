@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from streamer.detections import record
-from streamer.effects import EffectConfig, with_class_names
+from streamer.effects import EffectConfig, selected, with_class_names
 from streamer.metrics import Metrics
 from streamer.source import Frame
 from streamer.stages import END, Stages
@@ -76,6 +76,6 @@ class MemoryTransport:
             for frame, prediction in zip(*item):
                 with self._metrics.timed("render"):
                     image = self._render(frame.image, prediction, self._effect)
-                found = record(prediction, self._effect.class_names) if self._detections else None
+                found = record(selected(prediction, self._effect), self._effect.class_names) if self._detections else None
                 self._stages.put(self._rendered, Rendered(frame.index, frame.pts, frame.time_base, image, found))
         self._stages.put(self._rendered, END)
