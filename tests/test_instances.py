@@ -62,3 +62,27 @@ def test_detections_file_in_a_missing_folder_is_refused_before_any_work(tmp_path
                            "--detections", tmp_path / "missing" / "found.jsonl", "-q")
     assert code == 2 and "missing" in err and "does not exist" in err
     assert not output.exists() and list(tmp_path.iterdir()) == [source]
+
+
+def test_instances_blends_each_mask_inside_its_box_and_nothing_else():
+    from types import SimpleNamespace
+
+    import cv2
+
+    from streamer.prediction import Prediction
+    from workers.maskrcnn.visualize import instances, random_colors
+
+    frame = np.full((60, 80, 3), (40, 120, 200), np.uint8)
+    masks = np.zeros((60, 80, 2), bool)
+    masks[10:30, 10:30, 0] = cv2.circle(np.zeros((20, 20), np.uint8), (10, 10), 8, 1, -1).astype(bool)
+    masks[35:55, 50:75, 1] = True
+    boxes = np.array([[10, 10, 30, 30], [35, 50, 55, 75]], np.int32)
+    prediction = Prediction(masks=masks, boxes=boxes, class_ids=np.array([1, 2]), scores=np.array([0.9, 0.8]))
+    out = instances(frame, prediction, SimpleNamespace(alpha=0.5, show_boxes=False, show_labels=False))
+    interiors = cv2.erode(masks.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)  # away from the outlines
+    for i, color in enumerate(random_colors(2)):
+        expected = np.rint(frame[0, 0] * 0.5 + np.array(color) * 0.5)
+        assert (out[interiors[:, :, i]] == expected).all()
+    near = cv2.dilate(masks.any(axis=-1).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert (out[~near] == frame[~near]).all()  # outside the instances (and their outlines) nothing changes
+    assert (frame == (40, 120, 200)).all()  # the input frame is not modified

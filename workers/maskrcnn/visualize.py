@@ -16,9 +16,9 @@ def random_colors(count: int, bright: bool = True) -> list[tuple[int, int, int]]
 
 
 def apply_mask(image: np.ndarray, mask: np.ndarray, color, alpha: float = 0.5) -> np.ndarray:
-    """Blend `color` into `image` where mask is set (in place on a copy you own)."""
-    region = image[mask].astype(np.float32)
-    image[mask] = (region * (1 - alpha) + np.asarray(color, np.float32) * alpha).astype(np.uint8)
+    """Blend `color` into `image` where mask (bool or 0/1 uint8) is set, in place; returns image."""
+    tinted = cv2.addWeighted(image, 1.0 - alpha, np.full_like(image, color), alpha, 0.0)
+    cv2.copyTo(tinted, mask.astype(np.uint8, copy=False), image)
     return image
 
 
@@ -44,9 +44,13 @@ def instances(frame: np.ndarray, prediction, options) -> np.ndarray:
     thickness = max(1, int(round(min(h, w) / 400.0)))
     for i in range(count):
         color = colors[i]
-        apply_mask(out, masks[:, :, i], color, alpha)
-        contours, _ = cv2.findContours(masks[:, :, i].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(out, contours, -1, color, thickness)
+        # With boxes, each mask lies inside its box: blend and trace only that crop.
+        cy1, cx1, cy2, cx2 = (0, 0, h, w) if prediction.boxes is None else _clipped(boxes[i], h, w)
+        if cy2 > cy1 and cx2 > cx1:
+            crop = masks[cy1:cy2, cx1:cx2, i].astype(np.uint8)
+            apply_mask(out[cy1:cy2, cx1:cx2], crop, color, alpha)
+            contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(cx1, cy1))
+            cv2.drawContours(out, contours, -1, color, thickness)
         y1, x1, y2, x2 = (int(v) for v in boxes[i])
         if show_boxes and y2 > y1 and x2 > x1:
             cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), color, thickness, lineType=cv2.LINE_AA)
@@ -60,6 +64,11 @@ def instances(frame: np.ndarray, prediction, options) -> np.ndarray:
             cv2.putText(out, label, (x1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness,
                         cv2.LINE_AA)  # fmt: skip
     return out
+
+
+def _clipped(box, height: int, width: int) -> tuple[int, int, int, int]:
+    y1, x1, y2, x2 = (int(v) for v in box)
+    return max(y1, 0), max(x1, 0), min(y2, height), min(x2, width)
 
 
 def display_instances(image, boxes, masks, class_ids, class_names, scores=None, alpha=0.5):
