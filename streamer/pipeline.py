@@ -130,7 +130,8 @@ class Pipeline:
             helpers.close()
             raise
         detections = DetectionsWriter(config.detections, config.source.storage) if config.detections else None
-        muxer = Muxer(sink, detections=detections)
+        # room for every batch that can finish ahead of an earlier one
+        muxer = Muxer(sink, capacity=max(256, config.model.batch_size * config.parallel_batches), detections=detections)
         drops = DropQueue(depth, config.live.drop if source.info.live else "none", stages.stop,
                           self.metrics.dropped.inc)
         latency = Latency()
