@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's C++ info and warning lines (graph optimizer chatter) drown the progress; set 0 to see them
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if threading.current_thread() is threading.main_thread():
         # Ctrl-C must work even when started from a shell that ignores SIGINT (background jobs, CI)
         signal.signal(signal.SIGINT, signal.default_int_handler)

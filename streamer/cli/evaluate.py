@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 from workers.maskrcnn.commands import add_evaluate_arguments, run_evaluate
 
@@ -47,7 +46,6 @@ def evaluate_unet(args: argparse.Namespace) -> int:
     config = EvaluateConfig(data=args.data, weights=args.weights, samples=args.samples, seed=args.seed,
                             frame_size=(height, width), batch_size=args.batch, threshold=args.threshold,
                             device=args.device)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow C++ info and warning logs
     result = measure(config)
     if args.json:
         from workers.unet.modelfile import demo_weights

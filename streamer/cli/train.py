@@ -6,7 +6,6 @@ Each model is a subcommand with its own options: `streamer train unet …`, `str
 from __future__ import annotations
 
 import argparse
-import os
 
 from streamer.cli.common import parse_size
 from streamer.errors import StreamerError
@@ -80,7 +79,6 @@ def unet_config(args: argparse.Namespace):
 
 def train_unet(args: argparse.Namespace) -> int:
     """Train a U-Net and print where the best checkpoint is."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow C++ info and warning logs
     from workers.unet.train import train
 
     result = train(unet_config(args))
