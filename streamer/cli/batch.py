@@ -9,30 +9,23 @@ from rich.console import Console
 from rich.table import Table
 
 from streamer.batch import DONE, FAILED, BatchConfig, run_batch
-from streamer.cli.common import add_frame_arguments, add_redis_arguments, producer_config
-from streamer.cli.process import parse_color
-from streamer.effects import EFFECTS, EffectConfig, effect_function
+from streamer.cli.common import (add_effect_arguments, add_frame_arguments, add_model_arguments, add_redis_arguments,
+                                 effect_config, model_config, producer_config)
+from streamer.effects import effect_function
 from streamer.errors import StreamerError
 from streamer.pipeline import ProcessConfig
 from streamer.progress import say
 from streamer.sink import EncodeConfig
-from workers.registry import ModelConfig, check_model_name
+from workers.registry import check_model_name
 
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("batch", help="process many videos (local or s3://, gs://, az:// globs) into DEST")
     parser.add_argument("inputs", nargs="+", help="files, globs or URLs with globs, e.g. 's3://bucket/in/*.mp4'")
     parser.add_argument("-o", "--output", required=True, metavar="DEST", help="folder or bucket prefix")
-    parser.add_argument("--model", default="unet", help="model name (default: unet)")
-    parser.add_argument("--weights", help="weights file (default: the model's bundled demo weights)")
-    parser.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
-    parser.add_argument("--threshold", "--min-confidence", dest="threshold", type=float,
-                        help="mask threshold or minimum detection confidence (default: the model's)")
-    parser.add_argument("--effect", default="overlay", help=f"one of {', '.join(EFFECTS)} (default: overlay)")
-    parser.add_argument("--color", default="255,0,255", help="overlay colour R,G,B")
-    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1")
-    parser.add_argument("--classes", help="instance models: only these classes, e.g. balloon or person,car")
-    parser.add_argument("--detections", action="store_true",
+    add_model_arguments(parser)
+    effect = add_effect_arguments(parser)
+    effect.add_argument("--detections", action="store_true",
                         help="also write each video's detections (one JSON line per frame) to DEST/<name>.jsonl")
     parser.add_argument("--crf", type=int, default=23, help="x264 quality (default: 23)")
     parser.add_argument("--preset", default="veryfast", help="x264 preset (default: veryfast)")
@@ -65,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
         raise StreamerError("--parallel: must be at least 1")
     job = ProcessConfig(
         input="",
-        model=ModelConfig(name=args.model, weights=args.weights, batch_size=args.batch, threshold=args.threshold),
-        effect=EffectConfig(name=args.effect, color=parse_color(args.color), alpha=args.alpha,
-                            classes=tuple(name.strip() for name in args.classes.split(",")) if args.classes else None),
+        model=model_config(args),
+        effect=effect_config(args),
+        parallel_batches=args.parallel_batches,
         encode=EncodeConfig(crf=args.crf, preset=args.preset),
         redis=producer_config(args),
     )

@@ -7,7 +7,61 @@ import os
 
 from streamer.distributed.connection import RedisConfig
 from streamer.distributed.messages import CODECS
+from streamer.effects import EFFECTS, EffectConfig
 from streamer.errors import StreamerError
+from workers.registry import ModelConfig
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", default="unet", help="model name (default: unet)")
+    group.add_argument("--weights", help="weights file (default: the model's bundled demo weights)")
+    group.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
+    group.add_argument("--parallel-batches", type=int, default=2, metavar="N",
+                       help="model calls running at once in this process, so one batch's pre- and post-processing "
+                            "overlaps another's inference (default: 2; 1 for a model that is not thread-safe)")
+    group.add_argument("--threshold", "--min-confidence", dest="threshold", type=float,
+                       help="unet: mask probability threshold (default 0.5); maskrcnn: minimum detection "
+                            "confidence (default: the weights' DETECTION_MIN_CONFIDENCE)")
+    group.add_argument("--device", help="TensorFlow device such as /GPU:0 (default: automatic)")
+    group.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")
+
+
+def model_config(args: argparse.Namespace) -> ModelConfig:
+    """The ModelConfig of add_model_arguments' options (--parallel-batches goes to ProcessConfig)."""
+    if args.batch < 1:
+        raise StreamerError(f"--batch {args.batch}: must be at least 1")
+    if args.parallel_batches < 1:
+        raise StreamerError(f"--parallel-batches {args.parallel_batches}: must be at least 1")
+    return ModelConfig(name=args.model, weights=args.weights, batch_size=args.batch, threshold=args.threshold,
+                       device=args.device, mixed_precision=args.mixed_precision)
+
+
+def add_effect_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """--effect, --color, --alpha, --classes; returns the group for a command's own effect options."""
+    group = parser.add_argument_group("effect")
+    group.add_argument("--effect", default="overlay", help=f"one of {', '.join(EFFECTS)} (default: overlay)")
+    group.add_argument("--color", default="255,0,255", help="overlay colour R,G,B (default: 255,0,255)")
+    group.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1 (default: 0.5)")
+    group.add_argument("--classes", help="instance models: only these classes, e.g. balloon or person,car")
+    return group
+
+
+def effect_config(args: argparse.Namespace) -> EffectConfig:
+    if not 0.0 <= args.alpha <= 1.0:
+        raise StreamerError(f"--alpha {args.alpha}: must be between 0 and 1")
+    classes = tuple(name.strip() for name in args.classes.split(",")) if args.classes else None
+    return EffectConfig(name=args.effect, color=parse_color(args.color), alpha=args.alpha, classes=classes)
+
+
+def parse_color(text: str) -> tuple[int, int, int]:
+    try:
+        red, green, blue = (int(part) for part in text.split(","))
+    except ValueError:
+        raise StreamerError(f"--color {text}: give three numbers R,G,B such as 255,0,255") from None
+    if not all(0 <= value <= 255 for value in (red, green, blue)):
+        raise StreamerError(f"--color {text}: each value must be 0..255")
+    return red, green, blue
 
 
 def add_redis_arguments(parser: argparse.ArgumentParser, required: bool) -> None:

@@ -7,8 +7,8 @@ import json
 import signal
 import threading
 
-from streamer.cli.common import add_frame_arguments, add_redis_arguments, producer_config
-from streamer.effects import EFFECTS, EffectConfig
+from streamer.cli.common import (add_effect_arguments, add_frame_arguments, add_model_arguments, add_redis_arguments,
+                                 effect_config, model_config, producer_config)
 from streamer.live import DROP_POLICIES, LiveConfig
 from streamer.metrics import HealthServer, Metrics
 from streamer.source import SourceOptions
@@ -16,7 +16,6 @@ from streamer.errors import StreamerError
 from streamer.pipeline import Pipeline, ProcessConfig
 from streamer.progress import ProgressBar, say
 from streamer.sink import EncodeConfig
-from workers.registry import ModelConfig
 
 
 def add_parser(commands) -> None:
@@ -26,23 +25,8 @@ def add_parser(commands) -> None:
                         help="file, folder/index.m3u8 (HLS), rtsp:// or rtmp:// URL; repeat for several outputs "
                              "(default: <stem>_<effect>.mp4 beside the input)")
     parser.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output if it exists")
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", default="unet", help="model name (default: unet)")
-    model.add_argument("--weights", help="weights file (default: the model's bundled demo weights)")
-    model.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
-    model.add_argument("--parallel-batches", type=int, default=2, metavar="N",
-                       help="model calls running at once in this process, so one batch's pre- and post-processing "
-                            "overlaps another's inference (default: 2; 1 for a model that is not thread-safe)")
-    model.add_argument("--threshold", "--min-confidence", dest="threshold", type=float,
-                       help="unet: mask probability threshold (default 0.5); maskrcnn: minimum detection "
-                            "confidence (default: the weights' DETECTION_MIN_CONFIDENCE)")
-    model.add_argument("--device", help="TensorFlow device such as /GPU:0 (default: automatic)")
-    model.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")
-    effect = parser.add_argument_group("effect")
-    effect.add_argument("--effect", default="overlay", help=f"one of {', '.join(EFFECTS)} (default: overlay)")
-    effect.add_argument("--color", default="255,0,255", help="overlay colour R,G,B (default: 255,0,255)")
-    effect.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1 (default: 0.5)")
-    effect.add_argument("--classes", help="instance models: only these classes, e.g. balloon or person,car")
+    add_model_arguments(parser)
+    effect = add_effect_arguments(parser)
     effect.add_argument("--detections", metavar="FILE.jsonl",
                         help="also write one JSON line per frame: index, pts, boxes, classes, scores, RLE masks")
     encode = parser.add_argument_group("encoding")
@@ -78,14 +62,8 @@ def add_parser(commands) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> ProcessConfig:
-    if args.batch < 1:
-        raise StreamerError(f"--batch {args.batch}: must be at least 1")
-    if args.parallel_batches < 1:
-        raise StreamerError(f"--parallel-batches {args.parallel_batches}: must be at least 1")
     if args.workers and not args.redis:
         raise StreamerError("--workers needs --redis URL (without Redis everything runs in this process)")
-    if not 0.0 <= args.alpha <= 1.0:
-        raise StreamerError(f"--alpha {args.alpha}: must be between 0 and 1")
     outputs = args.output or [None]
     return ProcessConfig(
         input=args.input,
@@ -97,12 +75,8 @@ def config_from_args(args: argparse.Namespace) -> ProcessConfig:
         hls_list_size=args.hls_list_size,
         source=SourceOptions(rtsp_transport=args.rtsp_transport, timeout=args.timeout, live=args.live),
         live=LiveConfig(drop=args.drop, give_up=args.give_up, max_backoff=args.max_backoff),
-        model=ModelConfig(
-            name=args.model, weights=args.weights, batch_size=args.batch, threshold=args.threshold,
-            device=args.device, mixed_precision=args.mixed_precision,
-        ),
-        effect=EffectConfig(name=args.effect, color=parse_color(args.color), alpha=args.alpha,
-                            classes=tuple(name.strip() for name in args.classes.split(",")) if args.classes else None),
+        model=model_config(args),
+        effect=effect_config(args),
         detections=args.detections,
         parallel_batches=args.parallel_batches,
         encode=EncodeConfig(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt),
@@ -124,16 +98,6 @@ def parse_duration(text: str) -> float:
     if seconds <= 0:
         raise StreamerError(f"--segment {text}: must be positive")
     return seconds
-
-
-def parse_color(text: str) -> tuple[int, int, int]:
-    try:
-        red, green, blue = (int(part) for part in text.split(","))
-    except ValueError:
-        raise StreamerError(f"--color {text}: give three numbers R,G,B such as 255,0,255") from None
-    if not all(0 <= value <= 255 for value in (red, green, blue)):
-        raise StreamerError(f"--color {text}: each value must be 0..255")
-    return red, green, blue
 
 
 def run(args: argparse.Namespace) -> int:

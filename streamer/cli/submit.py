@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from streamer.cli.common import add_redis_arguments, check_frame_codec, redis_config
-from streamer.cli.process import parse_color
+from streamer.cli.common import add_effect_arguments, add_redis_arguments, check_frame_codec, effect_config, redis_config
 from streamer.distributed.connection import connect
 from streamer.distributed.jobs import JobSpec, new_job_id
 from streamer.distributed.messages import CODECS
 from streamer.distributed.runner import submit
-from streamer.effects import EffectConfig, effect_function
+from streamer.effects import effect_function
 from workers.registry import check_model_name
 
 
@@ -23,9 +22,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
     parser.add_argument("--threshold", "--min-confidence", dest="threshold", type=float,
                         help="mask threshold or minimum detection confidence (default: the model's)")
-    parser.add_argument("--effect", default="overlay", help="overlay | mask | splash (default: overlay)")
-    parser.add_argument("--color", default="255,0,255", help="overlay colour R,G,B")
-    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1")
+    add_effect_arguments(parser)
     parser.add_argument("--frame-codec", default="raw", help=f"{' | '.join(CODECS)} (default: raw)")
     parser.add_argument("--quality", type=int, default=90, help="jpeg/webp quality (default: 90)")
     add_redis_arguments(parser, required=True)
@@ -37,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     effect_function(args.effect)
     check_frame_codec(args.frame_codec)
     config = redis_config(args)
-    spec = JobSpec(model=args.model, effect=EffectConfig(args.effect, parse_color(args.color), args.alpha),
+    spec = JobSpec(model=args.model, effect=effect_config(args),
                    threshold=args.threshold, frame_codec=args.frame_codec, quality=args.quality)
     job = new_job_id()
     submit(connect(config), config, job, spec, args.input, args.output, args.overwrite, args.batch)
