@@ -4,7 +4,7 @@ Docker runs the check beside the container's command, so this reads the command 
 container's `streamer` process from /proc and probes what that command serves:
 
 - `streamer worker|process ... --metrics-port P`: GET http://127.0.0.1:P/healthz must answer 2xx;
-- `streamer serve ... --port P`: the port must accept a connection;
+- `streamer serve ... [--port P]`: the port (default 8080, as serve's) must accept a connection;
 - anything else (`batch`, a worker without --metrics-port, ...): healthy, nothing to probe.
 
 Standard library only: it runs with the image's Python, without importing streamer.
@@ -43,6 +43,7 @@ def streamer_args(cmdline: list[str]) -> list[str] | None:
 
 
 COMMANDS = {"process", "batch", "worker", "submit", "status", "cancel", "serve", "sample", "train", "evaluate"}
+SERVE_PORT = 8080  # `streamer serve`'s default --port (a test keeps these two in step with the CLI)
 
 
 def probe(args: list[str]) -> tuple[str, str, int, str] | None:
@@ -52,11 +53,10 @@ def probe(args: list[str]) -> tuple[str, str, int, str] | None:
     if command in ("worker", "process") and port:
         return ("http", "127.0.0.1", int(port), "/healthz")
     if command == "serve":
-        port = option(args, "--port")
         host = option(args, "--host")
         if host in (None, "", "0.0.0.0", "::"):
             host = "127.0.0.1"
-        return ("tcp", host, int(port), "") if port else None
+        return ("tcp", host, int(option(args, "--port") or SERVE_PORT), "")
     return None
 
 

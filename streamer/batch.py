@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
+from streamer.distributed.jobs import DONE, FAILED, RUNNING
 from streamer.errors import StreamerError
 from streamer.pipeline import Pipeline, ProcessConfig
 from streamer.storage import Entry, expand, filesystem, join, write_whole
@@ -23,7 +23,7 @@ from workers.registry import load_model
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-DONE, FAILED, RUNNING, SKIPPED = "done", "failed", "running", "skipped"
+SKIPPED = "skipped"  # besides the job states: finished by an earlier run
 
 
 @dataclass

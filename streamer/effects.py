@@ -68,22 +68,16 @@ EFFECTS = {"overlay": overlay, "mask": mask, "splash": splash, "instances": inst
 
 
 def effect_function(name: str):
-    """The effect by name, wrapped so that `options.classes` selects which instances it sees."""
+    """The effect by name; callers pass it `selected(prediction, options)`."""
     try:
-        effect = EFFECTS[name]
+        return EFFECTS[name]
     except KeyError:
         raise StreamerError(f"unknown effect {name!r}: choose one of {', '.join(EFFECTS)}") from None
 
-    def render(frame: np.ndarray, prediction: Prediction, options: EffectConfig) -> np.ndarray:
-        return effect(frame, selected(prediction, options), options)
-
-    render.__name__ = name
-    return render
-
 
 def selected(prediction: Prediction, options: EffectConfig) -> Prediction:
-    """The instances of the classes `--classes` names (all of them without it): what effects draw and
-    the detections file records."""
+    """The instances of the classes `--classes` names (all of them without it): what the effect draws
+    and the detections file records, selected once per frame."""
     if options.classes and options.class_names:
         wanted = [options.class_names.index(name) for name in options.classes if name in options.class_names]
         return prediction.only(wanted)

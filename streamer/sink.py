@@ -130,7 +130,7 @@ class VideoSink:
 
     def write(self, image: np.ndarray, pts: int, time_base: Fraction) -> None:
         """Encode one RGB frame at its original timestamp."""
-        frame = _video_frame(image, self.video.codec_context.pix_fmt)
+        frame = _i420_frame(image) if self.pix_fmt == "yuv420p" else av.VideoFrame.from_ndarray(image, format="rgb24")
         frame.pts, frame.time_base = pts, time_base
         self._guarded(lambda: self._container.mux(self.video.encode(frame)))
         self.frames += 1
@@ -214,11 +214,7 @@ def _pixel_format(requested: str, width: int, height: int) -> str:
     return requested
 
 
-def _video_frame(image: np.ndarray, pix_fmt: str) -> av.VideoFrame:
-    """An RGB image as a frame the encoder takes. For 4:2:0 OpenCV converts (BT.601, limited range,
-    as swscale does) several times faster than the encoder's own RGB conversion."""
-    height, width = image.shape[:2]
-    if pix_fmt == "yuv420p" and height % 2 == 0 and width % 2 == 0:
-        return av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
-    return av.VideoFrame.from_ndarray(image, format="rgb24")
-
+def _i420_frame(image: np.ndarray) -> av.VideoFrame:
+    """An even-sized RGB image as a 4:2:0 frame. OpenCV converts (BT.601, limited range, as swscale
+    does) several times faster than the encoder's own RGB conversion."""
+    return av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420), format="yuv420p")

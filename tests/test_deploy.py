@@ -8,6 +8,7 @@ line the files run or the README gives is parsed by the real argparse parser (bu
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import http.server
 import importlib.util
@@ -103,7 +104,7 @@ def streamer_containers() -> list[tuple[dict, dict]]:
 
 
 def container_command(container: dict) -> list[str]:
-    return ["streamer"] + [str(arg) for arg in container.get("command", [])[1:] + container.get("args", [])]
+    return ["streamer"] + [str(arg) for arg in container.get("args", [])]  # no container sets `command:` (tested)
 
 
 def worker_deployment() -> tuple[dict, dict, object]:
@@ -501,7 +502,7 @@ def test_compose_services():
     assert services["redis"]["image"].startswith("redis:7")
     assert "healthcheck" in services["redis"]
     raw = COMPOSE.read_text()
-    undefaulted = [v for v in re.findall(r"\$\{([^}]*)\}", raw) if ":-" not in v and "-" not in v]
+    undefaulted = [v for v in re.findall(r"\$\{([^}]*)\}", raw) if "-" not in v]
     assert not undefaulted, f"variables without a default: {undefaulted}"
     for name, service in streamer_services().items():
         build = service["build"]
@@ -678,6 +679,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def test_healthcheck_knows_the_commands_and_serves_default_port():
+    from streamer.cli import build_parser
+
+    parser = build_parser()
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction)).choices
+    health = healthcheck_module()
+    assert health.COMMANDS == set(commands)
+    assert health.SERVE_PORT == commands["serve"].get_default("port")
+
+
 def test_healthcheck_script():
     health = healthcheck_module()
     assert health.streamer_args(["/opt/venv/bin/python", "/opt/venv/bin/streamer", "worker", "--x"]) == ["worker", "--x"]
@@ -689,7 +700,8 @@ def test_healthcheck_script():
     assert health.probe(["process", "in.mp4"]) is None
     assert health.probe(["process", "worker.mp4", "--metrics-port", "9300"]) == ("http", "127.0.0.1", 9300, "/healthz")
     assert health.probe(["--log-format", "json", "worker", "--metrics-port", "9100"])[2] == 9100
-    assert health.probe(["serve", "--host", "0.0.0.0", "--port", "8080"]) == ("tcp", "127.0.0.1", 8080, "")
+    assert health.probe(["serve", "--host", "0.0.0.0", "--port", "8081"]) == ("tcp", "127.0.0.1", 8081, "")
+    assert health.probe(["serve", "--host", "0.0.0.0"]) == ("tcp", "127.0.0.1", 8080, "")  # serve's default port
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -745,6 +757,13 @@ def option_values(words: list[str], *names: str) -> list[str]:
 
 DOCKER_RUN_VALUED = {"-v", "--volume", "-e", "--env", "-p", "--publish", "--gpus", "--name", "--network",
                      "-u", "--user", "-w", "--workdir", "--env-file", "--entrypoint", "--mount"}
+
+
+def test_top_level_readme_carries_the_same_deploy_section():
+    top = (DEPLOY.parent / "README.md").read_text()
+    section = top[top.index("## Deploy\n") + len("## Deploy\n") : top.index("\n## Architecture")]
+    body = README.read_text().split("-->", 1)[1]
+    assert section.strip() == body.strip(), "README.md's Deploy section and deploy/README.md must match word for word"
 
 
 def test_readme_streamer_commands_parse():

@@ -147,10 +147,11 @@ class Worker:
         results = self.keys.results(job)
         pipe = self.client.pipeline(transaction=True)
         for (entry_id, message), prediction in zip(items, predictions):
+            prediction = selected(prediction, effect)
             with self.metrics.timed("render"):
                 image = render(message.image, prediction, effect)
             out = Message(job, message.index, message.pts, message.time_base, image,
-                          record(selected(prediction, effect), effect.class_names) if spec.detections else None)
+                          record(prediction, effect.class_names) if spec.detections else None)
             pipe.xadd(results, encode(out, spec.frame_codec, spec.quality))
         ids = [entry_id for entry_id, _ in items]
         pipe.xack(self.stream, WORKER_GROUP, *ids)

@@ -74,8 +74,9 @@ class MemoryTransport:
     def _draw(self) -> None:
         while (item := self._stages.get(self._predicted)) is not END:
             for frame, prediction in zip(*item):
+                prediction = selected(prediction, self._effect)
                 with self._metrics.timed("render"):
                     image = self._render(frame.image, prediction, self._effect)
-                found = record(selected(prediction, self._effect), self._effect.class_names) if self._detections else None
+                found = record(prediction, self._effect.class_names) if self._detections else None
                 self._stages.put(self._rendered, Rendered(frame.index, frame.pts, frame.time_base, image, found))
         self._stages.put(self._rendered, END)
