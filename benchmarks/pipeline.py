@@ -100,15 +100,14 @@ def bare_predict_fps(model, frames: list[np.ndarray], batch: int) -> float:
     return len(frames) / (time.perf_counter() - started)
 
 
-def efficiency(label: str, weights: str, path: Path, out: Path, batch: int, model: str = "unet") -> float:
-    config = ModelConfig(name=model, weights=weights, batch_size=batch)
+def efficiency(label: str, weights: str, path: Path, out: Path, batch: int) -> None:
+    config = ModelConfig(name="unet", weights=weights, batch_size=batch)
     model = WARM[weights] = load_model(config)
     frames = decode_all(path)
     bare = bare_predict_fps(model, frames, batch)
     warm = ModelConfig(name="benchmarks.pipeline:warm_model", weights=weights, batch_size=batch)
     piped = process_fps(path, out, warm)
     print(f"  {label}: process {piped:.2f} fps / bare predict {bare:.2f} fps = {piped / bare:.2f}")
-    return piped
 
 
 def seed_loop_fps(weights: str, path: Path, out: Path, threshold=0.5) -> float:

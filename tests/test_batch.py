@@ -15,10 +15,12 @@ import s3fs
 
 from media import make_video, probe
 from redis_fixtures import ROOT, environment, free_port
+from streamer.distributed.connection import Keys
 from streamer.pipeline import Pipeline, ProcessConfig
 from workers.registry import ModelConfig
 
 LEFT_HALF = "tests.models:left_half"
+KEYS = Keys("streamer")
 
 
 @pytest.fixture
@@ -170,4 +172,7 @@ def test_local_folders_in_parallel_and_over_redis(tmp_path, redis_server, worker
         local, distributed = probe(tmp_path / "out" / name), probe(tmp_path / "out-redis" / name)
         assert local["frames"] == distributed["frames"] == probe(source)["frames"]
         assert all(np.array_equal(a, b) for a, b in zip(local["images"], distributed["images"]))
-    assert redis_server.client().xlen("streamer:work:" + LEFT_HALF) == 0
+    client = redis_server.client()  # the Redis run really went through the workers: one done job per video
+    jobs = client.zrange(KEYS.jobs, 0, -1)
+    assert len(jobs) == 2 and {client.hget(KEYS.job(job.decode()), "state") for job in jobs} == {b"done"}
+    assert client.xlen(KEYS.work(LEFT_HALF)) == 0

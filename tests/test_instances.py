@@ -11,17 +11,20 @@ MODEL = "tests.models:two_instances"
 
 
 def test_splash_keeps_colour_only_in_selected_classes(tmp_path, run_cli):
-    source = make_video(tmp_path / "in.mp4", frames=4, width=64, height=48)
-    output = tmp_path / "out.mkv"
-    code, _, err = run_cli("process", source, "-o", output, "--model", MODEL, "--effect", "splash",
-                           "--classes", "circle", "--pix-fmt", "yuv444p", "--crf", "0", "-q")
-    assert code == 0, err
-    frame = probe(output)["images"][0]
-    original = probe(source)["images"][0]
-    circle = frame[30:46, 40:62].astype(int)
-    assert np.abs(circle - original[30:46, 40:62]).max() <= 3  # colour kept in the circle
-    square = frame[4:20, 4:28].astype(int)
-    assert (np.abs(square[..., 0] - square[..., 1]) <= 2).all()  # the square, not selected, is grey
+    source = make_video(tmp_path / "in.mp4", frames=4, width=64, height=48)  # right half green, left half grey
+    original = probe(source)["images"][0].astype(int)
+    circle = (slice(30, 46), slice(40, 62))  # the circle instance lies in the green half
+    assert (original[circle][..., 1] - original[circle][..., 0] > 60).all()
+    for classes, circle_kept in (("circle", True), ("square", False)):
+        output = tmp_path / f"out-{classes}.mkv"
+        code, _, err = run_cli("process", source, "-o", output, "--model", MODEL, "--effect", "splash",
+                               "--classes", classes, "--pix-fmt", "yuv444p", "--crf", "0", "-q")
+        assert code == 0, err
+        drawn = probe(output)["images"][0].astype(int)[circle]
+        if circle_kept:
+            assert np.abs(drawn - original[circle]).max() <= 3  # colour kept in the selected circle
+        else:
+            assert (np.abs(drawn[..., 0] - drawn[..., 1]) <= 2).all()  # the circle, not selected, is grey
 
 
 def test_instances_effect_draws_on_the_instances(tmp_path, run_cli):

@@ -198,6 +198,20 @@ def test_frame_failing_every_delivery_fails_the_job(tmp_path, redis_server, work
     assert [entry[b"index"] for _, entry in dead] == [b"5"]
 
 
+def test_classes_the_model_lacks_fail_the_job_not_the_worker(tmp_path, redis_server, workers, run_cli):
+    instances = "tests.models:two_instances"
+    worker = workers.start(model=instances)
+    source = make_video(tmp_path / "in.mp4", frames=6)
+    code, _, err = run_cli("process", source, "-o", tmp_path / "out.mp4", "--model", instances, "--redis",
+                           redis_server.url, "--effect", "splash", "--classes", "balloon")
+    assert code == 2 and "--classes balloon: not classes of this model" in err
+    assert not (tmp_path / "out.mp4").exists()
+    assert worker.poll() is None  # still serving
+    code, _, err = run_cli("process", source, "-o", tmp_path / "out.mp4", "--model", instances, "--redis",
+                           redis_server.url, "--effect", "splash", "--classes", "square", "-q")
+    assert code == 0, err
+
+
 def test_redis_lost_mid_job_fails_clearly(tmp_path, redis_server, workers):
     source = make_video(tmp_path / "in.mp4", frames=200)
     workers.start("--batch", "2", model=SLOW)

@@ -139,7 +139,12 @@ class Worker:
     def _run(self, job: str, spec: JobSpec, items: list[tuple[bytes, Message]]) -> None:
         model = self._model(spec.threshold)
         render = effect_function(spec.effect.name)
-        effect = with_class_names(spec.effect, model)
+        try:
+            effect = with_class_names(spec.effect, model)
+        except StreamerError as error:  # e.g. --classes this model lacks: the job fails, the worker goes on
+            self.jobs.fail(job, str(error))
+            self._discard([entry_id for entry_id, _ in items])
+            return
         images = np.stack([message.image for _, message in items])
         with self.metrics.timed("inference"):
             predictions = model.predict(images)

@@ -28,7 +28,11 @@ class MaskRCNNPredictor:
             raise StreamerError(f"maskrcnn.predict wants uint8 frames [B,H,W,3], got {frames.dtype} {frames.shape}")
         out = []
         for start in range(0, len(frames), self.batch_size):
-            for r in self.model.detect(frames[start : start + self.batch_size]):
+            batch = frames[start : start + self.batch_size]
+            count = len(batch)
+            if count < self.batch_size:  # pad a short last batch, so one compiled graph serves the whole video
+                batch = np.concatenate([batch, np.repeat(batch[-1:], self.batch_size - count, axis=0)])
+            for r in self.model.detect(batch)[:count]:
                 out.append(
                     Prediction(
                         masks=r["masks"],
