@@ -38,7 +38,7 @@ from benchmarks.pipeline import WARM, bare_predict_fps, decode_all  # noqa: E402
 from streamer.effects import EffectConfig, splash  # noqa: E402
 from streamer.pipeline import Pipeline, ProcessConfig  # noqa: E402
 from streamer.sink import EncodeConfig  # noqa: E402
-from workers.registry import ModelConfig, load_model  # noqa: E402
+from streamer.models import ModelConfig, load_model  # noqa: E402
 
 
 def make_clip(path: Path, frames: int, width=640, height=360) -> Path:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from streamer.pipeline import Pipeline, ProcessConfig  # noqa: E402
 from streamer.sink import EncodeConfig  # noqa: E402
-from workers.registry import ModelConfig, load_model  # noqa: E402
+from streamer.models import ModelConfig, load_model  # noqa: E402
 
 WARM = {}  # benchmark-only: models already compiled, handed to the pipeline by `warm_model`
 sys.modules.setdefault("benchmarks.pipeline", sys.modules[__name__])  # so the registry finds this WARM when run as a script

@@ -32,7 +32,7 @@ from redis_fixtures import RedisServer  # noqa: E402
 from streamer.distributed.connection import WORKER_GROUP, Keys, RedisConfig  # noqa: E402
 from streamer.pipeline import Pipeline, ProcessConfig  # noqa: E402
 from streamer.prediction import Prediction  # noqa: E402
-from workers.registry import ModelConfig  # noqa: E402
+from streamer.models import ModelConfig  # noqa: E402
 
 SLEEPY = "benchmarks.redis_pipeline:sleepy"
 KEYS = Keys("streamer")

@@ -18,7 +18,7 @@ from streamer.distributed.jobs import DONE, FAILED, RUNNING
 from streamer.errors import StreamerError
 from streamer.pipeline import Pipeline, ProcessConfig
 from streamer.storage import Entry, expand, filesystem, join, write_whole
-from workers.registry import load_model
+from streamer.models import load_model
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from streamer.sink import EncodeConfig
 from streamer.source import Frame, SourceOptions, VideoSource
 from streamer.stages import END, Stages
 from streamer.transports.memory import MemoryTransport
-from workers.registry import ModelConfig, check_model_name, load_model
+from streamer.models import ModelConfig, check_model_name, load_model
 
 
 @dataclass

@@ -17,7 +17,7 @@ from media import make_video, probe
 from redis_fixtures import ROOT, environment, free_port
 from streamer.distributed.connection import Keys
 from streamer.pipeline import Pipeline, ProcessConfig
-from workers.registry import ModelConfig
+from streamer.models import ModelConfig
 
 LEFT_HALF = "tests.models:left_half"
 KEYS = Keys("streamer")

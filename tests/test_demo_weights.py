@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 
-from workers.registry import ModelConfig, load_model
+from streamer.models import ModelConfig, load_model
 from workers.unet.evaluate import evaluate
 from workers.unet.modelfile import demo_weights
 

@@ -73,7 +73,7 @@ def test_instances_blends_each_mask_inside_its_box_and_nothing_else():
     import cv2
 
     from streamer.prediction import Prediction
-    from workers.maskrcnn.visualize import instances, random_colors
+    from streamer.effects.instances import instances, random_colors
 
     frame = np.full((60, 80, 3), (40, 120, 200), np.uint8)
     masks = np.zeros((60, 80, 2), bool)

@@ -89,7 +89,7 @@ def test_training_refuses_broken_data(tmp_path):
 
 def test_instances_effect_draws_masks():
     from streamer.prediction import Prediction
-    from workers.maskrcnn.visualize import instances
+    from streamer.effects.instances import instances
 
     frame = np.zeros((40, 60, 3), np.uint8)
     masks = np.zeros((40, 60, 1), bool)
@@ -115,7 +115,7 @@ def _card_map():
 def test_registry_predictor_and_shipped_weights_accuracy():
     from workers.maskrcnn.evaluate import evaluate
     from workers.maskrcnn.shapes import ShapesDataset
-    from workers.registry import ModelConfig, load_model
+    from streamer.models import ModelConfig, load_model
 
     predictor = load_model(ModelConfig(name="maskrcnn", weights=None, batch_size=4, threshold=None))
     assert predictor.class_names == ["BG", "square", "circle", "triangle"]

@@ -16,7 +16,7 @@ from streamer.distributed.connection import Keys, RedisConfig
 from streamer.distributed.messages import Message, encode
 from streamer.errors import StreamerError
 from streamer.pipeline import Pipeline, ProcessConfig
-from workers.registry import ModelConfig
+from streamer.models import ModelConfig
 
 LEFT_HALF = "tests.models:left_half"
 SLOW = "tests.models:slow"

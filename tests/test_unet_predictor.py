@@ -7,7 +7,7 @@ import pytest
 from unet_helpers import save_channel_model, save_gray_model, save_tiny_unet
 
 from streamer.errors import StreamerError
-from workers.registry import ModelConfig, load_model
+from streamer.models import ModelConfig, load_model
 from workers.unet.predictor import load
 
 

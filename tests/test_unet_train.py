@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from streamer.errors import StreamerError
-from workers.registry import ModelConfig
+from streamer.models import ModelConfig
 from workers.unet.predictor import load
 from workers.unet.train import TrainConfig, train
 

@@ -26,7 +26,7 @@ from streamer.effects import effect_function, selected, with_class_names
 from streamer.errors import StreamerError
 from streamer.metrics import Metrics
 from streamer.transports.redis_streams import ensure_group
-from workers.registry import ModelConfig, load_model
+from streamer.models import ModelConfig, load_model
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from streamer.errors import StreamerError
 from streamer.pipeline import ProcessConfig
 from streamer.progress import say
 from streamer.sink import EncodeConfig
-from workers.registry import check_model_name
+from streamer.models import check_model_name
 
 
 def add_parser(commands) -> None:

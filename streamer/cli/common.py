@@ -9,7 +9,7 @@ from streamer.distributed.connection import RedisConfig
 from streamer.distributed.messages import CODECS
 from streamer.effects import EFFECTS, EffectConfig
 from streamer.errors import StreamerError
-from workers.registry import ModelConfig
+from streamer.models import ModelConfig
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ from streamer.distributed.jobs import JobSpec, new_job_id
 from streamer.distributed.messages import CODECS
 from streamer.distributed.runner import submit
 from streamer.effects import effect_function
-from workers.registry import check_model_name
+from streamer.models import check_model_name
 
 
 def add_parser(commands) -> None:

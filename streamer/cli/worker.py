@@ -13,7 +13,7 @@ from streamer.distributed.runner import Runner
 from streamer.errors import StreamerError
 from streamer.metrics import HealthServer
 from workers.loop import Worker, WorkerConfig
-from workers.registry import ModelConfig, check_model_name
+from streamer.models import ModelConfig, check_model_name
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from streamer.distributed.connection import RUNNER_GROUP, Keys, RedisConfig, ret
 from streamer.distributed.jobs import FAILED, FINAL, JobSpec, JobStore
 from streamer.errors import StreamerError
 from streamer.transports.redis_streams import ensure_group
-from workers.registry import ModelConfig
+from streamer.models import ModelConfig
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import sys
 from typing import Iterator
 
 from streamer.distributed.connection import RedisConfig
-from workers.registry import ModelConfig
+from streamer.models import ModelConfig
 
 
 def worker_command(model: ModelConfig, redis: RedisConfig) -> list[str]:

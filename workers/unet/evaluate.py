@@ -69,7 +69,7 @@ def evaluate(weights: str | None, data: str, samples: int | None = None, seed: i
     """
     source = _source(data, samples, seed, frame_size)
     if model is None:
-        from workers.registry import ModelConfig
+        from streamer.models import ModelConfig
         from workers.unet.predictor import load
 
         model = load(ModelConfig(name="unet", weights=weights, batch_size=batch_size, threshold=threshold,

@@ -14,7 +14,7 @@ import numpy as np
 
 from streamer.errors import StreamerError
 from streamer.prediction import Prediction
-from workers.registry import ModelConfig
+from streamer.models import ModelConfig
 from workers.unet.modelfile import demo_weights, load_keras_model
 
 

@@ -1,4 +1,4 @@
-"""Models by name: `load_model(ModelConfig(name="unet"))` → object with `predict(frames)`.
+"""The model contract and registry: `load_model(ModelConfig(name="unet"))` → object with `predict(frames)`.
 
 Factories are named by import path so that asking for an unknown model, or listing the
 names, never imports TensorFlow. A name of the form `package.module:function` loads a

@@ -1,4 +1,4 @@
-"""The `instances` effect: masks, boxes, class names and scores drawn on a frame (pure function)."""
+"""The `instances` effect: each instance's mask, outline, box, class name and score drawn on a frame."""
 
 from __future__ import annotations
 
@@ -61,21 +61,11 @@ def instances(frame: np.ndarray, prediction, options) -> np.ndarray:
             (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
             ty = max(th + base, y1)
             cv2.rectangle(out, (x1, ty - th - base), (x1 + tw, ty), color, -1)
-            cv2.putText(out, label, (x1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness,
-                        cv2.LINE_AA)  # fmt: skip
+            white = (255, 255, 255)
+            cv2.putText(out, label, (x1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, scale, white, thickness, cv2.LINE_AA)
     return out
 
 
 def _clipped(box, height: int, width: int) -> tuple[int, int, int, int]:
     y1, x1, y2, x2 = (int(v) for v in box)
     return max(y1, 0), max(x1, 0), min(y2, height), min(x2, width)
-
-
-def display_instances(image, boxes, masks, class_ids, class_names, scores=None, alpha=0.5):
-    """matterport-style helper returning the drawn image (no matplotlib window)."""
-    from types import SimpleNamespace
-
-    from streamer.prediction import Prediction
-
-    prediction = Prediction(masks=masks, boxes=boxes, class_ids=class_ids, scores=scores)
-    return instances(image, prediction, SimpleNamespace(alpha=alpha, class_names=class_names))

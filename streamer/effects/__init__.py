@@ -1,0 +1,44 @@
+"""Effects: pure functions (frame, prediction, options) → rendered RGB frame, found by name."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from streamer.effects.config import EffectConfig
+from streamer.effects.instances import instances
+from streamer.effects.masks import mask, overlay, splash
+from streamer.errors import StreamerError
+from streamer.prediction import Prediction
+
+__all__ = ["EFFECTS", "EffectConfig", "effect_function", "selected", "with_class_names"]
+
+EFFECTS = {"overlay": overlay, "mask": mask, "splash": splash, "instances": instances}
+
+
+def effect_function(name: str):
+    """The effect by name; callers pass it `selected(prediction, options)`."""
+    try:
+        return EFFECTS[name]
+    except KeyError:
+        raise StreamerError(f"unknown effect {name!r}: choose one of {', '.join(EFFECTS)}") from None
+
+
+def selected(prediction: Prediction, options: EffectConfig) -> Prediction:
+    """The instances of the classes `--classes` names (all of them without it): what the effect draws
+    and the detections file records, selected once per frame."""
+    if options.classes and options.class_names:
+        wanted = [options.class_names.index(name) for name in options.classes if name in options.class_names]
+        return prediction.only(wanted)
+    return prediction
+
+
+def with_class_names(options: EffectConfig, model) -> EffectConfig:
+    """The options with the model's class names, checking that --classes names exist."""
+    names = getattr(model, "class_names", None)
+    if names is None:
+        return options
+    names = tuple(names)
+    unknown = [name for name in options.classes or () if name not in names]
+    if unknown:
+        raise StreamerError(f"--classes {','.join(unknown)}: not classes of this model; it has {', '.join(names[1:])}")
+    return replace(options, class_names=names)

@@ -1,0 +1,44 @@
+"""Effects drawn from the foreground mask: overlay, mask, splash."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from streamer.effects.config import EffectConfig
+from streamer.prediction import Prediction
+
+
+def overlay(frame: np.ndarray, prediction: Prediction, options: EffectConfig) -> np.ndarray:
+    """Blend the colour over the frame where the mask is; leave every other pixel as it was."""
+    where = _mask(prediction)
+    if not where.any():
+        return frame
+    tinted = cv2.LUT(frame, _blend_table(options.color, options.alpha))
+    out = frame.copy()
+    cv2.copyTo(tinted, where, out)
+    return out
+
+
+def mask(frame: np.ndarray, prediction: Prediction, options: EffectConfig) -> np.ndarray:
+    """The mask itself as video: white where the foreground is, black elsewhere."""
+    return cv2.cvtColor(_mask(prediction) * np.uint8(255), cv2.COLOR_GRAY2RGB)
+
+
+def splash(frame: np.ndarray, prediction: Prediction, options: EffectConfig) -> np.ndarray:
+    """Colour splash: keep colour where the mask is, greyscale elsewhere."""
+    grey = cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    cv2.copyTo(frame, _mask(prediction), grey)
+    return grey
+
+
+def _blend_table(color: tuple[int, int, int], alpha: float) -> np.ndarray:
+    """Per-channel lookup table value → round(value·(1-alpha) + colour·alpha), for cv2.LUT."""
+    values = np.arange(256, dtype=np.float32)[:, None]
+    table = values * (1.0 - alpha) + np.asarray(color, np.float32)[None, :] * alpha
+    return np.clip(np.rint(table), 0, 255).astype(np.uint8).reshape(256, 1, 3)
+
+
+def _mask(prediction: Prediction) -> np.ndarray:
+    """The foreground as a 0/1 uint8 image, the mask type OpenCV takes (a view, not a copy)."""
+    return prediction.foreground().view(np.uint8)
