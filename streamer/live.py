@@ -17,7 +17,9 @@ from typing import Iterator
 import numpy as np
 
 from streamer.errors import StreamerError
-from streamer.source import Frame, VideoSource, looks_live
+from streamer.frames import Frame
+from streamer.sink import EncodeConfig
+from streamer.source import VideoSource, looks_live
 from streamer.stages import Stopped
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,35 @@ class LiveConfig:
     drop: str = "oldest"  # when the pipeline falls behind: drop the oldest or the newest frame, or none
     give_up: float = 60.0  # seconds without a frame before the job fails
     max_backoff: float = 8.0  # longest wait between reconnect attempts
+
+
+@dataclass(frozen=True)
+class LivePolicy:
+    """Every way a live input is handled differently from a file, decided once per job.
+
+    A live input keeps only a couple of batches in hand and drops frames by policy when the
+    pipeline falls behind (so latency stays bounded, not growing); its frames are restamped with
+    their arrival time and reconnected when the stream drops; its outputs encode with low latency
+    and regular keyframes for viewers who join mid-stream."""
+
+    live: bool
+    drop: str = "none"  # the DropQueue policy in front of the transport
+    depth: int = 32  # frames held between two stages
+
+    @classmethod
+    def decide(cls, live: bool, config: LiveConfig, batch_size: int, queue_frames: int) -> "LivePolicy":
+        if not live:
+            return cls(live=False, drop="none", depth=queue_frames)
+        return cls(live=True, drop=config.drop, depth=2 * batch_size)
+
+    def source(self, source: VideoSource, config: LiveConfig):
+        """The source as the pipeline reads it: restamped and reconnecting when live."""
+        return LiveSource(source, config) if self.live else source
+
+    def encoding(self, encode: EncodeConfig, rate: Fraction) -> EncodeConfig:
+        if not self.live:
+            return encode
+        return replace(encode, tune=encode.tune or "zerolatency", gop=encode.gop or max(1, round(2 * float(rate))))
 
 
 class SourceLost(StreamerError):

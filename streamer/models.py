@@ -34,6 +34,12 @@ class ModelConfig:
     mixed_precision: bool = False  # float16 compute where a GPU supports it
     device: str | None = None  # e.g. "/GPU:0" or "/CPU:0"; None lets TensorFlow place ops
 
+    def __post_init__(self) -> None:
+        """The one place a model name and batch size are checked."""
+        check_model_name(self.name)
+        if self.batch_size < 1:
+            raise StreamerError(f"--batch {self.batch_size}: must be at least 1")
+
 
 class Model(Protocol):
     name: str
@@ -54,7 +60,6 @@ def check_model_name(name: str) -> None:
 
 
 def load_model(config: ModelConfig) -> Model:
-    check_model_name(config.name)
     path = FACTORIES.get(config.name, config.name)
     module_name, _, attr = path.partition(":")
     try:

@@ -8,26 +8,24 @@ from __future__ import annotations
 
 import collections
 import threading
-from fractions import Fraction
-
 import av
-import numpy as np
 
 from streamer.errors import StreamerError
-from streamer.sink import VideoSink
+from streamer.frames import Rendered
+from streamer.protocols import Sink
 
 
 class Muxer:
     """Reorder buffer in front of a sink."""
 
-    def __init__(self, sink: VideoSink, capacity: int = 256, detections=None):
+    def __init__(self, sink: Sink, capacity: int = 256, detections=None):
         """`detections`: a DetectionsWriter that gets each frame's detections in frame order."""
         self.sink = sink
         self.detections = detections
         self.capacity = capacity
         self.next_index = 0
         self.duplicates = 0
-        self._waiting: dict[int, tuple[int, Fraction, np.ndarray, dict | None]] = {}
+        self._waiting: dict[int, Rendered] = {}
         self._audio: collections.deque[av.Packet] = collections.deque()
         self._audio_lock = threading.Lock()
 
@@ -36,8 +34,9 @@ class Muxer:
         with self._audio_lock:
             self._audio.append(packet)
 
-    def push(self, index: int, pts: int, time_base: Fraction, image: np.ndarray, detections: dict | None = None) -> int:
+    def push(self, rendered: Rendered) -> int:
         """Accept a rendered frame; write every frame now in order. Returns frames written."""
+        index = rendered.index
         if index < self.next_index or index in self._waiting:
             self.duplicates += 1
             return 0
@@ -46,14 +45,14 @@ class Muxer:
                 f"reorder buffer full: waiting for frame {self.next_index} with {len(self._waiting)} later "
                 "frames held; a worker lost it"
             )
-        self._waiting[index] = (pts, time_base, image, detections)
+        self._waiting[index] = rendered
         written = 0
         while self.next_index in self._waiting:
-            pts, time_base, image, detections = self._waiting.pop(self.next_index)
-            self.sink.write(image, pts, time_base)
+            frame = self._waiting.pop(self.next_index)
+            self.sink.write(frame.image, frame.pts, frame.time_base)
             if self.detections is not None:
-                self.detections.write(self.next_index, pts, time_base, detections)
-            self._write_audio(until=float(pts * time_base))
+                self.detections.write(frame.index, frame.pts, frame.time_base, frame.detections)
+            self._write_audio(until=frame.seconds)
             self.next_index += 1
             written += 1
         return written

@@ -12,23 +12,10 @@ import av
 import numpy as np
 
 from streamer.errors import StreamerError
+from streamer.frames import Frame
 from streamer.storage import filesystem, is_remote
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One decoded frame: its index in the stream, its timestamp and its RGB pixels."""
-
-    index: int
-    pts: int
-    time_base: Fraction
-    image: np.ndarray  # H×W×3 uint8 RGB
-
-    @property
-    def seconds(self) -> float:
-        return float(self.pts * self.time_base)
 
 
 @dataclass

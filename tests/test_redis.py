@@ -14,6 +14,7 @@ from media import make_video, probe
 from redis_fixtures import RedisServer
 from streamer.distributed.connection import Keys, RedisConfig
 from streamer.distributed.messages import Message, encode
+from streamer.frames import Frame
 from streamer.errors import StreamerError
 from streamer.pipeline import Pipeline, ProcessConfig
 from streamer.models import ModelConfig
@@ -122,6 +123,8 @@ def test_workers_restarted_mid_job(tmp_path, redis_server, workers):
     first.wait()
     workers.start("--batch", "2", "--claim-idle", "1", model=SLOW)
     runner.join(90)
+    assert not runner.is_alive(), "the job did not finish after its worker was replaced"
+    assert client.hget(KEYS.job("restart"), "state") == b"done"
     same_video(probe(output), embedded(tmp_path, source))
 
 
@@ -173,7 +176,7 @@ def test_malformed_messages_are_rejected_and_counted(tmp_path, redis_server, wor
     client = redis_server.client()
     worker = workers.start()
     stream = KEYS.work(LEFT_HALF)
-    good = encode(Message("ghost", 0, 0, Fraction(1, 30), np.zeros((4, 4, 3), np.uint8)))
+    good = encode(Message("ghost", Frame(0, 0, Fraction(1, 30), np.zeros((4, 4, 3), np.uint8))))
     wait_for(lambda: client.exists(stream), what="the worker's group")
     client.xadd(stream, {"v": "1", "data": b"\x80\x04\x95pickle"})  # no header at all
     client.xadd(stream, {**good, b"v": b"2"})  # unknown version

@@ -16,7 +16,6 @@ from streamer.errors import StreamerError
 from streamer.pipeline import ProcessConfig
 from streamer.progress import say
 from streamer.sink import EncodeConfig
-from streamer.models import check_model_name
 
 
 def add_parser(commands) -> None:
@@ -52,7 +51,6 @@ def storage_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_model_name(args.model)
     effect_function(args.effect)
     if args.parallel < 1:
         raise StreamerError("--parallel: must be at least 1")

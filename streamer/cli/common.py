@@ -29,8 +29,6 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
     """The ModelConfig of add_model_arguments' options (--parallel-batches goes to ProcessConfig)."""
-    if args.batch < 1:
-        raise StreamerError(f"--batch {args.batch}: must be at least 1")
     if args.parallel_batches < 1:
         raise StreamerError(f"--parallel-batches {args.parallel_batches}: must be at least 1")
     return ModelConfig(name=args.model, weights=args.weights, batch_size=args.batch, threshold=args.threshold,

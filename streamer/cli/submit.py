@@ -10,7 +10,7 @@ from streamer.distributed.jobs import JobSpec, new_job_id
 from streamer.distributed.messages import CODECS
 from streamer.distributed.runner import submit
 from streamer.effects import effect_function
-from streamer.models import check_model_name
+from streamer.models import ModelConfig
 
 
 def add_parser(commands) -> None:
@@ -30,13 +30,13 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_model_name(args.model)
+    model = ModelConfig(name=args.model, batch_size=args.batch, threshold=args.threshold)
     effect_function(args.effect)
     check_frame_codec(args.frame_codec)
     config = redis_config(args)
-    spec = JobSpec(model=args.model, effect=effect_config(args),
+    spec = JobSpec(model=model.name, effect=effect_config(args),
                    threshold=args.threshold, frame_codec=args.frame_codec, quality=args.quality)
     job = new_job_id()
-    submit(connect(config), config, job, spec, args.input, args.output, args.overwrite, args.batch)
+    submit(connect(config), config, job, spec, args.input, args.output, args.overwrite, model.batch_size)
     print(job)
     return 0

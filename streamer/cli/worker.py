@@ -13,7 +13,7 @@ from streamer.distributed.runner import Runner
 from streamer.errors import StreamerError
 from streamer.metrics import HealthServer
 from workers.loop import Worker, WorkerConfig
-from streamer.models import ModelConfig, check_model_name
+from streamer.models import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,6 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_model_name(args.model)
-    if args.batch < 1:
-        raise StreamerError(f"--batch {args.batch}: must be at least 1")
     config = WorkerConfig(
         model=ModelConfig(name=args.model, weights=args.weights, batch_size=args.batch, device=args.device,
                           mixed_precision=args.mixed_precision),
@@ -52,12 +49,11 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    client = connect(config.redis)
     for slot in range(args.jobs):
         runner = Runner(connect(config.redis), config.redis, f"{config.name}-runner{slot}")
         threading.Thread(target=_keep_running, args=(runner, stop), name=f"runner{slot}", daemon=True).start()
     log.info("worker %s serving %s", config.name, args.model)
-    worker = Worker(config, client)
+    worker = Worker(config)
     health = HealthServer(worker.metrics, args.metrics_port, worker.ready, worker.alive) if args.metrics_port else None
     try:
         worker.serve(stop)

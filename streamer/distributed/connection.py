@@ -73,6 +73,15 @@ WORKER_GROUP = "workers"
 RUNNER_GROUP = "runners"
 
 
+def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
+    """Create a consumer group (and its stream) unless it exists."""
+    try:
+        client.xgroup_create(stream, group, id="0", mkstream=True)
+    except redis.ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+
+
 def redacted(url: str) -> str:
     """The URL without its password, for messages."""
     parts = urlsplit(url)

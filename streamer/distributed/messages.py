@@ -13,6 +13,8 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
+from streamer.frames import Frame, Rendered
+
 VERSION = b"1"
 CODECS = ("raw", "png", "jpeg", "webp")
 MAX_SIDE = 8192
@@ -25,31 +27,28 @@ class MessageError(ValueError):
 
 @dataclass(frozen=True)
 class Message:
-    """One frame on its way to a worker, or one rendered frame on its way back."""
+    """A job id plus a frame: on its way to a worker (no detections) or rendered on its way back."""
 
     job: str
-    index: int
-    pts: int
-    time_base: Fraction
-    image: np.ndarray
-    detections: dict | None = None
+    frame: Frame | Rendered
 
 
 def encode(message: Message, codec: str = "raw", quality: int = 90) -> dict[str, bytes]:
     """Stream entry fields for XADD."""
-    image = message.image
+    frame = message.frame
+    image = frame.image
     fields = {
         b"v": VERSION,
         b"job": message.job.encode(),
-        b"index": str(message.index).encode(),
-        b"pts": str(message.pts).encode(),
-        b"tb": f"{message.time_base.numerator}/{message.time_base.denominator}".encode(),
+        b"index": str(frame.index).encode(),
+        b"pts": str(frame.pts).encode(),
+        b"tb": f"{frame.time_base.numerator}/{frame.time_base.denominator}".encode(),
         b"shape": ",".join(map(str, image.shape)).encode(),
         b"codec": codec.encode(),
         b"data": _compress(image, codec, quality),
     }
-    if message.detections is not None:
-        fields[b"detections"] = json.dumps(message.detections, separators=(",", ":")).encode()
+    if isinstance(frame, Rendered) and frame.detections is not None:
+        fields[b"detections"] = json.dumps(frame.detections, separators=(",", ":")).encode()
     return fields
 
 
@@ -69,14 +68,14 @@ def decode(fields: dict[bytes, bytes], max_payload: int = MAX_PAYLOAD) -> Messag
         detections = json.loads(fields[b"detections"]) if b"detections" in fields else None
         if detections is not None and not isinstance(detections, dict):
             raise MessageError("detections must be a JSON object")
-        return Message(
-            job=fields[b"job"].decode(),
+        frame = Rendered(
             index=int(fields[b"index"]),
             pts=int(fields[b"pts"]),
             time_base=Fraction(numerator, denominator),
             image=_decompress(data, codec, shape),
             detections=detections,
         )
+        return Message(job=fields[b"job"].decode(), frame=frame)
     except MessageError:
         raise
     except (KeyError, ValueError, ZeroDivisionError, UnicodeDecodeError) as error:

@@ -12,11 +12,12 @@ import threading
 
 import redis
 
-from streamer.distributed.connection import RUNNER_GROUP, Keys, RedisConfig, retrying
+from streamer.distributed.connection import RUNNER_GROUP, Keys, RedisConfig, ensure_group, retrying
 from streamer.distributed.jobs import FAILED, FINAL, JobSpec, JobStore
 from streamer.errors import StreamerError
-from streamer.transports.redis_streams import ensure_group
+from streamer.job import ProcessConfig
 from streamer.models import ModelConfig
+from streamer.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,6 @@ class Runner:
         return reply[0][1] if reply else []
 
     def _run(self, entry_id, entry: dict[str, str], stop: threading.Event) -> None:
-        from streamer.pipeline import Pipeline, ProcessConfig
-
         job = entry["job"]
         if self.jobs.state(job) in FINAL:
             self._done(entry_id)

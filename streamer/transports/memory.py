@@ -1,34 +1,24 @@
-"""The in-process transport: batch inference and rendering on threads of this process."""
+"""The in-process transport: the render stage on threads of this process."""
 
 from __future__ import annotations
 
 import queue
 import threading
-from typing import Callable, Iterator
+from typing import Iterator
 
-import numpy as np
-
-from streamer.detections import record
-from streamer.effects import EffectConfig, selected, with_class_names
-from streamer.metrics import Metrics
-from streamer.source import Frame
+from streamer.frames import Frame, Rendered
+from streamer.render import RenderStage
 from streamer.stages import END, Stages
-from streamer.transports import Rendered
 
 
 class MemoryTransport:
-    """source frames → [batch → model.predict] → [effect] → rendered frames, bounded all the way.
+    """source frames → [batch → predict] → [render] → rendered frames, bounded all the way.
 
     `parallel` threads call the model, each on its own batch, so one batch's resizing and mask
     pasting overlap another's inference; batches may finish out of order (the muxer reorders)."""
 
-    def __init__(self, stages: Stages, model, render: Callable, effect: EffectConfig, batch: int, depth: int = 32,
-                 metrics: Metrics | None = None, detections: bool = False, parallel: int = 1):
-        self._stages = stages
-        self._detections = detections
-        self._metrics = metrics or Metrics()
-        self._model, self._render, self._batch = model, render, max(1, batch)
-        self._effect = with_class_names(effect, model)
+    def __init__(self, stages: Stages, stage: RenderStage, batch: int, depth: int = 32, parallel: int = 1):
+        self._stages, self._stage, self._batch = stages, stage, max(1, batch)
         self._frames: queue.Queue = queue.Queue(maxsize=max(depth, self._batch))
         self._predicted: queue.Queue = queue.Queue(maxsize=2)
         self._rendered: queue.Queue = queue.Queue(maxsize=depth)
@@ -36,13 +26,12 @@ class MemoryTransport:
         self._inferring_lock = threading.Lock()
         for _ in range(self._inferring):
             stages.spawn("infer", self._infer)
-        stages.spawn("render", self._draw)
+        stages.spawn("render", self._render)
 
     def send(self, frame: Frame) -> None:
         self._stages.put(self._frames, frame)
 
     def close(self) -> None:
-        """No more frames will be sent."""
         self._stages.put(self._frames, END)
 
     def results(self) -> Iterator[Rendered]:
@@ -57,11 +46,7 @@ class MemoryTransport:
 
     def _infer(self) -> None:
         while frames := self._stages.take(self._frames, self._batch):
-            images = np.stack([frame.image for frame in frames])
-            with self._metrics.timed("inference"):
-                predictions = self._model.predict(images)
-            self._metrics.batch_size.observe(len(frames))
-            self._stages.put(self._predicted, (frames, predictions))
+            self._stages.put(self._predicted, (frames, self._stage.predict(frames)))
             if len(frames) < self._batch:
                 break
         self._stages.put(self._frames, END)  # the other model threads end on it too
@@ -71,12 +56,8 @@ class MemoryTransport:
         if last:
             self._stages.put(self._predicted, END)
 
-    def _draw(self) -> None:
+    def _render(self) -> None:
         while (item := self._stages.get(self._predicted)) is not END:
             for frame, prediction in zip(*item):
-                prediction = selected(prediction, self._effect)
-                with self._metrics.timed("render"):
-                    image = self._render(frame.image, prediction, self._effect)
-                found = record(prediction, self._effect.class_names) if self._detections else None
-                self._stages.put(self._rendered, Rendered(frame.index, frame.pts, frame.time_base, image, found))
+                self._stages.put(self._rendered, self._stage.render(frame, prediction))
         self._stages.put(self._rendered, END)

@@ -14,26 +14,17 @@ from typing import Iterator
 import cv2
 import redis
 
-from streamer.distributed.connection import WORKER_GROUP, Keys, RedisConfig, retrying
+from streamer.distributed.connection import WORKER_GROUP, Keys, RedisConfig, ensure_group, retrying
 from streamer.distributed.jobs import CANCELLED, FAILED, JobSpec, JobStore
 from streamer.distributed.messages import Message, MessageError, decode, encode
 from streamer.errors import StreamerError
-from streamer.source import Frame
+from streamer.frames import Frame, Rendered
 from streamer.stages import Stages, Stopped
-from streamer.transports import Rendered
 
 log = logging.getLogger(__name__)
 
 NO_WORKER_WARNING = 15.0  # seconds without results before saying that no worker serves the model
 PREVIEW_EVERY, PREVIEW_WIDTH, PREVIEW_TTL = 1.0, 320, 30  # the status page's live preview
-
-
-def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
-    try:
-        client.xgroup_create(stream, group, id="0", mkstream=True)
-    except redis.ResponseError as error:
-        if "BUSYGROUP" not in str(error):
-            raise
 
 
 class RedisTransport:
@@ -58,8 +49,7 @@ class RedisTransport:
         while not self._window.acquire(timeout=0.1):
             if self._stages.stop.is_set():
                 raise Stopped
-        fields = encode(Message(self.job, frame.index, frame.pts, frame.time_base, frame.image),
-                        self._spec.frame_codec, self._spec.quality)
+        fields = encode(Message(self.job, frame), self._spec.frame_codec, self._spec.quality)
         self._sent += 1  # before the frame can come back
         retrying(self._config, lambda: self._client.xadd(self._keys.work(self._spec.model), fields), "send frame")
 
@@ -112,7 +102,7 @@ class RedisTransport:
             self._client.hincrby(self._keys.stats, "rejected", 1)
             log.warning("job %s: rejected a result message: %s", self.job, error)
             return None
-        index = message.index
+        index = message.frame.index
         if message.job != self.job or index >= self._sent or index < self._complete or index in self._received:
             return None  # a duplicate from a redelivered frame
         self._received.add(index)
@@ -120,8 +110,8 @@ class RedisTransport:
             self._received.remove(self._complete)  # so the muxer's reorder buffer stays within the window
             self._complete += 1
             self._window.release()
-        self._preview(message.image)
-        return Rendered(index, message.pts, message.time_base, message.image, message.detections)
+        self._preview(message.frame.image)
+        return message.frame
 
     def _preview(self, image) -> None:
         """About once a second, a small JPEG of the latest output frame for the status page."""

@@ -1,0 +1,95 @@
+"""Turns a ProcessConfig into the parts of a pipeline: source, transport, muxer and sinks.
+
+Everything that can be checked before work starts is checked here, so a bad option fails
+before a frame is decoded; whatever was opened is closed again when a later part fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from streamer.detections import DetectionsWriter
+from streamer.distributed.connection import connect
+from streamer.distributed.jobs import JobSpec, new_job_id
+from streamer.distributed.spawn import local_workers
+from streamer.effects import effect_function
+from streamer.errors import StreamerError
+from streamer.job import ProcessConfig
+from streamer.live import DropQueue, LivePolicy
+from streamer.metrics import Metrics
+from streamer.models import Model, load_model
+from streamer.muxer import Muxer
+from streamer.outputs import Stream, check_outputs, open_outputs
+from streamer.protocols import Sink, Source, Transport
+from streamer.render import RenderStage
+from streamer.source import VideoSource
+from streamer.stages import Stages
+from streamer.transports.memory import MemoryTransport
+from streamer.transports.redis_streams import RedisTransport
+
+
+@dataclass
+class Parts:
+    """An opened pipeline, ready for its threads."""
+
+    source: Source
+    transport: Transport
+    sink: Sink
+    muxer: Muxer
+    drops: DropQueue
+    detections: DetectionsWriter | None
+    policy: LivePolicy
+
+
+def check(config: ProcessConfig) -> None:
+    """Fail on a bad option before opening anything."""
+    effect_function(config.effect.name)
+    outputs = config.outputs()
+    check_outputs(outputs)
+    if config.detections:
+        check_outputs(replace(outputs, targets=(config.detections,), segment=None))
+    if "://" not in config.input and any(Path(config.input).resolve() == Path(target).resolve()
+                                         for target in outputs.targets if "://" not in target):
+        raise StreamerError(f"{config.input}: is an output too; choose another output")
+
+
+def build(config: ProcessConfig, stages: Stages, helpers: contextlib.ExitStack, metrics: Metrics,
+          model: Model | None = None) -> Parts:
+    """Open every part; `helpers` gets what must outlive the threads (local workers)."""
+    check(config)
+    opened = VideoSource(config.input, config.source)
+    policy = LivePolicy.decide(opened.info.live, config.live, config.model.batch_size, config.queue_frames)
+    source = policy.source(opened, config.live)
+    try:
+        transport = _transport(config, stages, source, helpers, metrics, model, policy.depth)
+        info = source.info
+        stream = Stream(info.width, info.height, info.rate, info.time_base, info.rotation)
+        sink = open_outputs(config.outputs(), stream, policy.encoding(config.encode, info.rate), source.audio)
+    except BaseException:
+        stages.shutdown()
+        source.close()
+        raise
+    detections = DetectionsWriter(config.detections, config.source.storage) if config.detections else None
+    # room for every batch that can finish ahead of an earlier one
+    capacity = max(256, config.model.batch_size * config.parallel_batches)
+    return Parts(
+        source=source, transport=transport, sink=sink, policy=policy, detections=detections,
+        muxer=Muxer(sink, capacity=capacity, detections=detections),
+        drops=DropQueue(policy.depth, policy.drop, stages.stop, metrics.dropped.inc),
+    )
+
+
+def _transport(config: ProcessConfig, stages: Stages, source: Source, helpers: contextlib.ExitStack,
+               metrics: Metrics, model: Model | None, depth: int) -> Transport:
+    if config.redis is None:
+        stage = RenderStage(model or load_model(config.model), config.effect, bool(config.detections), metrics)
+        return MemoryTransport(stages, stage, config.model.batch_size, depth, parallel=config.parallel_batches)
+    client = connect(config.redis)
+    spec = JobSpec(model=config.model.name, effect=config.effect, threshold=config.model.threshold,
+                   frame_codec=config.redis.frame_codec, quality=config.redis.quality,
+                   detections=bool(config.detections))
+    if config.local_workers:
+        helpers.enter_context(local_workers(config.local_workers, config.model, config.redis))
+    return RedisTransport(stages, client, config.redis, config.job or new_job_id(), spec, source.info.frames)

@@ -1,0 +1,54 @@
+"""The render stage: frames → predict → select classes → effect → detection record → `Rendered`.
+
+One stage serves the embedded transport (on its threads) and the Redis worker (per batch it
+reads), so inference is timed, classes are checked and detections are recorded in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from streamer.detections import record
+from streamer.effects import EffectConfig, effect_function, selected, with_class_names
+from streamer.errors import StreamerError
+from streamer.frames import Frame, Rendered
+from streamer.metrics import Metrics
+from streamer.models import Model
+from streamer.prediction import Prediction
+
+
+class RenderStage:
+    """Renders batches of frames with one model and one effect.
+
+    Raises StreamerError when built for an effect the model cannot serve (e.g. `--classes`
+    it does not have), so a job fails before any frame is spent."""
+
+    def __init__(self, model: Model, effect: EffectConfig, detections: bool = False, metrics: Metrics | None = None):
+        self.model = model
+        self.effect = with_class_names(effect, model)
+        self.detections = detections
+        self.metrics = metrics or Metrics()
+        self._draw = effect_function(effect.name)
+
+    def __call__(self, frames: Sequence[Frame]) -> list[Rendered]:
+        return [self.render(frame, prediction) for frame, prediction in zip(frames, self.predict(frames))]
+
+    def predict(self, frames: Sequence[Frame]) -> list[Prediction]:
+        """One model call for the batch; the model may run on another thread than `render`."""
+        images = np.stack([frame.image for frame in frames])
+        with self.metrics.timed("inference"):
+            predictions = self.model.predict(images)
+        if len(predictions) != len(frames):
+            raise StreamerError(f"model {getattr(self.model, 'name', '?')!r} returned {len(predictions)} predictions "
+                                f"for {len(frames)} frames; a model returns one per frame")
+        self.metrics.batch_size.observe(len(frames))
+        return predictions
+
+    def render(self, frame: Frame, prediction: Prediction) -> Rendered:
+        prediction = selected(prediction, self.effect)
+        with self.metrics.timed("render"):
+            image = self._draw(frame.image, prediction, self.effect)
+        found = record(prediction, self.effect.class_names) if self.detections else None
+        return Rendered(frame.index, frame.pts, frame.time_base, image, found)
