@@ -2,5 +2,5 @@
 # Sets up the environment and runs the whole test suite: bash scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh test
 exec .venv/bin/pytest -q "$@"

@@ -1,0 +1,24 @@
+"""The code's own rules, enforced on every test run: ruff (lint and format) and the import contract
+(streamer/ outside its CLI never imports workers/; the two model packages are independent)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize("command", [
+    ["ruff", "check", "."],
+    ["ruff", "format", "--check", "."],
+    ["lint-imports"],
+], ids=["ruff-check", "ruff-format", "import-contract"])
+def test_tool_passes(command):
+    result = subprocess.run([str(BIN / command[0]), *command[1:]], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
