@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -36,8 +35,14 @@ SIGNATURES = [float(frame_image(i, 64, 8)[:, :8].mean()) for i in range(200)]
 
 def streamer(*args: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}")
-    return subprocess.Popen([sys.executable, "-m", "streamer", "process", *args, "--json", "-q"], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamer", "process", *args, "--json", "-q"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def stop(process: subprocess.Popen) -> dict:
@@ -52,8 +57,9 @@ def receive(url: str, until: threading.Event, arrivals: list) -> None:
     """(arrival time, brightness of the left quarter) of every frame read from `url`."""
     while not until.is_set():
         try:
-            with av.open(url, options={"rtsp_transport": "tcp", "analyzeduration": "0", "probesize": "32768"},
-                         timeout=(2, 2)) as container:
+            with av.open(
+                url, options={"rtsp_transport": "tcp", "analyzeduration": "0", "probesize": "32768"}, timeout=(2, 2)
+            ) as container:
                 container.streams.video[0].thread_type = "SLICE"
                 for frame in container.decode(video=0):
                     image = frame.to_ndarray(format="rgb24")
@@ -94,8 +100,10 @@ def added_latency(relay: RtspRelay, seconds: float, model: str) -> None:
     publisher.start()
     time.sleep(0.5)
     job = streamer(relay.url("/in"), "-o", relay.url("/out"), "--model", model, "--alpha", "0", "--batch", "1")
-    readers = [threading.Thread(target=receive, args=(relay.url(path), done, sink))
-               for path, sink in (("/in", direct), ("/out", processed))]
+    readers = [
+        threading.Thread(target=receive, args=(relay.url(path), done, sink))
+        for path, sink in (("/in", direct), ("/out", processed))
+    ]
     for reader in readers:
         reader.start()
     publisher.join()
@@ -111,9 +119,11 @@ def added_latency(relay: RtspRelay, seconds: float, model: str) -> None:
     if relay_only and through:
         added = np.percentile(through, [50, 95]) - np.percentile(relay_only, [50, 95])
         print(f"  added by streamer: p50 {added[0] * 1000:.0f} ms, p95 {added[1] * 1000:.0f} ms")
-    print(f"  streamer's own report: in {summary.get('input_fps')} fps, out {summary.get('fps')} fps, "
-          f"dropped {summary.get('dropped')}, arrival→encode p50 {1000 * (summary.get('latency_p50') or 0):.0f} ms "
-          f"p95 {1000 * (summary.get('latency_p95') or 0):.0f} ms")
+    print(
+        f"  streamer's own report: in {summary.get('input_fps')} fps, out {summary.get('fps')} fps, "
+        f"dropped {summary.get('dropped')}, arrival→encode p50 {1000 * (summary.get('latency_p50') or 0):.0f} ms "
+        f"p95 {1000 * (summary.get('latency_p95') or 0):.0f} ms"
+    )
 
 
 def dropped_frames(relay: RtspRelay, seconds: float) -> None:
@@ -121,15 +131,25 @@ def dropped_frames(relay: RtspRelay, seconds: float) -> None:
     publisher = threading.Thread(target=publish, args=(relay.url("/slow"), frames, 640, 360, 30))
     publisher.start()
     time.sleep(0.5)
-    job = streamer(relay.url("/slow"), "-o", str(Path("/tmp") / "live-drop.mp4"),
-                   "-y", "--model", "benchmarks.redis_pipeline:sleepy", "--batch", "1")
+    job = streamer(
+        relay.url("/slow"),
+        "-o",
+        str(Path("/tmp") / "live-drop.mp4"),
+        "-y",
+        "--model",
+        "benchmarks.redis_pipeline:sleepy",
+        "--batch",
+        "1",
+    )
     publisher.join()
     time.sleep(1.0)
     summary = stop(job)
     decoded = summary["frames"] + summary["dropped"]
-    print(f"  input {summary['input_fps']:.1f} fps, model ~20 fps: kept {summary['frames']}, dropped "
-          f"{summary['dropped']} of {decoded} ({summary['dropped'] / max(decoded, 1):.0%}); arrival→encode "
-          f"p50 {summary['latency_p50'] * 1000:.0f} ms, p95 {summary['latency_p95'] * 1000:.0f} ms")
+    print(
+        f"  input {summary['input_fps']:.1f} fps, model ~20 fps: kept {summary['frames']}, dropped "
+        f"{summary['dropped']} of {decoded} ({summary['dropped'] / max(decoded, 1):.0%}); arrival→encode "
+        f"p50 {summary['latency_p50'] * 1000:.0f} ms, p95 {summary['latency_p95'] * 1000:.0f} ms"
+    )
 
 
 def reconnect_time(relay: RtspRelay) -> None:
@@ -146,8 +166,17 @@ def reconnect_time(relay: RtspRelay) -> None:
     publisher = threading.Thread(target=sessions)
     publisher.start()
     time.sleep(0.5)
-    job = streamer(relay.url("/flaky"), "-o", relay.url("/flaky-out"), "--model", "identity", "--timeout", "2",
-                   "--max-backoff", "1")
+    job = streamer(
+        relay.url("/flaky"),
+        "-o",
+        relay.url("/flaky-out"),
+        "--model",
+        "identity",
+        "--timeout",
+        "2",
+        "--max-backoff",
+        "1",
+    )
     reader = threading.Thread(target=receive, args=(relay.url("/flaky-out"), done, out))
     reader.start()
     publisher.join()
@@ -157,8 +186,10 @@ def reconnect_time(relay: RtspRelay) -> None:
     reader.join()
     after = [arrived for arrived, _ in out if arrived > restarted["at"]]
     if after:
-        print(f"  first frame out {after[0] - restarted['at']:.2f} s after the publisher came back "
-              f"(reconnect attempts every ≤ 1 s)")
+        print(
+            f"  first frame out {after[0] - restarted['at']:.2f} s after the publisher came back "
+            f"(reconnect attempts every ≤ 1 s)"
+        )
     else:
         print("  no frame after the restart")
 

@@ -24,11 +24,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def config_for(backbone, dim, batch):
     from workers.maskrcnn.config import Config, shapes_config
 
+    size = dict(IMAGE_MIN_DIM=dim, IMAGE_MAX_DIM=dim, IMAGES_PER_GPU=batch)
     if backbone == "light":
-        return shapes_config(IMAGE_MIN_DIM=dim, IMAGE_MAX_DIM=dim, IMAGES_PER_GPU=batch,
-                             RPN_ANCHOR_SCALES=(32, 64, 128, 256, 512) if dim > 256 else (8, 16, 32, 64, 128))  # fmt: skip
-    return Config(NAME="coco", NUM_CLASSES=81, BACKBONE=backbone, IMAGE_MIN_DIM=dim, IMAGE_MAX_DIM=dim,
-                  IMAGES_PER_GPU=batch)  # fmt: skip
+        scales = (32, 64, 128, 256, 512) if dim > 256 else (8, 16, 32, 64, 128)
+        return shapes_config(**size, RPN_ANCHOR_SCALES=scales)
+    return Config(NAME="coco", NUM_CLASSES=81, BACKBONE=backbone, **size)
 
 
 def main(argv=None) -> int:

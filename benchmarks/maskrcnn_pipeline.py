@@ -34,11 +34,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks.pipeline import WARM, bare_predict_fps, decode_all  # noqa: E402
-from streamer.effects import EffectConfig, splash  # noqa: E402
-from streamer.pipeline import Pipeline, ProcessConfig  # noqa: E402
-from streamer.sink import EncodeConfig  # noqa: E402
-from streamer.models import ModelConfig, load_model  # noqa: E402
+from benchmarks.pipeline import WARM, bare_predict_fps, decode_all
+from streamer.effects import EffectConfig, splash
+from streamer.models import ModelConfig, load_model
+from streamer.pipeline import Pipeline, ProcessConfig
+from streamer.sink import EncodeConfig
 
 
 def make_clip(path: Path, frames: int, width=640, height=360) -> Path:
@@ -98,8 +98,8 @@ def efficiency(weights: str, clip: Path, out: Path, batch: int, rounds: int) -> 
     frames = decode_all(clip)
     model = WARM[weights] = load_model(ModelConfig(name="maskrcnn", weights=weights, batch_size=batch))
     warm = ModelConfig(name="benchmarks.pipeline:warm_model", weights=weights, batch_size=batch)
-    process = ProcessConfig(input=str(clip), output=str(out), model=warm, effect=EffectConfig(name="splash"),
-                            overwrite=True)  # fmt: skip
+    splash_effect = EffectConfig(name="splash")
+    process = ProcessConfig(input=str(clip), output=str(out), model=warm, effect=splash_effect, overwrite=True)
     piped, bare = [], []
     for _ in range(rounds):
         bare.append(bare_predict_fps(model, frames, batch))
@@ -124,32 +124,52 @@ def main() -> None:
         single = load_model(ModelConfig(name="maskrcnn", batch_size=1))
         single.predict(frames[0][None])  # compile outside the timing (bare_predict_fps warms the batched one)
         warm = ModelConfig(name="benchmarks.pipeline:warm_model", weights=DEMO_WEIGHTS, batch_size=options.batch)
-        process = ProcessConfig(input=str(clip), output=str(folder / "out.mp4"), model=warm,
-                                effect=EffectConfig(name="splash"), overwrite=True)  # fmt: skip
+        process = ProcessConfig(
+            input=str(clip),
+            output=str(folder / "out.mp4"),
+            model=warm,
+            effect=EffectConfig(name="splash"),
+            overwrite=True,
+        )
+
+        def seed_frame(image):
+            return seed_color_splash(image, single.model.detect([image])[0]["masks"])
+
+        def strict_frame(image):
+            return splash(image, single.predict(image[None])[0], EffectConfig())
+
         runs = {
             "bare detect": lambda: bare_predict_fps(batched, frames, options.batch),
             "process": lambda: Pipeline(process).run().fps,
-            "seed loop": lambda: loop_fps(clip, folder / "loop.mp4",
-                                          lambda image: seed_color_splash(image, single.model.detect([image])[0]["masks"])),
-            "strict loop": lambda: loop_fps(clip, folder / "loop.mp4",
-                                            lambda image: splash(image, single.predict(image[None])[0], EffectConfig())),
-        }  # fmt: skip
-        print(f"Mask R-CNN demo (light backbone, 128²), 640×360 shapes clip, {len(frames)} frames, batch {options.batch}")
+            "seed loop": lambda: loop_fps(clip, folder / "loop.mp4", seed_frame),
+            "strict loop": lambda: loop_fps(clip, folder / "loop.mp4", strict_frame),
+        }
+        print(
+            f"Mask R-CNN demo (light backbone, 128²), 640×360 shapes clip, {len(frames)} frames, batch {options.batch}"
+        )
         fps = {name: [] for name in runs}
         for round_ in range(1, options.rounds + 1):
             for name, run in runs.items():
                 fps[name].append(run())
-            print(f"  round {round_}: " + ", ".join(f"{name} {values[-1]:.1f}" for name, values in fps.items()) + " fps")
+            print(
+                f"  round {round_}: " + ", ".join(f"{name} {values[-1]:.1f}" for name, values in fps.items()) + " fps"
+            )
         median = {name: statistics.median(values) for name, values in fps.items()}
-        print(f"  efficiency: process {median['process']:.1f} fps / bare detect {median['bare detect']:.1f} fps = "
-              f"{median['process'] / median['bare detect']:.2f}")
+        print(
+            f"  efficiency: process {median['process']:.1f} fps / bare detect {median['bare detect']:.1f} fps = "
+            f"{median['process'] / median['bare detect']:.2f}"
+        )
         for loop in ("seed loop", "strict loop"):
-            print(f"  speed-up over the {loop}: process {median['process']:.1f} fps / {median[loop]:.1f} fps = "
-                  f"{median['process'] / median[loop]:.2f}×")
+            print(
+                f"  speed-up over the {loop}: process {median['process']:.1f} fps / {median[loop]:.1f} fps = "
+                f"{median['process'] / median[loop]:.2f}×"
+            )
         short = make_clip(folder / "short.mp4", 90)
         piped, bare = efficiency(heavy_weights(folder), short, folder / "out.mp4", options.batch, options.rounds)
-        print(f"  efficiency at 512² (light backbone, untrained): process {piped:.2f} fps / bare detect {bare:.2f} fps = "
-              f"{piped / bare:.2f}")
+        print(
+            f"  efficiency at 512² (light backbone, untrained): process {piped:.2f} fps / bare detect {bare:.2f} fps = "
+            f"{piped / bare:.2f}"
+        )
 
 
 if __name__ == "__main__":

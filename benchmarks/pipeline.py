@@ -26,12 +26,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from streamer.models import ModelConfig, load_model  # noqa: E402
 from streamer.pipeline import Pipeline, ProcessConfig  # noqa: E402
 from streamer.sink import EncodeConfig  # noqa: E402
-from streamer.models import ModelConfig, load_model  # noqa: E402
 
 WARM = {}  # benchmark-only: models already compiled, handed to the pipeline by `warm_model`
-sys.modules.setdefault("benchmarks.pipeline", sys.modules[__name__])  # so the registry finds this WARM when run as a script
+sys.modules.setdefault(
+    "benchmarks.pipeline", sys.modules[__name__]
+)  # so the registry finds this WARM when run as a script
 
 
 def warm_model(config: ModelConfig):
@@ -186,8 +188,13 @@ def main() -> None:
 
             size = load(ModelConfig(weights=demo)).input_size
             short = make_video(folder / "short.mp4", 1.0 if options.quick else 2.0)
-            efficiency(f"full U-Net 64→1024 at {size[0]}×{size[1]}", full_unet_weights(folder, *size), short, out,
-                       options.batch)
+            efficiency(
+                f"full U-Net 64→1024 at {size[0]}×{size[1]}",
+                full_unet_weights(folder, *size),
+                short,
+                out,
+                options.batch,
+            )
 
         print("3. Speed-up over the per-frame loop (demo U-Net)")
         loop = seed_loop_fps(demo, clip, out)

@@ -27,12 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from benchmarks.pipeline import bare_transcode, make_video  # noqa: E402
 from redis_fixtures import RedisServer  # noqa: E402
+
+from benchmarks.pipeline import bare_transcode, make_video  # noqa: E402
 from streamer.distributed.connection import WORKER_GROUP, Keys, RedisConfig  # noqa: E402
+from streamer.models import ModelConfig  # noqa: E402
 from streamer.pipeline import Pipeline, ProcessConfig  # noqa: E402
 from streamer.prediction import Prediction  # noqa: E402
-from streamer.models import ModelConfig  # noqa: E402
 
 SLEEPY = "benchmarks.redis_pipeline:sleepy"
 KEYS = Keys("streamer")
@@ -55,8 +56,21 @@ def sleepy(config) -> Sleepy:
 
 def start_workers(url: str, model: str, count: int, batch: int, *extra: str) -> list[subprocess.Popen]:
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}")
-    command = [sys.executable, "-m", "streamer", "worker", "--model", model, "--redis", url, "--batch", str(batch),
-               "--jobs", "0", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "streamer",
+        "worker",
+        "--model",
+        model,
+        "--redis",
+        url,
+        "--batch",
+        str(batch),
+        "--jobs",
+        "0",
+        *extra,
+    ]
     return [subprocess.Popen(command, env=env, cwd=ROOT) for _ in range(count)]
 
 
@@ -69,16 +83,25 @@ def stop_workers(processes: list[subprocess.Popen]) -> None:
 
 
 def run_job(source: Path, output: Path, url: str, model: str, batch: int, job: str | None = None) -> float:
-    config = ProcessConfig(input=str(source), output=str(output), overwrite=True,
-                           model=ModelConfig(name=model, batch_size=batch), redis=RedisConfig(url=url), job=job)
+    config = ProcessConfig(
+        input=str(source),
+        output=str(output),
+        overwrite=True,
+        model=ModelConfig(name=model, batch_size=batch),
+        redis=RedisConfig(url=url),
+        job=job,
+    )
     return Pipeline(config).run().fps
 
 
 def wait_for_workers(client, model: str, count: int) -> None:
     deadline = time.time() + 60
     while time.time() < deadline:
-        alive = [name for name in client.smembers(KEYS.workers)
-                 if client.hget(KEYS.worker(name.decode()), "model") == model.encode()]
+        alive = [
+            name
+            for name in client.smembers(KEYS.workers)
+            if client.hget(KEYS.worker(name.decode()), "model") == model.encode()
+        ]
         if len(alive) >= count:
             return
         time.sleep(0.1)
@@ -93,8 +116,10 @@ def transport_ceiling(server: RedisServer, clip: Path, folder: Path) -> None:
         redis_fps = run_job(clip, folder / "redis.mp4", server.url, "identity", 4)
     finally:
         stop_workers(workers)
-    print(f"  identity through Redis {redis_fps:.1f} fps / bare PyAV decode+encode {bare:.1f} fps = "
-          f"{redis_fps / bare:.2f}")
+    print(
+        f"  identity through Redis {redis_fps:.1f} fps / bare PyAV decode+encode {bare:.1f} fps = "
+        f"{redis_fps / bare:.2f}"
+    )
 
 
 def scaling(server: RedisServer, small: Path, folder: Path, counts: list[int]) -> None:
@@ -136,20 +161,26 @@ def flat_memory(server: RedisServer, long: Path, folder: Path) -> None:
     waiting = [n for _, n, _ in samples]
     quarter = max(1, len(samples) // 4)
     print(f"  {time.time() - started:.0f} s job at {fps:.1f} fps, {len(samples)} samples")
-    print(f"  Redis used_memory MB: first quarter mean {statistics.mean(memory[:quarter]):.1f}, "
-          f"last quarter mean {statistics.mean(memory[-quarter:]):.1f}, max {max(memory):.1f}")
-    print(f"  frames in the work stream: max {max(waiting)}, mean {statistics.mean(waiting):.1f} "
-          f"(in-flight bound 64)")
+    print(
+        f"  Redis used_memory MB: first quarter mean {statistics.mean(memory[:quarter]):.1f}, "
+        f"last quarter mean {statistics.mean(memory[-quarter:]):.1f}, max {max(memory):.1f}"
+    )
+    print(f"  frames in the work stream: max {max(waiting)}, mean {statistics.mean(waiting):.1f} (in-flight bound 64)")
 
 
 def recovery(server: RedisServer, clip: Path, folder: Path, claim_idle: float) -> None:
     client = server.client()
-    victim, survivor = (start_workers(server.url, SLEEPY, 1, 4, "--claim-idle", str(claim_idle), "--name", name)[0]
-                        for name in ("victim", "survivor"))
+    victim, survivor = (
+        start_workers(server.url, SLEEPY, 1, 4, "--claim-idle", str(claim_idle), "--name", name)[0]
+        for name in ("victim", "survivor")
+    )
     try:
         wait_for_workers(client, SLEEPY, 2)
-        job = threading.Thread(target=run_job, args=(clip, folder / "recovered.mp4", server.url, SLEEPY, 4),
-                               kwargs={"job": f"recovery-{claim_idle:g}"})
+        job = threading.Thread(
+            target=run_job,
+            args=(clip, folder / "recovered.mp4", server.url, SLEEPY, 4),
+            kwargs={"job": f"recovery-{claim_idle:g}"},
+        )
         job.start()
         stream = KEYS.work(SLEEPY)
         while not (held := client.xpending_range(stream, WORKER_GROUP, "-", "+", 100, consumername="victim")):

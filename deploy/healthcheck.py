@@ -36,9 +36,9 @@ def streamer_args(cmdline: list[str]) -> list[str] | None:
     """The arguments after `streamer` (console script or `python -m streamer`), else None."""
     for index, token in enumerate(cmdline):
         if os.path.basename(token) == "streamer":
-            return cmdline[index + 1:]
-        if token == "-m" and cmdline[index + 1:index + 2] == ["streamer"]:
-            return cmdline[index + 2:]
+            return cmdline[index + 1 :]
+        if token == "-m" and cmdline[index + 1 : index + 2] == ["streamer"]:
+            return cmdline[index + 2 :]
     return None
 
 
@@ -86,7 +86,7 @@ def check(target: tuple[str, str, int, str]) -> str | None:
             return None
         with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=TIMEOUT) as response:
             return None if 200 <= response.status < 300 else f"HTTP {response.status}"
-    except Exception as error:  # noqa: BLE001 - any failure means unhealthy
+    except Exception as error:
         return str(error) or type(error).__name__
 
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field, replace
 
 from streamer.distributed.jobs import DONE, FAILED, RUNNING
 from streamer.errors import StreamerError
-from streamer.pipeline import Pipeline, ProcessConfig
-from streamer.storage import Entry, expand, filesystem, join, write_whole
 from streamer.models import load_model
+from streamer.pipeline import Pipeline, ProcessConfig
+from streamer.publish import atomic_write
+from streamer.storage import Entry, expand, filesystem, join
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class Manifest:
     def __init__(self, dest: str, storage: dict):
         self.fs, folder = filesystem(dest, storage)
         self.path = f"{folder.rstrip('/')}/{MANIFEST}"
+        self.url, self.storage = join(dest, MANIFEST), storage
         self._lock = threading.Lock()
         self.videos: dict[str, dict] = {}
         if self.fs.exists(self.path):
@@ -64,13 +66,18 @@ class Manifest:
 
     def finished(self, entry: Entry, output: str) -> bool:
         record = self.videos.get(entry.url)
-        return bool(record and record["state"] == DONE and record["size"] == entry.size
-                    and record["version"] == entry.version and self.fs.exists(self.fs._strip_protocol(output)))
+        return bool(
+            record
+            and record["state"] == DONE
+            and record["size"] == entry.size
+            and record["version"] == entry.version
+            and self.fs.exists(self.fs._strip_protocol(output))
+        )
 
     def record(self, entry: Entry, **fields) -> None:
         with self._lock:
             self.videos[entry.url] = {"size": entry.size, "version": entry.version, "updated": time.time(), **fields}
-            write_whole(self.fs, self.path, json.dumps({"version": 1, "videos": self.videos}, indent=1).encode())
+            atomic_write(self.url, json.dumps({"version": 1, "videos": self.videos}, indent=1).encode(), self.storage)
 
 
 def run_batch(config: BatchConfig, on_video=None) -> list[VideoReport]:
@@ -81,8 +88,9 @@ def run_batch(config: BatchConfig, on_video=None) -> list[VideoReport]:
     names = [entry.name for entry in entries]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise StreamerError(f"several inputs are named {', '.join(duplicates)}; outputs mirror names, so batch "
-                            "them separately")
+        raise StreamerError(
+            f"several inputs are named {', '.join(duplicates)}; outputs mirror names, so batch them separately"
+        )
     manifest = Manifest(config.dest, config.storage)
     todo = [entry for entry in entries if not manifest.finished(entry, join(config.dest, entry.name))]
     model = load_model(config.job.model) if todo and config.job.redis is None else None
@@ -103,9 +111,14 @@ def run_batch(config: BatchConfig, on_video=None) -> list[VideoReport]:
 
 def _process(entry: Entry, output: str, config: BatchConfig, manifest: Manifest, model) -> VideoReport:
     manifest.record(entry, state=RUNNING, output=output)
-    job = replace(config.job, input=entry.url, output=output, overwrite=True,
-                  source=replace(config.job.source, storage=config.storage),
-                  detections=detections_path(output) if config.detections else None)
+    job = replace(
+        config.job,
+        input=entry.url,
+        output=output,
+        overwrite=True,
+        source=replace(config.job.source, storage=config.storage),
+        detections=detections_path(output) if config.detections else None,
+    )
     started = time.perf_counter()
     try:
         result = Pipeline(job, model).run()
@@ -113,8 +126,9 @@ def _process(entry: Entry, output: str, config: BatchConfig, manifest: Manifest,
         manifest.record(entry, state=FAILED, output=output, reason=str(error))
         log.warning("%s: %s", entry.url, error)
         return VideoReport(entry.url, FAILED, output, seconds=time.perf_counter() - started, reason=str(error))
-    manifest.record(entry, state=DONE, output=output, frames=result.frames, seconds=round(result.seconds, 3),
-                    warning=result.warning)
+    manifest.record(
+        entry, state=DONE, output=output, frames=result.frames, seconds=round(result.seconds, 3), warning=result.warning
+    )
     return VideoReport(entry.url, DONE, output, result.frames, result.seconds)
 
 
@@ -123,4 +137,3 @@ def detections_path(output: str) -> str:
     folder, _, name = output.rpartition("/")
     stem = name.rsplit(".", 1)[0] if "." in name else name
     return f"{folder}/{stem}.jsonl" if folder else f"{stem}.jsonl"
-

@@ -50,13 +50,15 @@ def check(config: ProcessConfig) -> None:
     check_outputs(outputs)
     if config.detections:
         check_outputs(replace(outputs, targets=(config.detections,), segment=None))
-    if "://" not in config.input and any(Path(config.input).resolve() == Path(target).resolve()
-                                         for target in outputs.targets if "://" not in target):
+    if "://" not in config.input and any(
+        Path(config.input).resolve() == Path(target).resolve() for target in outputs.targets if "://" not in target
+    ):
         raise StreamerError(f"{config.input}: is an output too; choose another output")
 
 
-def build(config: ProcessConfig, stages: Stages, helpers: contextlib.ExitStack, metrics: Metrics,
-          model: Model | None = None) -> Parts:
+def build(
+    config: ProcessConfig, stages: Stages, helpers: contextlib.ExitStack, metrics: Metrics, model: Model | None = None
+) -> Parts:
     """Open every part; `helpers` gets what must outlive the threads (local workers)."""
     check(config)
     opened = VideoSource(config.input, config.source)
@@ -75,21 +77,37 @@ def build(config: ProcessConfig, stages: Stages, helpers: contextlib.ExitStack, 
     # room for every batch that can finish ahead of an earlier one
     capacity = max(256, config.model.batch_size * config.parallel_batches)
     return Parts(
-        source=source, transport=transport, sink=sink, policy=policy, detections=detections,
+        source=source,
+        transport=transport,
+        sink=sink,
+        policy=policy,
+        detections=detections,
         muxer=Muxer(sink, capacity=capacity, detections=detections),
         drops=DropQueue(policy.depth, policy.drop, stages.stop, metrics.dropped.inc),
     )
 
 
-def _transport(config: ProcessConfig, stages: Stages, source: Source, helpers: contextlib.ExitStack,
-               metrics: Metrics, model: Model | None, depth: int) -> Transport:
+def _transport(
+    config: ProcessConfig,
+    stages: Stages,
+    source: Source,
+    helpers: contextlib.ExitStack,
+    metrics: Metrics,
+    model: Model | None,
+    depth: int,
+) -> Transport:
     if config.redis is None:
         stage = RenderStage(model or load_model(config.model), config.effect, bool(config.detections), metrics)
         return MemoryTransport(stages, stage, config.model.batch_size, depth, parallel=config.parallel_batches)
     client = connect(config.redis)
-    spec = JobSpec(model=config.model.name, effect=config.effect, threshold=config.model.threshold,
-                   frame_codec=config.redis.frame_codec, quality=config.redis.quality,
-                   detections=bool(config.detections))
+    spec = JobSpec(
+        model=config.model.name,
+        effect=config.effect,
+        threshold=config.model.threshold,
+        frame_codec=config.redis.frame_codec,
+        quality=config.redis.quality,
+        detections=bool(config.detections),
+    )
     if config.local_workers:
         helpers.enter_context(local_workers(config.local_workers, config.model, config.redis))
     return RedisTransport(stages, client, config.redis, config.job or new_job_id(), spec, source.info.frames)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from streamer.prediction import Prediction
+from streamer.publish import AtomicFile
 
 
 def record(prediction: Prediction, class_names=None) -> dict:
@@ -36,40 +36,32 @@ def record(prediction: Prediction, class_names=None) -> dict:
 
 
 class DetectionsWriter:
-    """One JSON line per frame, in frame order; written under a temporary name, renamed when complete.
-    A bucket URL (s3://, gs://, …) is written locally and uploaded whole on close."""
+    """One JSON line per frame, in frame order; published whole on close (streamer.publish): a local file
+    is renamed into place, a bucket URL (s3://, gs://, …) is uploaded in one piece."""
 
     def __init__(self, path: str | os.PathLike, storage: dict | None = None):
-        from streamer.storage import is_remote
-
-        self.url = str(path) if is_remote(str(path)) else None
-        self.storage = storage
-        if self.url:
-            handle, temp = tempfile.mkstemp(prefix="streamer-", suffix=".jsonl")
-            os.close(handle)
-            self.path, self._temp = self.url, Path(temp)
-        else:
-            self.path = Path(path)
-            self._temp = self.path.with_name(f".{self.path.name}.part-{os.getpid()}")
-        self._file = open(self._temp, "w")
+        self._output = AtomicFile(path, storage)
+        self.path = self._output.target if self._output.remote else Path(path)
+        try:
+            self._file = open(self._output.path, "w")
+        except BaseException:
+            self._output.abort()
+            raise
 
     def write(self, index: int, pts: int, time_base: Fraction, detections: dict | None) -> None:
         line = {"frame": index, "pts": pts, "time": round(float(pts * time_base), 6), **(detections or {})}
         self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
 
     def close(self) -> Path | str:
-        self._file.close()
-        if self.url is None:
-            os.replace(self._temp, self.path)
-            return self.path
-        from streamer.storage import upload
-
         try:
-            upload(str(self._temp), self.url, self.storage)
-        finally:
-            self._temp.unlink(missing_ok=True)
-        return self.url
+            self._file.close()
+        except BaseException:
+            self._output.abort()
+            raise
+        return self._output.publish()
 
     def abort(self) -> None:
-        self._file.close()
-        self._temp.unlink(missing_ok=True)
+        try:
+            self._file.close()
+        finally:
+            self._output.abort()

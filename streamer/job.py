@@ -48,8 +48,14 @@ class ProcessConfig:
 
     def outputs(self) -> OutputConfig:
         primary = self.output or str(self.output_path())  # a URL stays a string: Path would fold its //
-        return OutputConfig(targets=(primary, *self.also), storage=self.source.storage, segment=self.segment,
-                            hls_time=self.hls_time, hls_list_size=self.hls_list_size, overwrite=self.overwrite)
+        return OutputConfig(
+            targets=(primary, *self.also),
+            storage=self.source.storage,
+            segment=self.segment,
+            hls_time=self.hls_time,
+            hls_list_size=self.hls_list_size,
+            overwrite=self.overwrite,
+        )
 
 
 @dataclass

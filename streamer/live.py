@@ -10,9 +10,9 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Iterator
 
 import numpy as np
 
@@ -117,8 +117,10 @@ class LiveSource:
         while not self._closed.is_set():
             waited = time.monotonic() - lost
             if waited > self.config.give_up:
-                raise SourceLost(f"{self.url}: no frames for {waited:.0f} s after {self.reconnects} reconnect "
-                                    f"attempts; gave up (--give-up {self.config.give_up:g})")
+                raise SourceLost(
+                    f"{self.url}: no frames for {waited:.0f} s after {self.reconnects} reconnect "
+                    f"attempts; gave up (--give-up {self.config.give_up:g})"
+                )
             try:
                 self.reconnects += 1
                 self._source = VideoSource(self.url, self.options)

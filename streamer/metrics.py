@@ -9,8 +9,8 @@ from __future__ import annotations
 import http.server
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -29,10 +29,16 @@ class Metrics:
         self.frames_out = Counter("streamer_frames_out", "Frames encoded (process) or sent back (worker)", registry=r)
         self.dropped = Counter("streamer_frames_dropped", "Frames dropped to keep a live stream current", registry=r)
         self.errors = Counter("streamer_errors", "Errors by kind", ["kind"], registry=r)
-        self.stage_seconds = Histogram("streamer_stage_seconds", "Seconds per frame (per batch for inference) in a "
-                                       "stage", ["stage"], buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("streamer_batch_size", "Frames per model call", buckets=(1, 2, 4, 8, 16, 32, 64),
-                                    registry=r)
+        self.stage_seconds = Histogram(
+            "streamer_stage_seconds",
+            "Seconds per frame (per batch for inference) in a stage",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "streamer_batch_size", "Frames per model call", buckets=(1, 2, 4, 8, 16, 32, 64), registry=r
+        )
         self.queue_depth = Gauge("streamer_queue_depth", "Items waiting in a queue", ["queue"], registry=r)
         self.fps = Gauge("streamer_fps", "Output frames per second since the start", registry=r)
         self._started = time.monotonic()
@@ -57,8 +63,14 @@ class Metrics:
 class HealthServer:
     """HTTP on 0.0.0.0:port: /metrics, /healthz (the process is alive), /readyz (it can do work)."""
 
-    def __init__(self, metrics: Metrics, port: int, ready: Callable[[], bool] = lambda: True,
-                 alive: Callable[[], bool] = lambda: True, host: str = "0.0.0.0"):
+    def __init__(
+        self,
+        metrics: Metrics,
+        port: int,
+        ready: Callable[[], bool] = lambda: True,
+        alive: Callable[[], bool] = lambda: True,
+        host: str = "0.0.0.0",
+    ):
         registry = metrics.registry
 
         class Handler(QuietHandler):

@@ -54,9 +54,7 @@ def model_names() -> list[str]:
 
 def check_model_name(name: str) -> None:
     if name not in FACTORIES and ":" not in name:
-        raise StreamerError(
-            f"unknown model {name!r}: choose one of {', '.join(model_names())}, or give module:factory"
-        )
+        raise StreamerError(f"unknown model {name!r}: choose one of {', '.join(model_names())}, or give module:factory")
 
 
 def load_model(config: ModelConfig) -> Model:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import threading
+
 import av
 
 from streamer.errors import StreamerError
@@ -40,7 +41,7 @@ class Muxer:
         if index < self.next_index or index in self._waiting:
             self.duplicates += 1
             return 0
-        if len(self._waiting) >= self.capacity:
+        if index != self.next_index and len(self._waiting) >= self.capacity:
             raise StreamerError(
                 f"reorder buffer full: waiting for frame {self.next_index} with {len(self._waiting)} later "
                 "frames held; a worker lost it"

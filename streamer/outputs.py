@@ -8,16 +8,21 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
-import tempfile
-
 import av
 
 from streamer.errors import StreamerError
-from streamer.storage import filesystem, is_remote, upload
 from streamer.sink import EncodeConfig, VideoSink, check_output
+from streamer.storage import filesystem, is_remote
 
-NETWORK_FORMATS = {"rtsp": "rtsp", "rtsps": "rtsp", "rtmp": "flv", "rtmps": "flv", "srt": "mpegts",
-                   "udp": "mpegts", "tcp": "mpegts"}
+NETWORK_FORMATS = {
+    "rtsp": "rtsp",
+    "rtsps": "rtsp",
+    "rtmp": "flv",
+    "rtmps": "flv",
+    "srt": "mpegts",
+    "udp": "mpegts",
+    "tcp": "mpegts",
+}
 
 
 @dataclass
@@ -44,14 +49,15 @@ class Stream:
 
 
 def kind(target: str) -> str:
-    """file | hls | network | remote (a bucket: written locally, then uploaded)"""
+    """file | hls | network | remote (a bucket: written locally, then uploaded whole)"""
     if is_remote(target):
         return "remote"
     if "://" in target:
         scheme = target.split("://", 1)[0].lower()
         if scheme not in NETWORK_FORMATS:
-            raise StreamerError(f"{target}: cannot publish to {scheme}://; use a file, .m3u8, rtsp://, rtmp://, "
-                                "srt:// or udp://")
+            raise StreamerError(
+                f"{target}: cannot publish to {scheme}://; use a file, .m3u8, rtsp://, rtmp://, srt:// or udp://"
+            )
         return "network"
     return "hls" if target.lower().endswith(".m3u8") else "file"
 
@@ -91,62 +97,38 @@ def _open(target: str, config: OutputConfig, stream: Stream, encode: EncodeConfi
     target_kind = kind(target)
     if target_kind in ("network", "hls"):  # viewers join mid-stream: regular keyframes, low latency
         seconds = config.hls_time if target_kind == "hls" else 2.0
-        encode = replace(encode, gop=encode.gop or max(1, round(seconds * float(stream.rate))),
-                         tune=encode.tune or "zerolatency")
+        encode = replace(
+            encode, gop=encode.gop or max(1, round(seconds * float(stream.rate))), tune=encode.tune or "zerolatency"
+        )
     if target_kind == "network":
         scheme = target.split("://", 1)[0].lower()
         options = {"rtsp_transport": "tcp"} if scheme.startswith("rtsp") else {}
-        return VideoSink(target, *geometry, rotation=stream.rotation, encode=encode, format=NETWORK_FORMATS[scheme],
-                         options=options)
+        return VideoSink(
+            target, *geometry, rotation=stream.rotation, encode=encode, format=NETWORK_FORMATS[scheme], options=options
+        )
     if target_kind == "remote":
-        return RemoteSink(target, config.storage, stream, encode, audio)
+        named = Path(target.rsplit("/", 1)[-1]).suffix  # FFmpeg picks the container from it; else mp4
+        return VideoSink(
+            target,
+            *geometry,
+            rotation=stream.rotation,
+            encode=encode,
+            audio=audio,
+            format=None if named else "mp4",
+            storage=config.storage,
+        )
     if target_kind == "hls":
-        options = {"hls_time": f"{config.hls_time:g}", "hls_list_size": str(config.hls_list_size),
-                   "hls_flags": "delete_segments+independent_segments" if config.hls_list_size else
-                   "independent_segments"}
-        return VideoSink(target, *geometry, rotation=stream.rotation, encode=encode, audio=audio, format="hls",
-                         options=options)
+        options = {
+            "hls_time": f"{config.hls_time:g}",
+            "hls_list_size": str(config.hls_list_size),
+            "hls_flags": "delete_segments+independent_segments" if config.hls_list_size else "independent_segments",
+        }
+        return VideoSink(
+            target, *geometry, rotation=stream.rotation, encode=encode, audio=audio, format="hls", options=options
+        )
     if config.segment:
         return SegmentedSink(target, config.segment, stream, encode, audio, config.overwrite)
     return VideoSink(target, *geometry, rotation=stream.rotation, encode=encode, audio=audio)
-
-
-class RemoteSink:
-    """A video for a bucket: encoded into a local temporary file, uploaded whole on close."""
-
-    def __init__(self, url: str, storage: dict, stream: Stream, encode: EncodeConfig, audio):
-        self.url, self.storage = url, storage
-        suffix = Path(url.rsplit("/", 1)[-1]).suffix or ".mp4"
-        handle, self._local = tempfile.mkstemp(prefix="streamer-", suffix=suffix)
-        os.close(handle)
-        os.unlink(self._local)
-        self._sink = VideoSink(self._local, stream.width, stream.height, stream.rate, stream.time_base,
-                               rotation=stream.rotation, encode=encode, audio=audio)
-
-    frames = property(lambda self: self._sink.frames)
-    audio = property(lambda self: self._sink.audio)
-    audio_copied = property(lambda self: self._sink.audio_copied)
-
-    def write(self, image, pts: int, time_base: Fraction) -> None:
-        self._sink.write(image, pts, time_base)
-
-    def write_audio(self, packet) -> None:
-        self._sink.write_audio(packet)
-
-    def close(self) -> str:
-        try:
-            upload(str(self._sink.close()), self.url, self.storage)
-        finally:
-            Path(self._local).unlink(missing_ok=True)
-        return self.url
-
-    def close_partial(self) -> None:
-        """An interrupted upload is not published: nothing half-done appears in the bucket."""
-        self.abort()
-
-    def abort(self) -> None:
-        self._sink.abort()
-        Path(self._local).unlink(missing_ok=True)
 
 
 class SegmentedSink:
@@ -186,9 +168,16 @@ class SegmentedSink:
         path = self.pattern.with_name(f"{self.pattern.stem}-{stamp}{self.pattern.suffix}")
         if path.exists() and path in self.written:
             path = path.with_name(f"{path.stem}-{len(self.written)}{path.suffix}")
-        self._current = VideoSink(check_output(path, self.overwrite), self.stream.width, self.stream.height,
-                                  self.stream.rate, self.stream.time_base, rotation=self.stream.rotation,
-                                  encode=self.encode, audio=self.audio_template)
+        self._current = VideoSink(
+            check_output(path, self.overwrite),
+            self.stream.width,
+            self.stream.height,
+            self.stream.rate,
+            self.stream.time_base,
+            rotation=self.stream.rotation,
+            encode=self.encode,
+            audio=self.audio_template,
+        )
         self._started = at
 
     def close(self) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from streamer.build import Parts, build
 from streamer.distributed.jobs import CANCELLED, DONE, FAILED

@@ -53,7 +53,9 @@ class Prediction:
             return self
         keep = np.isin(self.class_ids, list(class_ids))
         return Prediction(
-            semantic=self.semantic, masks=self.masks[:, :, keep], class_ids=self.class_ids[keep],
+            semantic=self.semantic,
+            masks=self.masks[:, :, keep],
+            class_ids=self.class_ids[keep],
             scores=None if self.scores is None else self.scores[keep],
             boxes=None if self.boxes is None else self.boxes[keep],
         )

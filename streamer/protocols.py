@@ -4,8 +4,9 @@ Source → Transport (→ RenderStage) → Muxer → Sink."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import av
 import numpy as np

@@ -6,7 +6,7 @@ reads), so inference is timed, classes are checked and detections are recorded i
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -41,8 +41,10 @@ class RenderStage:
         with self.metrics.timed("inference"):
             predictions = self.model.predict(images)
         if len(predictions) != len(frames):
-            raise StreamerError(f"model {getattr(self.model, 'name', '?')!r} returned {len(predictions)} predictions "
-                                f"for {len(frames)} frames; a model returns one per frame")
+            raise StreamerError(
+                f"model {getattr(self.model, 'name', '?')!r} returned {len(predictions)} predictions "
+                f"for {len(frames)} frames; a model returns one per frame"
+            )
         self.metrics.batch_size.observe(len(frames))
         return predictions
 

@@ -1,7 +1,7 @@
 """Video sinks: encode RGB frames (and copy or re-encode audio) into a file with PyAV.
 
-The file is written under a temporary name beside the target and renamed only when
-complete, so a crash never leaves a file that looks finished.
+A file or bucket target is written under a temporary name and published only when complete
+(streamer.publish), so a crash never leaves a file that looks finished.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 
 from streamer.errors import StreamerError
+from streamer.publish import AtomicFile
+from streamer.storage import is_remote
 
 X26X = {"libx264", "libx265"}
 FASTSTART_FORMATS = {".mp4", ".mov", ".m4v"}
@@ -53,11 +55,6 @@ def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
     return path
 
 
-def partial_path(path: Path) -> Path:
-    """Where an interrupted job's valid but shorter output goes."""
-    return path.with_name(f"{path.stem}.partial{path.suffix}")
-
-
 class VideoSink:
     """An output file being written. `close()` publishes it; `abort()` removes it."""
 
@@ -73,25 +70,34 @@ class VideoSink:
         audio: av.audio.stream.AudioStream | None = None,
         format: str | None = None,
         options: dict[str, str] | None = None,
+        storage: dict | None = None,
     ):
-        """A file target is written under a temporary name; a URL or an HLS playlist is written live."""
+        """A file or bucket target (`storage`: its fsspec options) is written under a temporary name and
+        published on close; a network URL or an HLS playlist is written live."""
         encode = encode or EncodeConfig()
         self.target = str(target)
         self.path = Path(target)
-        self.atomic = "://" not in self.target and format != "hls"
         self.frames = 0
         self.audio_copied: bool | None = None
-        self._temp = self.path.with_name(f".{self.path.stem}.part-{os.getpid()}{self.path.suffix}")
+        atomic = format != "hls" and ("://" not in self.target or is_remote(self.target))
+        self._file = AtomicFile(self.target, storage) if atomic else None
         options = dict(options or {})
-        if self.atomic and self.path.suffix.lower() in FASTSTART_FORMATS:
+        if atomic and (format in ("mp4", "mov") or self.path.suffix.lower() in FASTSTART_FORMATS):
             options["movflags"] = "+faststart"
         try:
-            self._container = av.open(str(self._temp) if self.atomic else self.target, mode="w", format=format,
-                                      container_options=options, timeout=30)
+            self._container = av.open(
+                str(self._file.path) if atomic else self.target,
+                mode="w",
+                format=format,
+                container_options=options,
+                timeout=30,
+            )
         except (av.error.FFmpegError, ValueError, OSError) as error:
-            self._temp.unlink(missing_ok=True)
-            raise StreamerError(f"{self.target}: cannot write there ({error}); use .mp4 or .mkv, or a reachable "
-                                "server") from None
+            if self._file is not None:
+                self._file.abort()
+            raise StreamerError(
+                f"{self.target}: cannot write there ({error}); use .mp4 or .mkv, or a reachable server"
+            ) from None
         try:
             self.pix_fmt = _pixel_format(encode.pix_fmt, width, height)
             self.video = self._add_video(encode, width, height, rate, time_base, rotation)
@@ -109,7 +115,8 @@ class VideoSink:
         stream.codec_context.time_base = time_base
         stream.codec_context.thread_count = encode.threads
         if encode.codec in X26X:
-            stream.options = {"crf": str(encode.crf), "preset": encode.preset, **({"tune": encode.tune} if encode.tune else {})}
+            tune = {"tune": encode.tune} if encode.tune else {}
+            stream.options = {"crf": str(encode.crf), "preset": encode.preset, **tune}
         if encode.gop:
             stream.codec_context.gop_size = encode.gop
         if rotation:
@@ -147,40 +154,43 @@ class VideoSink:
 
     def _encode_audio(self, frame: av.AudioFrame | None) -> None:
         for resampled in self._resampler.resample(frame):
-            self._guarded(lambda: self._container.mux(self.audio.encode(resampled)))
+            self._guarded(lambda resampled=resampled: self._container.mux(self.audio.encode(resampled)))
 
-    def close(self) -> Path:
-        """Flush the encoders, finish the file and give it its real name."""
-        return self._finish(self.path)
+    def close(self) -> Path | str:
+        """Flush the encoders, finish the file and publish it at its target."""
+        self._finish()
+        return self._file.publish() if self._file is not None else self._live_target()
 
-    def close_partial(self) -> Path | None:
-        """Finish what was written as a valid shorter video beside the target, or remove it."""
-        if self.frames == 0:
+    def close_partial(self) -> Path | str | None:
+        """Finish what was written as a valid shorter video beside a file target, or remove it. A bucket
+        target gets nothing: half a job is not published there."""
+        if self.frames == 0 or (self._file is not None and self._file.remote):
             self.abort()
             return None
-        return self._finish(partial_path(self.path) if self.atomic else self.path)
+        self._finish()
+        return self._file.keep_partial() if self._file is not None else self._live_target()
 
     def abort(self) -> None:
         try:
             self._container.close()
         except Exception:
             pass
-        if self.atomic:
-            self._temp.unlink(missing_ok=True)
+        if self._file is not None:
+            self._file.abort()
 
-    def _finish(self, target: Path) -> Path:
+    def _finish(self) -> None:
         try:
             self._guarded(lambda: self._container.mux(self.video.encode(None)))
             if self.audio is not None and not self.audio_copied:
                 self._encode_audio(None)
                 self._guarded(lambda: self._container.mux(self.audio.encode(None)))
             self._guarded(self._container.close)
-            if self.atomic:
-                os.replace(self._temp, target)
         except BaseException:
             self.abort()
             raise
-        return target
+
+    def _live_target(self) -> Path | str:
+        return self.target if "://" in self.target else self.path
 
     def _guarded(self, write) -> None:
         try:
@@ -188,8 +198,9 @@ class VideoSink:
         except (OSError, av.error.FFmpegError) as error:
             reason = getattr(error, "strerror", None) or str(error)
             self.abort()
-            raise StreamerError(f"{self.target}: writing failed ({reason}); check free space, permissions or the "
-                                "server") from None
+            raise StreamerError(
+                f"{self.target}: writing failed ({reason}); check free space, permissions or the server"
+            ) from None
 
 
 def _can_copy(container, codec: str) -> bool:

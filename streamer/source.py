@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Iterator
 
 import av
-import numpy as np
 
 from streamer.errors import StreamerError
 from streamer.frames import Frame

@@ -1,8 +1,8 @@
 """Cloud and remote paths (s3://, gs://, az://, …) through fsspec.
 
 FFmpeg reads local files and its own protocols (http, rtsp, …) itself; everything else is
-opened here: reads stream through a seekable fsspec file, writes go to a local temporary
-file that is uploaded when complete, so an object appears only whole.
+opened here: reads stream through a seekable fsspec file. Writes go through streamer.publish,
+so an object appears only whole.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ def filesystem(url: str, options: dict | None = None) -> tuple[fsspec.AbstractFi
         return url_to_fs(url, **(options or {}))
     except (ImportError, ValueError) as error:
         scheme = url.split("://", 1)[0]
-        raise StreamerError(f"{url}: cannot use {scheme}:// ({error}); install its fsspec package, e.g. "
-                            "pip install 'streamer[cloud]'") from None
+        raise StreamerError(
+            f"{url}: cannot use {scheme}:// ({error}); install its fsspec package, e.g. pip install 'streamer[cloud]'"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -77,36 +78,3 @@ def _version(info: dict) -> str:
 
 def join(folder: str, name: str) -> str:
     return folder.rstrip("/") + "/" + name if "://" in folder else os.path.join(folder, name)
-
-
-def is_object_store(fs: fsspec.AbstractFileSystem) -> bool:
-    """Buckets publish an object only when its upload completes; file systems need a rename for that."""
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
-    return not any(protocol in ("file", "local", "memory") for protocol in protocols)
-
-
-def upload(local: str, url: str, options: dict | None = None) -> None:
-    """Put a finished local file at `url` so that it appears only whole."""
-    fs, path = filesystem(url, options)
-    staging = path if is_object_store(fs) else f"{path}.part-{os.getpid()}"
-    try:
-        fs.put_file(local, staging)
-        if staging != path:
-            fs.mv(staging, path)
-    except Exception as error:
-        try:
-            fs.rm(staging)
-        except Exception:
-            pass
-        raise StreamerError(f"{url}: upload failed ({type(error).__name__}: {error}); check the credentials "
-                            "and the bucket") from None
-
-
-def write_whole(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
-    """Replace a small file in one step: a single PUT on a bucket, write-then-rename elsewhere."""
-    if is_object_store(fs):
-        fs.pipe_file(path, data)
-        return
-    staging = f"{path}.part-{os.getpid()}"
-    fs.pipe_file(staging, data)
-    fs.mv(staging, path)

@@ -89,8 +89,12 @@ class TwoInstances:
         masks[: height // 2, : width // 2, 0] = True
         masks[height // 2 :, width // 2 :, 1] = True
         boxes = np.array([[0, 0, height // 2, width // 2], [height // 2, width // 2, height, width]], np.int32)
-        return [Prediction(masks=masks, class_ids=np.array([1, 2], np.int32), scores=np.array([0.9, 0.8], np.float32),
-                           boxes=boxes) for _ in frames]
+        return [
+            Prediction(
+                masks=masks, class_ids=np.array([1, 2], np.int32), scores=np.array([0.9, 0.8], np.float32), boxes=boxes
+            )
+            for _ in frames
+        ]
 
 
 def two_instances(config) -> TwoInstances:

@@ -40,8 +40,19 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed; run bash scripts/test.sh, which installs it")
-        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                   "--dir", str(self.folder)]
+        command = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.folder),
+        ]
         if self.password:
             command += ["--requirepass", self.password]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
@@ -77,8 +88,19 @@ class Workers:
         self.processes: list[subprocess.Popen] = []
 
     def start(self, *args: str, model: str = "tests.models:left_half", jobs: int = 0) -> subprocess.Popen:
-        command = [sys.executable, "-m", "streamer", "worker", "--model", model, "--redis", self.url,
-                   "--jobs", str(jobs), *args]
+        command = [
+            sys.executable,
+            "-m",
+            "streamer",
+            "worker",
+            "--model",
+            model,
+            "--redis",
+            self.url,
+            "--jobs",
+            str(jobs),
+            *args,
+        ]
         process = subprocess.Popen(command, env=environment(), cwd=ROOT, stderr=subprocess.PIPE, text=True)
         self.processes.append(process)
         return process

@@ -14,13 +14,11 @@ from pathlib import Path
 
 import av
 import numpy as np
-
 from media import frame_image
 
 RELAY = Path(__file__).resolve().parent / "rtsp_relay.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # the relay needs GStreamer's RTSP server through `gi`, which the venv lacks
-PACKAGES = ("python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good "
-            "gstreamer1.0-plugins-bad")
+PACKAGES = "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good gstreamer1.0-plugins-bad"
 
 
 class RtspRelay:
@@ -37,8 +35,9 @@ class RtspRelay:
         if not os.access(self.python, os.X_OK):
             raise RuntimeError(f"the RTSP relay needs {self.python} with GStreamer; apt-get install {PACKAGES}")
         self.log = tempfile.TemporaryFile("w+")
-        self.process = subprocess.Popen([self.python, str(RELAY), "--port", "0"], stdout=subprocess.PIPE,
-                                        stderr=self.log, text=True)
+        self.process = subprocess.Popen(
+            [self.python, str(RELAY), "--port", "0"], stdout=subprocess.PIPE, stderr=self.log, text=True
+        )
         with selectors.DefaultSelector() as selector:
             selector.register(self.process.stdout, selectors.EVENT_READ)
             ready = selector.select(timeout)
@@ -46,8 +45,10 @@ class RtspRelay:
         if not line.startswith("READY "):
             self.stop()
             self.log.seek(0)
-            raise RuntimeError(f"the RTSP relay did not start within {timeout} s "
-                               f"(apt-get install {PACKAGES}?):\n{line}{self.log.read()}")
+            raise RuntimeError(
+                f"the RTSP relay did not start within {timeout} s "
+                f"(apt-get install {PACKAGES}?):\n{line}{self.log.read()}"
+            )
         self.port = int(line.split()[1])
         return self
 
@@ -80,8 +81,16 @@ class RtspRelay:
         self.stop()
 
 
-def publish(url: str, frames: int, width: int, height: int, fps: int = 30,
-            stop_event: threading.Event | None = None, realtime: bool = True, audio: bool = False) -> list[float]:
+def publish(
+    url: str,
+    frames: int,
+    width: int,
+    height: int,
+    fps: int = 30,
+    stop_event: threading.Event | None = None,
+    realtime: bool = True,
+    audio: bool = False,
+) -> list[float]:
     """Publishes frame_image(0..frames-1) as H.264 (plus an AAC tone if `audio`) over RTSP/TCP.
 
     Frames are paced at `fps` in real time unless realtime=False; stops early once stop_event is set.
@@ -90,8 +99,9 @@ def publish(url: str, frames: int, width: int, height: int, fps: int = 30,
     rate = Fraction(fps)
     sent: list[float] = []
     with av.open(url, "w", format="rtsp", options={"rtsp_transport": "tcp"}, timeout=5) as container:
-        video = container.add_stream("libx264", rate=rate,
-                                     options={"preset": "ultrafast", "tune": "zerolatency", "g": "15"})
+        video = container.add_stream(
+            "libx264", rate=rate, options={"preset": "ultrafast", "tune": "zerolatency", "g": "15"}
+        )
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.codec_context.time_base = 1 / rate
         sound = container.add_stream("aac", rate=48000, layout="mono") if audio else None

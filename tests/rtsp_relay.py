@@ -29,8 +29,10 @@ try:
     gi.require_version("GstRtspServer", "1.0")
     from gi.repository import GLib, Gst, GstRtsp, GstRtspServer
 except (ImportError, ValueError) as error:
-    sys.exit(f"rtsp_relay: GStreamer RTSP server bindings missing ({error}); install python3-gi, "
-             "gir1.2-gst-rtsp-server-1.0, gstreamer1.0-rtsp, gstreamer1.0-plugins-good and -bad")
+    sys.exit(
+        f"rtsp_relay: GStreamer RTSP server bindings missing ({error}); install python3-gi, "
+        "gir1.2-gst-rtsp-server-1.0, gstreamer1.0-rtsp, gstreamer1.0-plugins-good and -bad"
+    )
 
 # RECORD side: depayloader and parser for each SDP medium, by its RTP encoding name.
 DEPAYLOADERS = {
@@ -39,8 +41,17 @@ DEPAYLOADERS = {
 }
 # PLAY side: payloader for each relayed stream, by the media type of its caps.
 PAYLOADERS = {"video/x-h264": "rtph264pay", "audio/mpeg": "rtpmp4gpay"}
-ELEMENTS = ("appsrc", "appsink", "rtpbin", "rtph264depay", "h264parse", "rtph264pay", "rtpmp4gdepay", "aacparse",
-            "rtpmp4gpay")
+ELEMENTS = (
+    "appsrc",
+    "appsink",
+    "rtpbin",
+    "rtph264depay",
+    "h264parse",
+    "rtph264pay",
+    "rtpmp4gdepay",
+    "aacparse",
+    "rtpmp4gpay",
+)
 CAPS_WAIT = 3.0  # seconds a DESCRIBE waits for a just-announced publisher's first buffers
 
 
@@ -55,16 +66,26 @@ def sdp_encodings(sdp: str) -> list[str]:
 
 def record_bin(encodings: list[str]) -> Gst.Bin:
     """depay<i> ! parser ! appsink sink<i>, for each announced medium."""
-    return Gst.parse_bin_from_description(" ".join(
-        f"{DEPAYLOADERS[name][0]} name=depay{i} ! {DEPAYLOADERS[name][1]} ! "
-        f"appsink name=sink{i} sync=false emit-signals=true" for i, name in enumerate(encodings)), False)
+    return Gst.parse_bin_from_description(
+        " ".join(
+            f"{DEPAYLOADERS[name][0]} name=depay{i} ! {DEPAYLOADERS[name][1]} ! "
+            f"appsink name=sink{i} sync=false emit-signals=true"
+            for i, name in enumerate(encodings)
+        ),
+        False,
+    )
 
 
 def play_bin(caps: list[Gst.Caps]) -> Gst.Bin:
     """appsrc src<i> (stamping buffers on arrival) ! payloader pay<i>, for each relayed stream."""
-    bin_ = Gst.parse_bin_from_description(" ".join(
-        f"appsrc name=src{i} is-live=true do-timestamp=true format=time ! "
-        f"{PAYLOADERS[c.get_structure(0).get_name()]} name=pay{i} pt={96 + i}" for i, c in enumerate(caps)), False)
+    bin_ = Gst.parse_bin_from_description(
+        " ".join(
+            f"appsrc name=src{i} is-live=true do-timestamp=true format=time ! "
+            f"{PAYLOADERS[c.get_structure(0).get_name()]} name=pay{i} pt={96 + i}"
+            for i, c in enumerate(caps)
+        ),
+        False,
+    )
     for i, c in enumerate(caps):
         bin_.get_by_name(f"src{i}").set_property("caps", c)
     return bin_
@@ -201,7 +222,9 @@ class Router(GstRtspServer.RTSPAuth):
 
     def do_check(self, ctx, check: str) -> bool:
         if check != GstRtspServer.RTSP_AUTH_CHECK_URL or ctx.method not in (
-                GstRtsp.RTSPMethod.ANNOUNCE, GstRtsp.RTSPMethod.DESCRIBE):
+            GstRtsp.RTSPMethod.ANNOUNCE,
+            GstRtsp.RTSPMethod.DESCRIBE,
+        ):
             return True
         channel = self.channel(ctx.uri.abspath)
         if ctx.method == GstRtsp.RTSPMethod.ANNOUNCE:
@@ -242,8 +265,10 @@ def main() -> int:
     Gst.init(None)
     missing = [name for name in ELEMENTS if Gst.ElementFactory.find(name) is None]
     if missing:
-        sys.exit(f"rtsp_relay: GStreamer elements missing: {', '.join(missing)}; install gstreamer1.0-plugins-good "
-                 "and gstreamer1.0-plugins-bad")
+        sys.exit(
+            f"rtsp_relay: GStreamer elements missing: {', '.join(missing)}; install gstreamer1.0-plugins-good "
+            "and gstreamer1.0-plugins-bad"
+        )
     server = GstRtspServer.RTSPServer(address="127.0.0.1", service=str(args.port))
     server.get_thread_pool().set_max_threads(64)  # a thread per client, so RECORD and PLAY run side by side
     server.set_auth(Router(server.get_mount_points()))

@@ -4,12 +4,11 @@ import os
 
 import av
 import pytest
-
 from media import make_video, probe
 
 
 def leftovers(folder):
-    return sorted(path.name for path in folder.iterdir() if ".part-" in path.name)
+    return sorted(path.name for path in folder.iterdir() if ".part" in path.name)
 
 
 def expect_error(run_cli, *args, says):

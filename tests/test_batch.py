@@ -6,46 +6,25 @@ import subprocess
 import sys
 import time
 
-import boto3
-import botocore.exceptions
 import numpy as np
-from pycocotools import mask as rle
 import pytest
-import s3fs
-
 from media import make_video, probe
-from redis_fixtures import ROOT, environment, free_port
+from pycocotools import mask as rle
+from redis_fixtures import ROOT, environment
+from s3_fixtures import S3Server
+
 from streamer.distributed.connection import Keys
-from streamer.pipeline import Pipeline, ProcessConfig
 from streamer.models import ModelConfig
+from streamer.pipeline import Pipeline, ProcessConfig
 
 LEFT_HALF = "tests.models:left_half"
 KEYS = Keys("streamer")
 
 
 @pytest.fixture
-def s3(tmp_path):
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    fs = s3fs.S3FileSystem(key="test", secret="test", client_kwargs={"endpoint_url": endpoint, "region_name": "us-east-1"})
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                          region_name="us-east-1")
-    deadline = time.time() + 20
-    while True:
-        try:
-            client.create_bucket(Bucket="videos")
-            break
-        except botocore.exceptions.EndpointConnectionError:
-            if time.time() > deadline:
-                server.kill()
-                raise
-            time.sleep(0.2)
-    fs.endpoint = endpoint
-    yield fs
-    server.kill()
-    server.wait()
+def s3():
+    with S3Server() as fs:
+        yield fs
 
 
 def upload_inputs(fs, tmp_path):
@@ -58,11 +37,28 @@ def upload_inputs(fs, tmp_path):
 
 
 def batch(fs, *extra, model=LEFT_HALF):
-    command = [sys.executable, "-m", "streamer", "batch", "s3://videos/in/*.mp4", "-o", "s3://videos/out",
-               "--endpoint-url", fs.endpoint, "--storage-option", "key=test", "--storage-option", "secret=test",
-               "--model", model, "--json", *extra]
-    return subprocess.Popen(command, env=environment(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "streamer",
+        "batch",
+        "s3://videos/in/*.mp4",
+        "-o",
+        "s3://videos/out",
+        "--endpoint-url",
+        fs.endpoint,
+        "--storage-option",
+        "key=test",
+        "--storage-option",
+        "secret=test",
+        "--model",
+        model,
+        "--json",
+        *extra,
+    ]
+    return subprocess.Popen(
+        command, env=environment(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def finish(process):
@@ -89,8 +85,11 @@ def test_batch_with_a_corrupt_video_then_a_rerun(s3, tmp_path):
     assert report["frames"] == 30
     for name in ("a.mp4", "b.mp4"):
         same_as_embedded(s3, tmp_path, name, sources[name])
-    assert sorted(s3.ls("videos/out", detail=False)) == ["videos/out/a.mp4", "videos/out/b.mp4",
-                                                         "videos/out/manifest.json"]
+    assert sorted(s3.ls("videos/out", detail=False)) == [
+        "videos/out/a.mp4",
+        "videos/out/b.mp4",
+        "videos/out/manifest.json",
+    ]
     manifest = json.loads(s3.cat_file("videos/out/manifest.json"))["videos"]
     assert "not a readable video" in manifest["s3://videos/in/c.mp4"]["reason"]
 
@@ -129,11 +128,17 @@ def test_a_killed_batch_finishes_on_rerun(s3, tmp_path):
 def test_batch_writes_each_videos_detections_beside_it_in_the_bucket(s3, tmp_path):
     upload_inputs(s3, tmp_path)
     s3.rm("videos/in/c.mp4")
-    code, report, err = finish(batch(s3, "--effect", "splash", "--classes", "square", "--detections",
-                                     model="tests.models:two_instances"))
+    code, report, err = finish(
+        batch(s3, "--effect", "splash", "--classes", "square", "--detections", model="tests.models:two_instances")
+    )
     assert code == 0, err
     assert sorted(s3.ls("videos/out", detail=False)) == [
-        "videos/out/a.jsonl", "videos/out/a.mp4", "videos/out/b.jsonl", "videos/out/b.mp4", "videos/out/manifest.json"]
+        "videos/out/a.jsonl",
+        "videos/out/a.mp4",
+        "videos/out/b.jsonl",
+        "videos/out/b.mp4",
+        "videos/out/manifest.json",
+    ]
     for name, frames, width in (("a", 12, 64), ("b", 18, 80)):
         records = [json.loads(line) for line in s3.cat_file(f"videos/out/{name}.jsonl").decode().splitlines()]
         assert [record["frame"] for record in records] == list(range(frames))
@@ -160,13 +165,23 @@ def test_local_folders_in_parallel_and_over_redis(tmp_path, redis_server, worker
     folder = tmp_path / "in"
     folder.mkdir()
     sources = {name: make_video(folder / name, frames=10 + 5 * i) for i, name in enumerate(("x.mp4", "y.mkv"))}
-    code, out, err = run_cli("batch", str(folder / "*"), "-o", tmp_path / "out", "--model", LEFT_HALF,
-                             "--parallel", "2", "--json")
+    code, out, err = run_cli(
+        "batch", str(folder / "*"), "-o", tmp_path / "out", "--model", LEFT_HALF, "--parallel", "2", "--json"
+    )
     assert code == 0, err
     assert json.loads(out)["done"] == 2
     workers.start()
-    code, out, err = run_cli("batch", str(folder / "*"), "-o", tmp_path / "out-redis", "--model", LEFT_HALF,
-                             "--redis", redis_server.url, "--json")
+    code, out, err = run_cli(
+        "batch",
+        str(folder / "*"),
+        "-o",
+        tmp_path / "out-redis",
+        "--model",
+        LEFT_HALF,
+        "--redis",
+        redis_server.url,
+        "--json",
+    )
     assert code == 0, err
     for name, source in sources.items():
         local, distributed = probe(tmp_path / "out" / name), probe(tmp_path / "out-redis" / name)

@@ -6,10 +6,11 @@ import re
 import numpy as np
 
 from streamer.models import ModelConfig, load_model
+from workers.unet.config import EvaluateConfig
 from workers.unet.evaluate import evaluate
-from workers.unet.modelfile import demo_weights
+from workers.unet.weights import DEMO_WEIGHTS
 
-CARD = demo_weights().parent / "MODEL_CARD.md"
+CARD = DEMO_WEIGHTS.parent / "MODEL_CARD.md"
 TOLERANCE = 0.03  # a 64-scene sample mean vs the card's 200-scene mean
 
 
@@ -20,8 +21,8 @@ def card_iou() -> float:
 
 
 def test_demo_weights_are_bundled_and_small():
-    assert demo_weights().is_file()
-    assert demo_weights().stat().st_size < 10 * 2**20
+    assert DEMO_WEIGHTS.is_file()
+    assert DEMO_WEIGHTS.stat().st_size < 10 * 2**20
 
 
 def test_demo_model_segments_frames_at_their_size():
@@ -32,7 +33,7 @@ def test_demo_model_segments_frames_at_their_size():
 
 
 def test_demo_weights_reach_the_model_card_iou_on_fresh_scenes():
-    result = evaluate(None, "synthetic-roads", samples=64, seed=20260101)
+    result = evaluate(EvaluateConfig(data="synthetic-roads", samples=64, seed=20260101))
     assert len(result.ious) == 64
     assert result.mean >= card_iou() - TOLERANCE, (result.mean, card_iou())
     assert np.median(result.ious) >= card_iou() - TOLERANCE

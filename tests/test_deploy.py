@@ -73,13 +73,15 @@ def k8s_files() -> list[Path]:
 
 
 def k8s_objects() -> list[tuple[Path, dict]]:
-    return [(path, doc) for path in k8s_files() for doc in load_documents(path)
-            if path.name != "kustomization.yaml"]
+    return [(path, doc) for path in k8s_files() for doc in load_documents(path) if path.name != "kustomization.yaml"]
 
 
 def objects_of(kind: str, api_version: str | None = None) -> list[dict]:
-    return [doc for _, doc in k8s_objects()
-            if doc.get("kind") == kind and (api_version is None or doc.get("apiVersion") == api_version)]
+    return [
+        doc
+        for _, doc in k8s_objects()
+        if doc.get("kind") == kind and (api_version is None or doc.get("apiVersion") == api_version)
+    ]
 
 
 def by_name(kind: str, name: str) -> dict:
@@ -98,9 +100,12 @@ def container_env(container: dict) -> dict[str, str]:
 
 def streamer_containers() -> list[tuple[dict, dict]]:
     """(Deployment, container) for every container that runs the streamer image."""
-    return [(deployment, container) for deployment in objects_of("Deployment", "apps/v1")
-            for container in deployment["spec"]["template"]["spec"]["containers"]
-            if container["image"].split(":")[0].rsplit("/", 1)[-1] == "streamer"]
+    return [
+        (deployment, container)
+        for deployment in objects_of("Deployment", "apps/v1")
+        for container in deployment["spec"]["template"]["spec"]["containers"]
+        if container["image"].split(":")[0].rsplit("/", 1)[-1] == "streamer"
+    ]
 
 
 def container_command(container: dict) -> list[str]:
@@ -145,8 +150,11 @@ def compose_env(service: dict) -> dict[str, str]:
 
 
 def streamer_services() -> dict[str, dict]:
-    return {name: service for name, service in compose()["services"].items()
-            if interpolate(str(service.get("image", ""))).split(":")[0] == "streamer"}
+    return {
+        name: service
+        for name, service in compose()["services"].items()
+        if interpolate(str(service.get("image", ""))).split(":")[0] == "streamer"
+    }
 
 
 def healthcheck_module():
@@ -176,8 +184,9 @@ def model_class(api_version: str, kind: str):
     """The kubernetes client's model of a built-in kind, after checking the API serves that kind."""
     api = getattr(kubernetes_client, api_class_name(api_version), None)
     assert api is not None, f"apiVersion {api_version!r} is not a Kubernetes API"
-    assert any(hasattr(api, f"create{scope}{snake(kind)}") for scope in ("_namespaced_", "_")), \
+    assert any(hasattr(api, f"create{scope}{snake(kind)}") for scope in ("_namespaced_", "_")), (
         f"{api_version} has no kind {kind}"
+    )
     version = api_version.rpartition("/")[2]
     klass = getattr(kubernetes_client, f"{version[:1].upper()}{version[1:]}{kind}", None)
     assert klass is not None, f"no model for {api_version} {kind}"
@@ -186,16 +195,16 @@ def model_class(api_version: str, kind: str):
 
 def check_value(value, type_name: str, path: str, errors: list[str]) -> None:
     type_name = type_name.strip()
-    if (match := re.fullmatch(r"Optional\[(.*)\]", type_name)):
+    if match := re.fullmatch(r"Optional\[(.*)\]", type_name):
         return check_value(value, match[1], path, errors)
-    if (match := re.fullmatch(r"(?:List|list)\[(.*)\]", type_name)):
+    if match := re.fullmatch(r"(?:List|list)\[(.*)\]", type_name):
         if not isinstance(value, list):
             errors.append(f"{path}: expected a list, got {type(value).__name__}")
             return
         for index, item in enumerate(value):
             check_value(item, match[1], f"{path}[{index}]", errors)
         return
-    if (match := re.fullmatch(r"(?:Dict\[|dict\()\s*[^,]+,\s*(.*)[\])]", type_name)):
+    if match := re.fullmatch(r"(?:Dict\[|dict\()\s*[^,]+,\s*(.*)[\])]", type_name):
         if not isinstance(value, dict):
             errors.append(f"{path}: expected a mapping, got {type(value).__name__}")
             return
@@ -252,18 +261,25 @@ def validate_k8s(doc: dict) -> list[str]:
     if not errors:  # the client's own deserialisation: required fields, strict types
         try:
             kubernetes_client.ApiClient()._ApiClient__deserialize(doc, klass.__name__)
-        except Exception as error:  # noqa: BLE001 - any failure is a finding
+        except Exception as error:
             errors.append(f"{doc['kind']}: {type(error).__name__}: {error}")
     return errors
 
 
-BUILTIN = [(path, index, doc) for path in k8s_files() if path.name != "kustomization.yaml"
-           for index, doc in enumerate(load_documents(path)) if "keda.sh" not in doc.get("apiVersion", "")]
+BUILTIN = [
+    (path, index, doc)
+    for path in k8s_files()
+    if path.name != "kustomization.yaml"
+    for index, doc in enumerate(load_documents(path))
+    if "keda.sh" not in doc.get("apiVersion", "")
+]
 
 
-@pytest.mark.parametrize("path, index, doc", BUILTIN,
-                         ids=[f"{path.name}:{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
-                              for path, index, doc in BUILTIN])
+@pytest.mark.parametrize(
+    "path, index, doc",
+    BUILTIN,
+    ids=[f"{path.name}:{doc.get('kind')}/{doc.get('metadata', {}).get('name')}" for path, index, doc in BUILTIN],
+)
 def test_builtin_objects_validate_against_kubernetes_models(path, index, doc):
     assert {"apiVersion", "kind", "metadata"} <= set(doc), f"{path.name} document {index}"
     assert doc["metadata"].get("name"), f"{path.name} document {index} has no name"
@@ -271,10 +287,22 @@ def test_builtin_objects_validate_against_kubernetes_models(path, index, doc):
 
 
 def test_validator_is_strict():
-    good = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
-            "spec": {"containers": [{"name": "c", "image": "i", "resources": {"limits": {"cpu": "1"}},
-                                     "ports": [{"containerPort": 80}],
-                                     "readinessProbe": {"httpGet": {"path": "/", "port": "http"}}}]}}
+    good = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "i",
+                    "resources": {"limits": {"cpu": "1"}},
+                    "ports": [{"containerPort": 80}],
+                    "readinessProbe": {"httpGet": {"path": "/", "port": "http"}},
+                }
+            ]
+        },
+    }
     assert validate_k8s(good) == []
 
     def broken(change):
@@ -392,11 +420,17 @@ def test_worker_deployment():
     assert pod["securityContext"]["runAsNonRoot"] is True
     annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
     assert annotations.get("prometheus.io/port") == str(args.metrics_port)
-    metrics = [s for s in objects_of("Service", "v1")
-               if s["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()]
+    metrics = [
+        s
+        for s in objects_of("Service", "v1")
+        if s["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    ]
     assert metrics, "no Service for the workers' metrics"
-    assert any(resolve_port(port["targetPort"], container) == int(args.metrics_port)
-               for service in metrics for port in service["spec"]["ports"])
+    assert any(
+        resolve_port(port["targetPort"], container) == int(args.metrics_port)
+        for service in metrics
+        for port in service["spec"]["ports"]
+    )
     assert "preStop" not in container.get("lifecycle", {}), "SIGTERM already drains: no preStop hook"
 
 
@@ -413,14 +447,39 @@ def test_serve_deployment():
 
 # --- KEDA: a small explicit schema (keda.sh/v1alpha1) ------------------------------------------------
 
-SCALED_OBJECT_SPEC = {"scaleTargetRef", "pollingInterval", "cooldownPeriod", "initialCooldownPeriod",
-                      "idleReplicaCount", "minReplicaCount", "maxReplicaCount", "fallback", "advanced",
-                      "triggers"}
+SCALED_OBJECT_SPEC = {
+    "scaleTargetRef",
+    "pollingInterval",
+    "cooldownPeriod",
+    "initialCooldownPeriod",
+    "idleReplicaCount",
+    "minReplicaCount",
+    "maxReplicaCount",
+    "fallback",
+    "advanced",
+    "triggers",
+}
 TRIGGER_FIELDS = {"type", "name", "metadata", "authenticationRef", "metricType", "useCachedMetrics"}
-REDIS_STREAMS_METADATA = {"address", "addressFromEnv", "host", "hostFromEnv", "port", "portFromEnv",
-                          "usernameFromEnv", "passwordFromEnv", "stream", "consumerGroup",
-                          "pendingEntriesCount", "streamLength", "lagCount", "activationLagCount",
-                          "activationValue", "enableTLS", "unsafeSsl", "databaseIndex"}
+REDIS_STREAMS_METADATA = {
+    "address",
+    "addressFromEnv",
+    "host",
+    "hostFromEnv",
+    "port",
+    "portFromEnv",
+    "usernameFromEnv",
+    "passwordFromEnv",
+    "stream",
+    "consumerGroup",
+    "pendingEntriesCount",
+    "streamLength",
+    "lagCount",
+    "activationLagCount",
+    "activationValue",
+    "enableTLS",
+    "unsafeSsl",
+    "databaseIndex",
+}
 AUTH_PARAMETERS = {"address", "host", "port", "username", "password", "tls", "ca", "cert", "key", "keyPassword"}
 
 
@@ -435,14 +494,17 @@ def test_keda_objects():
     assert {doc["kind"] for doc in keda} == {"ScaledObject", "TriggerAuthentication"}
     for doc in keda:
         assert doc["apiVersion"] == "keda.sh/v1alpha1"
-        check_keys(doc, {"apiVersion", "kind", "metadata", "spec"}, {"apiVersion", "kind", "metadata", "spec"},
-                   doc["kind"])
+        check_keys(
+            doc, {"apiVersion", "kind", "metadata", "spec"}, {"apiVersion", "kind", "metadata", "spec"}, doc["kind"]
+        )
         errors: list[str] = []
         check_model(doc["metadata"], kubernetes_client.V1ObjectMeta, f"{doc['kind']}.metadata", errors)
         assert errors == []
 
     for auth in objects_of("TriggerAuthentication"):
-        check_keys(auth["spec"], {"secretTargetRef", "env", "podIdentity"}, {"secretTargetRef"}, "TriggerAuthentication.spec")
+        check_keys(
+            auth["spec"], {"secretTargetRef", "env", "podIdentity"}, {"secretTargetRef"}, "TriggerAuthentication.spec"
+        )
         for ref in auth["spec"]["secretTargetRef"]:
             check_keys(ref, {"parameter", "name", "key"}, {"parameter", "name", "key"}, "secretTargetRef")
             assert ref["parameter"] in AUTH_PARAMETERS
@@ -462,8 +524,12 @@ def test_keda_objects():
         assert isinstance(spec.get(field, 0), int) and not isinstance(spec.get(field, 0), bool), field
     assert 0 <= spec.get("minReplicaCount", 0) <= spec.get("maxReplicaCount", 100)
     if "advanced" in spec:
-        check_keys(spec["advanced"], {"horizontalPodAutoscalerConfig", "restoreToOriginalReplicaCount",
-                                      "scalingModifiers"}, set(), "advanced")
+        check_keys(
+            spec["advanced"],
+            {"horizontalPodAutoscalerConfig", "restoreToOriginalReplicaCount", "scalingModifiers"},
+            set(),
+            "advanced",
+        )
         behavior = spec["advanced"].get("horizontalPodAutoscalerConfig", {}).get("behavior")
         if behavior is not None:
             errors: list[str] = []
@@ -513,7 +579,7 @@ def test_compose_services():
 def test_compose_commands_parse():
     services = streamer_services()
     assert {"worker", "producer", "serve"} <= set(services)
-    for name, service in services.items():
+    for _name, service in services.items():
         command = compose_command(service)
         parse_streamer(command, compose_env(service))
         parse_streamer(command)  # complete without the environment too
@@ -651,17 +717,22 @@ def test_requirements_script_follows_pyproject():
     dependencies = pyproject["project"]["dependencies"]
 
     def run(*args):
-        result = subprocess.run([sys.executable, str(DEPLOY / "requirements.py"), str(ROOT / "pyproject.toml"), *args],
-                                capture_output=True, text=True, check=True)
+        result = subprocess.run(
+            [sys.executable, str(DEPLOY / "requirements.py"), str(ROOT / "pyproject.toml"), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return result.stdout.split()
 
     assert run() == [d.replace(" ", "") for d in dependencies]
     cloud = run("--extras", "cloud")
-    assert cloud[len(dependencies):] == pyproject["project"]["optional-dependencies"]["cloud"]
+    assert cloud[len(dependencies) :] == pyproject["project"]["optional-dependencies"]["cloud"]
     cuda = run("--cuda")
     tensorflow = [d for d in dependencies if re.match(r"tensorflow\b(?![-_.\w])", d)]
-    assert tensorflow and [d for d in cuda if d.startswith("tensorflow[")] == \
-        [d.replace("tensorflow", "tensorflow[and-cuda]", 1) for d in tensorflow]
+    assert tensorflow and [d for d in cuda if d.startswith("tensorflow[")] == [
+        d.replace("tensorflow", "tensorflow[and-cuda]", 1) for d in tensorflow
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -671,7 +742,7 @@ def test_requirements_script_follows_pyproject():
 class _Handler(http.server.BaseHTTPRequestHandler):
     status = {"/healthz": 200, "/bad": 503}
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self.send_response(self.status.get(self.path, 404))
         self.end_headers()
 
@@ -691,7 +762,10 @@ def test_healthcheck_knows_the_commands_and_serves_default_port():
 
 def test_healthcheck_script():
     health = healthcheck_module()
-    assert health.streamer_args(["/opt/venv/bin/python", "/opt/venv/bin/streamer", "worker", "--x"]) == ["worker", "--x"]
+    assert health.streamer_args(["/opt/venv/bin/python", "/opt/venv/bin/streamer", "worker", "--x"]) == [
+        "worker",
+        "--x",
+    ]
     assert health.streamer_args(["/sbin/docker-init", "--", "streamer", "serve"]) == ["serve"]
     assert health.streamer_args(["python", "-m", "streamer", "batch"]) == ["batch"]
     assert health.streamer_args(["python", "/usr/local/lib/streamer/healthcheck.py"]) is None
@@ -755,8 +829,24 @@ def option_values(words: list[str], *names: str) -> list[str]:
     return values
 
 
-DOCKER_RUN_VALUED = {"-v", "--volume", "-e", "--env", "-p", "--publish", "--gpus", "--name", "--network",
-                     "-u", "--user", "-w", "--workdir", "--env-file", "--entrypoint", "--mount"}
+DOCKER_RUN_VALUED = {
+    "-v",
+    "--volume",
+    "-e",
+    "--env",
+    "-p",
+    "--publish",
+    "--gpus",
+    "--name",
+    "--network",
+    "-u",
+    "--user",
+    "-w",
+    "--workdir",
+    "--env-file",
+    "--entrypoint",
+    "--mount",
+}
 
 
 def test_top_level_readme_carries_the_same_deploy_section():
@@ -777,7 +867,7 @@ def test_readme_docker_commands():
     services = compose()["services"]
     profiles = {p for service in services.values() for p in service.get("profiles", [])}
     seen = set()
-    for env, words in map(split_env, readme_commands()):
+    for _env, words in map(split_env, readme_commands()):
         if words[:2] == ["docker", "compose"]:
             seen.add("compose")
             files = option_values(words, "-f", "--file")
@@ -789,7 +879,7 @@ def test_readme_docker_commands():
             for profile in option_values(words, "--profile"):
                 assert profile in profiles, f"--profile {profile}: no such profile"
             if "run" in words:
-                rest = words[words.index("run") + 1:]
+                rest = words[words.index("run") + 1 :]
                 while rest and rest[0].startswith("-"):
                     rest = rest[1:]
                 service, args = rest[0], rest[1:]
@@ -813,7 +903,7 @@ def test_readme_docker_commands():
 def test_readme_kubectl_commands():
     secret = load_documents(SECRET)[0]
     seen = set()
-    for env, words in map(split_env, readme_commands()):
+    for _env, words in map(split_env, readme_commands()):
         if words[:1] != ["kubectl"]:
             continue
         for path in option_values(words, "-f", "--filename", "-k", "--kustomize"):
@@ -821,15 +911,15 @@ def test_readme_kubectl_commands():
                 assert (ROOT / path).exists(), f"{shlex.join(words)}: {path} does not exist"
                 seen.add("apply")
         if "exec" in words and "--" in words:
-            target = next(w for w in words[words.index("exec") + 1:] if "/" in w)
+            target = next(w for w in words[words.index("exec") + 1 :] if "/" in w)
             deployment = by_name("Deployment", target.split("/", 1)[1])
-            command = words[words.index("--") + 1:]
+            command = words[words.index("--") + 1 :]
             assert command[0] == "streamer"
             container = deployment["spec"]["template"]["spec"]["containers"][0]
             parse_streamer(command[1:], container_env(container))
             seen.add("exec")
         if "port-forward" in words:
-            target = next(w for w in words[words.index("port-forward") + 1:] if "/" in w)
+            target = next(w for w in words[words.index("port-forward") + 1 :] if "/" in w)
             service = by_name("Service", target.split("/", 1)[1])
             remote = [w for w in words if re.fullmatch(r"\d+:\d+", w)][0].split(":")[1]
             assert int(remote) in {port["port"] for port in service["spec"]["ports"]}
@@ -854,6 +944,9 @@ def test_files_run_the_commands_the_readme_gives():
         assert container_command(container) in given, f"{deployment['metadata']['name']}: not in deploy/README.md"
     builds = [words for words in readme_commands() if words[:2] == ["docker", "build"]]
     for path in DOCKERFILES:
-        header = [line.lstrip("# ").strip() for line in path.read_text().splitlines()
-                  if line.lstrip("# ").startswith("docker build")]
+        header = [
+            line.lstrip("# ").strip()
+            for line in path.read_text().splitlines()
+            if line.lstrip("# ").startswith("docker build")
+        ]
         assert header and all(shlex.split(line) in builds for line in header), path.name

@@ -3,9 +3,8 @@
 import json
 
 import numpy as np
-from pycocotools import mask as rle
-
 from media import make_video, probe
+from pycocotools import mask as rle
 
 MODEL = "tests.models:two_instances"
 
@@ -17,8 +16,23 @@ def test_splash_keeps_colour_only_in_selected_classes(tmp_path, run_cli):
     assert (original[circle][..., 1] - original[circle][..., 0] > 60).all()
     for classes, circle_kept in (("circle", True), ("square", False)):
         output = tmp_path / f"out-{classes}.mkv"
-        code, _, err = run_cli("process", source, "-o", output, "--model", MODEL, "--effect", "splash",
-                               "--classes", classes, "--pix-fmt", "yuv444p", "--crf", "0", "-q")
+        code, _, err = run_cli(
+            "process",
+            source,
+            "-o",
+            output,
+            "--model",
+            MODEL,
+            "--effect",
+            "splash",
+            "--classes",
+            classes,
+            "--pix-fmt",
+            "yuv444p",
+            "--crf",
+            "0",
+            "-q",
+        )
         assert code == 0, err
         drawn = probe(output)["images"][0].astype(int)[circle]
         if circle_kept:
@@ -45,8 +59,19 @@ def test_unknown_class_is_refused(tmp_path, run_cli):
 def test_detections_file_has_one_record_per_frame(tmp_path, run_cli):
     source = make_video(tmp_path / "in.mp4", frames=7, width=64, height=48)
     detections = tmp_path / "found.jsonl"
-    code, _, err = run_cli("process", source, "-o", tmp_path / "out.mp4", "--model", MODEL, "--batch", "3",
-                           "--detections", detections, "-q")
+    code, _, err = run_cli(
+        "process",
+        source,
+        "-o",
+        tmp_path / "out.mp4",
+        "--model",
+        MODEL,
+        "--batch",
+        "3",
+        "--detections",
+        detections,
+        "-q",
+    )
     assert code == 0, err
     records = [json.loads(line) for line in detections.read_text().splitlines()]
     assert [record["frame"] for record in records] == list(range(7))
@@ -61,8 +86,19 @@ def test_detections_file_has_one_record_per_frame(tmp_path, run_cli):
 def test_detections_file_in_a_missing_folder_is_refused_before_any_work(tmp_path, run_cli):
     source = make_video(tmp_path / "in.mp4", frames=3)
     output = tmp_path / "out.mp4"
-    code, _, err = run_cli("process", source, "-o", output, "--model", MODEL, "--effect", "instances",
-                           "--detections", tmp_path / "missing" / "found.jsonl", "-q")
+    code, _, err = run_cli(
+        "process",
+        source,
+        "-o",
+        output,
+        "--model",
+        MODEL,
+        "--effect",
+        "instances",
+        "--detections",
+        tmp_path / "missing" / "found.jsonl",
+        "-q",
+    )
     assert code == 2 and "missing" in err and "does not exist" in err
     assert not output.exists() and list(tmp_path.iterdir()) == [source]
 
@@ -72,8 +108,8 @@ def test_instances_blends_each_mask_inside_its_box_and_nothing_else():
 
     import cv2
 
-    from streamer.prediction import Prediction
     from streamer.effects.instances import instances, random_colors
+    from streamer.prediction import Prediction
 
     frame = np.full((60, 80, 3), (40, 120, 200), np.uint8)
     masks = np.zeros((60, 80, 2), bool)

@@ -17,12 +17,26 @@ def test_ctrl_c_keeps_a_valid_partial_video(tmp_path):
     output = tmp_path / "out.mp4"
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}")
     job = subprocess.Popen(
-        [sys.executable, "-m", "streamer", "process", str(source), "-o", str(output), "--model", "tests.models:slow",
-         "--batch", "2"],
-        cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "streamer",
+            "process",
+            str(source),
+            "-o",
+            str(output),
+            "--model",
+            "tests.models:slow",
+            "--batch",
+            "2",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + 60
-    while time.time() < deadline and not any(".part-" in path.name for path in tmp_path.iterdir()):
+    while time.time() < deadline and not any(".part" in path.name for path in tmp_path.iterdir()):
         time.sleep(0.1)
     time.sleep(1.5)
     job.send_signal(signal.SIGINT)

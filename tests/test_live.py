@@ -5,12 +5,8 @@ import http.server
 import json
 import threading
 import time
-from pathlib import Path
 
-import av
-import numpy as np
 import pytest
-
 from media import make_video, probe
 from redis_fixtures import free_port
 
@@ -25,8 +21,9 @@ def test_hls_output_parses_and_its_segments_decode(tmp_path, run_cli):
     source = make_video(tmp_path / "in.mp4", frames=90, width=96, height=64)
     (tmp_path / "hls").mkdir()
     playlist = tmp_path / "hls" / "index.m3u8"
-    code, _, err = run_cli("process", source, "-o", playlist, "--model", "identity", "--hls-time", "1",
-                           "--hls-list-size", "0", "-q")
+    code, _, err = run_cli(
+        "process", source, "-o", playlist, "--model", "identity", "--hls-time", "1", "--hls-list-size", "0", "-q"
+    )
     assert code == 0, err
     lines = playlist.read_text().splitlines()
     assert lines[0] == "#EXTM3U" and "#EXT-X-ENDLIST" in lines
@@ -40,8 +37,9 @@ def test_hls_output_parses_and_its_segments_decode(tmp_path, run_cli):
 
 def test_several_outputs_at_once(tmp_path, run_cli):
     source = make_video(tmp_path / "in.mp4", frames=20, audio="aac")
-    code, out, err = run_cli("process", source, "-o", tmp_path / "a.mp4", "-o", tmp_path / "b.mkv",
-                             "--model", "identity", "--json")
+    code, out, err = run_cli(
+        "process", source, "-o", tmp_path / "a.mp4", "-o", tmp_path / "b.mkv", "--model", "identity", "--json"
+    )
     assert code == 0, err
     assert json.loads(out)["output"] == f"{tmp_path / 'a.mp4'}, {tmp_path / 'b.mkv'}"
     first, second = probe(tmp_path / "a.mp4"), probe(tmp_path / "b.mkv")
@@ -52,8 +50,9 @@ def test_several_outputs_at_once(tmp_path, run_cli):
 
 def test_recording_split_by_time(tmp_path, run_cli):
     source = make_video(tmp_path / "in.mp4", frames=75)  # 2.5 s at 30 fps
-    code, _, err = run_cli("process", source, "-o", tmp_path / "rec.mp4", "--segment", "1s", "--model", "identity",
-                           "-q")
+    code, _, err = run_cli(
+        "process", source, "-o", tmp_path / "rec.mp4", "--segment", "1s", "--model", "identity", "-q"
+    )
     assert code == 0, err
     parts = sorted(tmp_path.glob("rec-*.mp4"), key=lambda path: path.stat().st_mtime_ns)
     assert len(parts) == 3
@@ -76,9 +75,24 @@ def matched_indices(output_images, input_images):
 def test_live_mode_drops_frames_when_behind(tmp_path, run_cli, policy):
     source = make_video(tmp_path / "in.mp4", frames=90)  # 3 s at 30 fps; the model manages 20 fps
     output = tmp_path / "out.mp4"
-    code, out, err = run_cli("process", source, "-o", output, "--model", SLOW, "--batch", "1", "--parallel-batches", "1",
-                             "--live",
-                             "--drop", policy, "--alpha", "0", "--json")  # alpha 0: frames pass unchanged
+    code, out, err = run_cli(
+        "process",
+        source,
+        "-o",
+        output,
+        "--model",
+        SLOW,
+        "--batch",
+        "1",
+        "--parallel-batches",
+        "1",
+        "--live",
+        "--drop",
+        policy,
+        "--alpha",
+        "0",
+        "--json",
+    )  # alpha 0: frames pass unchanged
     assert code == 0, err
     summary = json.loads(out)
     after = probe(output)

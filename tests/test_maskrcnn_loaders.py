@@ -85,16 +85,26 @@ def _coco(tmp_path, annotations=None, images=None):
     rle = mask_utils.encode(np.asfortranarray(rle_mask))
     rle["counts"] = rle["counts"].decode()
     data = {
-        "images": images or [{"id": 1, "file_name": "1.png", "width": 60, "height": 40},
-                             {"id": 2, "file_name": "2.png", "width": 60, "height": 40}],
-        "annotations": annotations if annotations is not None else [
+        "images": images
+        or [
+            {"id": 1, "file_name": "1.png", "width": 60, "height": 40},
+            {"id": 2, "file_name": "2.png", "width": 60, "height": 40},
+        ],
+        "annotations": annotations
+        if annotations is not None
+        else [
             {"id": 1, "image_id": 1, "category_id": 7, "iscrowd": 0, "segmentation": [[5, 5, 25, 5, 25, 15, 5, 15]]},
             {"id": 2, "image_id": 1, "category_id": 9, "iscrowd": 0, "segmentation": rle},
-            {"id": 3, "image_id": 2, "category_id": 7, "iscrowd": 1,
-             "segmentation": {"counts": [100, 50, 2250], "size": [40, 60]}},
+            {
+                "id": 3,
+                "image_id": 2,
+                "category_id": 7,
+                "iscrowd": 1,
+                "segmentation": {"counts": [100, 50, 2250], "size": [40, 60]},
+            },
         ],
         "categories": [{"id": 7, "name": "cat"}, {"id": 9, "name": "dog"}],
-    }  # fmt: skip
+    }
     path = tmp_path / "instances.json"
     path.write_text(json.dumps(data))
     return str(path), str(folder)

@@ -4,18 +4,24 @@ import h5py
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow")
+from streamer.errors import StreamerError
+from workers.maskrcnn.config import shapes_config
+from workers.maskrcnn.model import MaskRCNN
 
-from streamer.errors import StreamerError  # noqa: E402
-from workers.maskrcnn.config import shapes_config  # noqa: E402
-from workers.maskrcnn.model import MaskRCNN  # noqa: E402
+TINY = dict(
+    BACKBONE_WIDTH=8,
+    TOP_DOWN_PYRAMID_SIZE=16,
+    RPN_CONV_DEPTH=16,
+    FPN_CLASSIF_FC_LAYERS_SIZE=32,
+    MASK_HEAD_DEPTH=8,
+    IMAGE_MIN_DIM=64,
+    IMAGE_MAX_DIM=64,
+    IMAGES_PER_GPU=2,
+)
 
 
 def tiny(**kw):
-    values = dict(BACKBONE_WIDTH=8, TOP_DOWN_PYRAMID_SIZE=16, RPN_CONV_DEPTH=16, FPN_CLASSIF_FC_LAYERS_SIZE=32,
-                  MASK_HEAD_DEPTH=8, IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64, IMAGES_PER_GPU=2)  # fmt: skip
-    values.update(kw)
-    return shapes_config(**values)
+    return shapes_config(**{**TINY, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +33,7 @@ def write_keras2(path, source, chunked=False, nested=False, drop=()):
     """Write `source`'s weights the way Keras 2 save_weights did (matterport checkpoints)."""
     layers = source.layers_by_name()
     rpn = source.keras_model.rpn
-    inner = {l.name for l in rpn.layers}
+    inner = {layer.name for layer in rpn.layers}
     names = [n for n in layers if n not in inner and n not in drop]
     with h5py.File(path, "w") as f:
         root = f.create_group("model_weights") if nested else f
@@ -46,7 +52,7 @@ def write_keras2(path, source, chunked=False, nested=False, drop=()):
             layer = layers[name]
             weight_names = []
             if layer is rpn:
-                pairs = [(f"{l.name}/{v.name}:0", v) for l in rpn.layers for v in l.weights]
+                pairs = [(f"{part.name}/{v.name}:0", v) for part in rpn.layers for v in part.weights]
             else:
                 pairs = [(f"{name}/{v.name}:0", v) for v in layer.weights]
             for wname, variable in pairs:

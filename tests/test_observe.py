@@ -6,13 +6,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 
 import pytest
-
 from media import make_video
 from redis_fixtures import ROOT, environment, free_port
 
@@ -45,9 +43,28 @@ def wait_until(condition, timeout=30.0):
 def test_process_metrics_advance_during_a_job(tmp_path):
     source = make_video(tmp_path / "in.mp4", frames=120)
     port = free_port()
-    job = subprocess.Popen([sys.executable, "-m", "streamer", "process", str(source), "-o", str(tmp_path / "o.mp4"),
-                            "--model", SLOW, "--batch", "2", "--metrics-port", str(port), "-q"],
-                           env=environment(), cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamer",
+            "process",
+            str(source),
+            "-o",
+            str(tmp_path / "o.mp4"),
+            "--model",
+            SLOW,
+            "--batch",
+            "2",
+            "--metrics-port",
+            str(port),
+            "-q",
+        ],
+        env=environment(),
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}/metrics"
     assert wait_until(lambda: _scrape(url) is not None and metric(_scrape(url), "streamer_frames_out_total") > 0)
     first = _scrape(url)
@@ -78,8 +95,17 @@ def test_worker_health_and_metrics(tmp_path, redis_server, workers, run_cli):
     assert wait_until(lambda: _scrape(base + "/readyz") == "ok\n")
     assert get(base + "/healthz") == (200, "ok\n")
     source = make_video(tmp_path / "in.mp4", frames=16)
-    code, _, err = run_cli("process", source, "-o", tmp_path / "out.mp4", "--model", "tests.models:left_half",
-                           "--redis", redis_server.url, "-q")
+    code, _, err = run_cli(
+        "process",
+        source,
+        "-o",
+        tmp_path / "out.mp4",
+        "--model",
+        "tests.models:left_half",
+        "--redis",
+        redis_server.url,
+        "-q",
+    )
     assert code == 0, err
     text = get(base + "/metrics")[1]
     assert metric(text, "streamer_frames_out_total") == 16
@@ -90,9 +116,13 @@ def test_worker_health_and_metrics(tmp_path, redis_server, workers, run_cli):
 
 
 def test_json_log_format(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "streamer", "--log-format", "json", "process",
-                             str(tmp_path / "missing.mp4")], env=environment(), cwd=ROOT, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "streamer", "--log-format", "json", "process", str(tmp_path / "missing.mp4")],
+        env=environment(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     record = json.loads(result.stderr.strip())
     assert record["level"] == "error" and "no such file" in record["message"]
@@ -106,19 +136,50 @@ def test_status_page_shows_a_running_job_in_chromium(tmp_path, redis_server, wor
         pytest.fail("chromium is not installed; run bash scripts/test.sh, which installs it")
     workers.start("--batch", "1", model=SLOW)
     port = free_port()
-    serve = subprocess.Popen([sys.executable, "-m", "streamer", "serve", "--redis", redis_server.url, "--port",
-                              str(port)], env=environment(), cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "serve", "--redis", redis_server.url, "--port", str(port)],
+        env=environment(),
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     source = make_video(tmp_path / "in.mp4", frames=200, width=160, height=120)
-    producer = subprocess.Popen([sys.executable, "-m", "streamer", "process", str(source), "-o",
-                                 str(tmp_path / "out.mp4"), "--model", SLOW, "--batch", "1", "--redis",
-                                 redis_server.url, "-q"], env=environment(), cwd=ROOT)
+    producer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamer",
+            "process",
+            str(source),
+            "-o",
+            str(tmp_path / "out.mp4"),
+            "--model",
+            SLOW,
+            "--batch",
+            "1",
+            "--redis",
+            redis_server.url,
+            "-q",
+        ],
+        env=environment(),
+        cwd=ROOT,
+    )
     try:
         assert wait_until(lambda: _scrape(f"http://127.0.0.1:{port}/api/status") is not None)
         assert wait_until(lambda: '"state": "running"' in (_scrape(f"http://127.0.0.1:{port}/api/status") or ""))
         with playwright.sync_playwright() as driver:
-            browser = driver.chromium.launch(executable_path=chromium, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            browser = driver.chromium.launch(
+                executable_path=chromium,
+                args=[
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                ],
+            )
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_selector("#jobs tbody tr td:text('running')", timeout=20_000)

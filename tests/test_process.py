@@ -5,7 +5,6 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-
 from media import make_video, probe
 
 LEFT_HALF = "tests.models:left_half"
@@ -50,8 +49,23 @@ def test_overlay_changes_pixels_only_where_the_mask_is(tmp_path, run_cli):
     source = make_video(tmp_path / "in.mp4", frames=6, width=64, height=48)
     output = tmp_path / "out.mkv"
     code, _, err = run_cli(
-        "process", source, "-o", output, "--model", LEFT_HALF, "--color", "0,255,0", "--alpha", "0.5",
-        "--codec", "libx264", "--pix-fmt", "yuv444p", "--crf", "0", "-q",
+        "process",
+        source,
+        "-o",
+        output,
+        "--model",
+        LEFT_HALF,
+        "--color",
+        "0,255,0",
+        "--alpha",
+        "0.5",
+        "--codec",
+        "libx264",
+        "--pix-fmt",
+        "yuv444p",
+        "--crf",
+        "0",
+        "-q",
     )
     assert code == 0, err
     before, after = probe(source)["images"], probe(output)["images"]
@@ -78,8 +92,19 @@ def test_batches_finishing_out_of_order_are_written_in_order(tmp_path, run_cli):
 
     source = make_video(tmp_path / "in.mp4", frames=24)
     output = tmp_path / "out.mp4"
-    code, _, err = run_cli("process", source, "-o", output, "--model", "tests.models:uneven", "--batch", "3",
-                           "--parallel-batches", "2", "-q")
+    code, _, err = run_cli(
+        "process",
+        source,
+        "-o",
+        output,
+        "--model",
+        "tests.models:uneven",
+        "--batch",
+        "3",
+        "--parallel-batches",
+        "2",
+        "-q",
+    )
     assert code == 0, err
     assert UNEVEN[-1].finished != sorted(UNEVEN[-1].finished)  # the model really finished batches out of order
     before, after = probe(source)["images"], probe(output)["images"]

@@ -1,23 +1,23 @@
 """The distributed pipeline against a real redis-server and real worker processes."""
 
 import json
-from fractions import Fraction
 import signal
 import threading
 import time
+from fractions import Fraction
 
 import numpy as np
 import pytest
 import redis
-
 from media import make_video, probe
 from redis_fixtures import RedisServer
+
 from streamer.distributed.connection import Keys, RedisConfig
 from streamer.distributed.messages import Message, encode
-from streamer.frames import Frame
 from streamer.errors import StreamerError
-from streamer.pipeline import Pipeline, ProcessConfig
+from streamer.frames import Frame
 from streamer.models import ModelConfig
+from streamer.pipeline import Pipeline, ProcessConfig
 
 LEFT_HALF = "tests.models:left_half"
 SLOW = "tests.models:slow"
@@ -31,8 +31,13 @@ def embedded(tmp_path, source, model=LEFT_HALF):
 
 
 def distributed(source, output, url, model=LEFT_HALF, batch=4, grace=10.0, job=None):
-    config = ProcessConfig(input=str(source), output=str(output), model=ModelConfig(name=model, batch_size=batch),
-                           redis=RedisConfig(url=url, grace=grace), job=job)
+    config = ProcessConfig(
+        input=str(source),
+        output=str(output),
+        model=ModelConfig(name=model, batch_size=batch),
+        redis=RedisConfig(url=url, grace=grace),
+        job=job,
+    )
     return Pipeline(config).run()
 
 
@@ -60,8 +65,9 @@ def test_one_job_equals_the_embedded_pipeline(tmp_path, redis_server, workers, r
     workers.start()
     workers.start()
     output = tmp_path / "out.mp4"
-    code, out, err = run_cli("process", source, "-o", output, "--model", LEFT_HALF, "--redis", redis_server.url,
-                             "--json")
+    code, out, err = run_cli(
+        "process", source, "-o", output, "--model", LEFT_HALF, "--redis", redis_server.url, "--json"
+    )
     assert code == 0, err
     assert json.loads(out)["frames"] == 40
     result = probe(output)
@@ -115,8 +121,9 @@ def test_workers_restarted_mid_job(tmp_path, redis_server, workers):
     first = workers.start("--batch", "2", "--claim-idle", "1", model=SLOW)
     client = redis_server.client()
     output = tmp_path / "out.mp4"
-    runner = threading.Thread(target=distributed, args=(source, output, redis_server.url, SLOW, 2),
-                              kwargs={"job": "restart"})
+    runner = threading.Thread(
+        target=distributed, args=(source, output, redis_server.url, SLOW, 2), kwargs={"job": "restart"}
+    )
     runner.start()
     wait_for(lambda: job_done(client, "restart") >= 10, what="10 frames done")
     first.send_signal(signal.SIGKILL)
@@ -132,8 +139,9 @@ def test_submit_status_and_cancel(tmp_path, redis_server, workers, run_cli):
     source = make_video(tmp_path / "in.mp4", frames=300)
     output = tmp_path / "out.mp4"
     workers.start("--batch", "1", model=SLOW, jobs=1)
-    code, out, err = run_cli("submit", source, "-o", output, "--model", SLOW, "--batch", "1",
-                             "--redis", redis_server.url)
+    code, out, err = run_cli(
+        "submit", source, "-o", output, "--model", SLOW, "--batch", "1", "--redis", redis_server.url
+    )
     assert code == 0, err
     job = out.strip()
     client = redis_server.client()
@@ -146,7 +154,7 @@ def test_submit_status_and_cancel(tmp_path, redis_server, workers, run_cli):
     assert [worker["model"] for worker in status["workers"]] == [SLOW]
     code, out, err = run_cli("cancel", job, "--redis", redis_server.url)
     assert code == 0 and f"cancelled {job}" in out
-    wait_for(lambda: not any(".part-" in path.name for path in tmp_path.iterdir()), what="the partial file removed")
+    wait_for(lambda: not any(".part" in path.name for path in tmp_path.iterdir()), what="the partial file removed")
     assert not output.exists()
     assert client.hget(KEYS.job(job), "state") == b"cancelled"
     code, _, err = run_cli("cancel", job, "--redis", redis_server.url)
@@ -159,8 +167,9 @@ def test_password_protected_redis(tmp_path, workers, run_cli):
         source = make_video(tmp_path / "in.mp4", frames=10)
         workers.url = server.url
         workers.start()
-        code, _, err = run_cli("process", source, "-o", tmp_path / "out.mp4", "--model", LEFT_HALF,
-                               "--redis", server.url, "-q")
+        code, _, err = run_cli(
+            "process", source, "-o", tmp_path / "out.mp4", "--model", LEFT_HALF, "--redis", server.url, "-q"
+        )
         assert code == 0, err
         assert probe(tmp_path / "out.mp4")["frames"] == 10
         wrong = server.url.replace("s3cret", "nope")
@@ -205,13 +214,38 @@ def test_classes_the_model_lacks_fail_the_job_not_the_worker(tmp_path, redis_ser
     instances = "tests.models:two_instances"
     worker = workers.start(model=instances)
     source = make_video(tmp_path / "in.mp4", frames=6)
-    code, _, err = run_cli("process", source, "-o", tmp_path / "out.mp4", "--model", instances, "--redis",
-                           redis_server.url, "--effect", "splash", "--classes", "balloon")
+    code, _, err = run_cli(
+        "process",
+        source,
+        "-o",
+        tmp_path / "out.mp4",
+        "--model",
+        instances,
+        "--redis",
+        redis_server.url,
+        "--effect",
+        "splash",
+        "--classes",
+        "balloon",
+    )
     assert code == 2 and "--classes balloon: not classes of this model" in err
     assert not (tmp_path / "out.mp4").exists()
     assert worker.poll() is None  # still serving
-    code, _, err = run_cli("process", source, "-o", tmp_path / "out.mp4", "--model", instances, "--redis",
-                           redis_server.url, "--effect", "splash", "--classes", "square", "-q")
+    code, _, err = run_cli(
+        "process",
+        source,
+        "-o",
+        tmp_path / "out.mp4",
+        "--model",
+        instances,
+        "--redis",
+        redis_server.url,
+        "--effect",
+        "splash",
+        "--classes",
+        "square",
+        "-q",
+    )
     assert code == 0, err
 
 
@@ -237,19 +271,29 @@ def test_redis_lost_mid_job_fails_clearly(tmp_path, redis_server, workers):
     assert time.time() - stopped < 15
     assert errors and "lost Redis" in str(errors[0]) and "gave up after 2 s" in str(errors[0])
     assert not (tmp_path / "out.mp4").exists()
-    assert not any(".part-" in path.name for path in tmp_path.iterdir())
+    assert not any(".part" in path.name for path in tmp_path.iterdir())
 
 
 def test_acl_user_database_and_namespace(tmp_path, redis_server, workers, run_cli):
     admin = redis_server.client()
-    admin.acl_setuser("alice", enabled=True, passwords=["+wonder"], keys=["team:*"], commands=["+@all"],
-                      channels=["*"])
+    admin.acl_setuser("alice", enabled=True, passwords=["+wonder"], keys=["team:*"], commands=["+@all"], channels=["*"])
     url = f"redis://alice:wonder@127.0.0.1:{redis_server.port}/1"
     workers.url = url
     workers.start("--namespace", "team:a")
     source = make_video(tmp_path / "in.mp4", frames=9)
-    code, _, err = run_cli("process", source, "-o", tmp_path / "out.mp4", "--model", LEFT_HALF, "--redis", url,
-                           "--namespace", "team:a", "-q")
+    code, _, err = run_cli(
+        "process",
+        source,
+        "-o",
+        tmp_path / "out.mp4",
+        "--model",
+        LEFT_HALF,
+        "--redis",
+        url,
+        "--namespace",
+        "team:a",
+        "-q",
+    )
     assert code == 0, err
     same_video(probe(tmp_path / "out.mp4"), embedded(tmp_path, source))
     database1 = redis.Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/1")
@@ -276,8 +320,21 @@ def test_frames_in_flight_stay_bounded(tmp_path, redis_server, workers, run_cli)
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    code, _, err = run_cli("process", source, "-o", tmp_path / "out.mp4", "--model", SLOW, "--batch", "2",
-                           "--redis", redis_server.url, "--in-flight", "6", "-q")
+    code, _, err = run_cli(
+        "process",
+        source,
+        "-o",
+        tmp_path / "out.mp4",
+        "--model",
+        SLOW,
+        "--batch",
+        "2",
+        "--redis",
+        redis_server.url,
+        "--in-flight",
+        "6",
+        "-q",
+    )
     done.set()
     watcher.join()
     assert code == 0, err
@@ -287,8 +344,21 @@ def test_frames_in_flight_stay_bounded(tmp_path, redis_server, workers, run_cli)
 def test_jpeg_frames_over_redis(tmp_path, redis_server, workers, run_cli):
     source = make_video(tmp_path / "in.mp4", frames=10, width=96, height=64)
     workers.start()
-    code, _, err = run_cli("process", source, "-o", tmp_path / "out.mp4", "--model", LEFT_HALF, "--redis",
-                           redis_server.url, "--frame-codec", "jpeg", "--quality", "95", "-q")
+    code, _, err = run_cli(
+        "process",
+        source,
+        "-o",
+        tmp_path / "out.mp4",
+        "--model",
+        LEFT_HALF,
+        "--redis",
+        redis_server.url,
+        "--frame-codec",
+        "jpeg",
+        "--quality",
+        "95",
+        "-q",
+    )
     assert code == 0, err
     lossy, exact = probe(tmp_path / "out.mp4"), embedded(tmp_path, source)
     assert lossy["frames"] == 10

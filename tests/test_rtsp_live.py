@@ -9,7 +9,6 @@ import time
 
 import av
 import pytest
-
 from media import frame_image
 from redis_fixtures import ROOT, environment
 from rtsp_fixtures import RtspRelay, publish
@@ -28,8 +27,9 @@ def relay():
 
 def start_streamer(*args: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "streamer", "process", *args, "--model", LEFT_HALF, "--alpha", "0", "--json"]
-    return subprocess.Popen(command, env=environment(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        command, env=environment(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def stop(process: subprocess.Popen) -> tuple[int, dict, str]:
@@ -100,8 +100,9 @@ def test_publisher_restart_is_survived(relay, tmp_path):
     publisher = threading.Thread(target=two_sessions)
     publisher.start()
     time.sleep(1.0)  # the publisher announces the path
-    streamer = start_streamer(relay.url("/cam2"), "-o", str(output), "--timeout", "2", "--give-up", "30",
-                             "--max-backoff", "0.5")
+    streamer = start_streamer(
+        relay.url("/cam2"), "-o", str(output), "--timeout", "2", "--give-up", "30", "--max-backoff", "0.5"
+    )
     publisher.join()
     time.sleep(0.5)
     code, summary, err = stop(streamer)

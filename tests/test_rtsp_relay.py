@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import av
 import pytest
-
 from rtsp_fixtures import RtspRelay, publish
 
 pytestmark = pytest.mark.timeout(30)
@@ -51,9 +50,16 @@ def open_reader(url: str, transport: str = "tcp", within: float = 5.0) -> av.con
     deadline = time.monotonic() + within
     while True:
         try:
-            container = av.open(url, timeout=(3, 3), options={
-                "rtsp_transport": transport, "timeout": "2000000",  # socket timeout, microseconds
-                "analyzeduration": "0", "probesize": "32"})  # the SDP says it all: start at once
+            container = av.open(
+                url,
+                timeout=(3, 3),
+                options={
+                    "rtsp_transport": transport,
+                    "timeout": "2000000",  # socket timeout, microseconds
+                    "analyzeduration": "0",
+                    "probesize": "32",
+                },
+            )  # the SDP says it all: start at once
             container.streams.video[0].thread_type = "SLICE"  # frame threads would hold frames back
             return container
         except av.error.FFmpegError:
@@ -85,6 +91,7 @@ def indices(levels: list[float], count: int) -> list[int | None]:
     Index i has level (37 i) % 200 + 30, give or take 1 after coding, and indices that close in level
     are at least 27 apart; so the first frame is taken as the index that the next frames follow best.
     """
+
     def matches(level: float, index: int) -> bool:
         return index < count and abs((index * 37) % 200 + 30 - level) <= 1.5
 
@@ -142,9 +149,11 @@ def test_latency_720p(relay):
     order = indices([level for _, level in frames], 60)
     assert len(frames) >= 30 and None not in order
     latencies = [(received - sent[index]) * 1000 for (received, _), index in zip(frames, order)][5:]
-    print(f"\nRTSP loopback latency at 1280x720 (encode, publish, relay, decode): median "
-          f"{statistics.median(latencies):.0f} ms, min {min(latencies):.0f} ms, max {max(latencies):.0f} ms "
-          f"over {len(latencies)} frames")
+    print(
+        f"\nRTSP loopback latency at 1280x720 (encode, publish, relay, decode): median "
+        f"{statistics.median(latencies):.0f} ms, min {min(latencies):.0f} ms, max {max(latencies):.0f} ms "
+        f"over {len(latencies)} frames"
+    )
     assert statistics.median(latencies) < 500
 
 

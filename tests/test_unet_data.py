@@ -9,8 +9,9 @@ from unet_helpers import write_kitti
 
 from streamer.errors import StreamerError
 from workers.unet.augment import augmentation
+from workers.unet.data import training_sources
 from workers.unet.props import Prop
-from workers.unet.sources import SyntheticSource, kitti_source, training_sources
+from workers.unet.sources import SyntheticSource, kitti_source
 from workers.unet.synthetic import RoadScene, road_frames
 
 
@@ -32,12 +33,19 @@ def test_kitti_validation_split_is_the_last_fraction(tmp_path):
     assert [p.name for p in val.images] == ["000008_10.png", "000009_10.png"]
 
 
-@pytest.mark.parametrize("damage,message", [
-    (lambda root: None, "not found"),
-    (lambda root: (root / "image_2").mkdir(parents=True), "semantic: missing"),
-    (lambda root: [(root / d).mkdir(parents=True) for d in ("image_2", "semantic")], "image_2: no .png files"),
-    (lambda root: (write_kitti(root, 2), (root / "semantic" / "000001_10.png").unlink()), "2 images in image_2 but 1"),
-], ids=["no-folder", "no-semantic", "empty", "count-differs"])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda root: None, "not found"),
+        (lambda root: (root / "image_2").mkdir(parents=True), "semantic: missing"),
+        (lambda root: [(root / d).mkdir(parents=True) for d in ("image_2", "semantic")], "image_2: no .png files"),
+        (
+            lambda root: (write_kitti(root, 2), (root / "semantic" / "000001_10.png").unlink()),
+            "2 images in image_2 but 1",
+        ),
+    ],
+    ids=["no-folder", "no-semantic", "empty", "count-differs"],
+)
 def test_broken_kitti_folders_name_the_path(tmp_path, damage, message):
     root = tmp_path / "kitti"
     damage(root)
@@ -101,10 +109,22 @@ def test_synthetic_scene_has_a_plausible_road_mask():
 def test_a_car_on_the_road_is_not_road_but_its_lane_is():
     rng = np.random.default_rng(3)
     scene = RoadScene.random(rng)
-    straight = dict(curvature=0.0, curve_drift=0.0, sway=0.0, lane_offset=0.0, bob=0.0, center_shift=0.0,
-                    focal=0.8, horizon=0.45, camera_height=1.5, road_width=8.0, shoulders=(None, None))
-    car = Prop("car", d=0.0, phase=0.1, speed=0.0, width=1.8, height=1.5, depth=0.0, color=(200, 0, 0),
-               color2=(30, 30, 30))
+    straight = dict(
+        curvature=0.0,
+        curve_drift=0.0,
+        sway=0.0,
+        lane_offset=0.0,
+        bob=0.0,
+        center_shift=0.0,
+        focal=0.8,
+        horizon=0.45,
+        camera_height=1.5,
+        road_width=8.0,
+        shoulders=(None, None),
+    )
+    car = Prop(
+        "car", d=0.0, phase=0.1, speed=0.0, width=1.8, height=1.5, depth=0.0, color=(200, 0, 0), color2=(30, 30, 30)
+    )
     empty = replace(scene, **straight, props=(), prop_period=200.0)
     with_car = replace(empty, props=(car,))
     _, road = empty.render(180, 320)

@@ -7,6 +7,7 @@ import pytest
 from unet_helpers import save_gray_model, write_kitti
 
 from streamer.prediction import Prediction
+from workers.unet.config import EvaluateConfig
 from workers.unet.evaluate import evaluate, iou
 from workers.unet.sources import SyntheticSource
 
@@ -36,7 +37,8 @@ class Everything:
 
 def test_evaluate_synthetic_with_a_known_prediction():
     model = Everything()
-    result = evaluate(None, "synthetic-roads", samples=5, seed=3, frame_size=(72, 128), batch_size=2, model=model)
+    config = EvaluateConfig(data="synthetic-roads", samples=5, seed=3, frame_size=(72, 128), batch_size=2)
+    result = evaluate(config, model=model)
     source = SyntheticSource(5, 3, "test", (72, 128))
     expected = [source.sample(i)[1].mean() for i in range(5)]
     assert result.ious == pytest.approx(expected)
@@ -47,21 +49,44 @@ def test_evaluate_synthetic_with_a_known_prediction():
 
 def test_evaluate_kitti_at_original_size(tmp_path):
     masks = write_kitti(tmp_path / "kitti", count=3)
-    result = evaluate(None, f"kitti:{tmp_path / 'kitti'}", model=Everything())
+    result = evaluate(EvaluateConfig(data=f"kitti:{tmp_path / 'kitti'}"), model=Everything())
     assert result.names == ["000000_10", "000001_10", "000002_10"]
     assert result.ious == pytest.approx([m.mean() for m in masks])
 
 
 def test_evaluate_cli_json(tmp_path, run_cli):
     weights = save_gray_model(tmp_path / "gray.keras")
-    code, out, err = run_cli("evaluate", "unet", "--data", "synthetic-roads", "--samples", "3", "--seed", "5",
-                             "--frame-size", "128x72", "--weights", weights, "--json")
+    code, out, err = run_cli(
+        "evaluate",
+        "unet",
+        "--data",
+        "synthetic-roads",
+        "--samples",
+        "3",
+        "--seed",
+        "5",
+        "--frame-size",
+        "128x72",
+        "--weights",
+        weights,
+        "--json",
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["count"] == 3 and len(report["images"]) == 3
     assert report["mean_iou"] == pytest.approx(np.mean([i["iou"] for i in report["images"]]))
-    code, out, _ = run_cli("evaluate", "unet", "--data", "synthetic-roads", "--samples", "2", "--frame-size",
-                           "128x72", "--weights", weights)
+    code, out, _ = run_cli(
+        "evaluate",
+        "unet",
+        "--data",
+        "synthetic-roads",
+        "--samples",
+        "2",
+        "--frame-size",
+        "128x72",
+        "--weights",
+        weights,
+    )
     assert code == 0 and out.strip().splitlines()[-1].startswith("mean IoU over 2 images:")
 
 

@@ -38,8 +38,9 @@ def test_unet_plus_plus_deep_supervision_has_one_head_per_nested_level():
     assert len(unet_plus_plus(SHAPE, width=0.0625).outputs) == 1
 
 
-@pytest.mark.parametrize("arch,shape", [("unet", (30, 64, 3)), ("unetpp", (32, 60, 3)), ("mobilenet", (48, 64, 3)),
-                                        ("unet", (32, 64, 1))])
+@pytest.mark.parametrize(
+    "arch,shape", [("unet", (30, 64, 3)), ("unetpp", (32, 60, 3)), ("mobilenet", (48, 64, 3)), ("unet", (32, 64, 1))]
+)
 def test_input_sizes_the_pooling_cannot_halve_are_refused(arch, shape):
     with pytest.raises(StreamerError, match="divisible by"):
         build_model(arch, shape, width=0.0625)

@@ -54,12 +54,25 @@ def test_multi_class_model_gives_the_argmax_class(weights):
     assert (first.semantic == 1).all() and (second.semantic == 2).all()
 
 
-def test_mixed_precision_and_cpu_device_give_the_same_masks(weights):
-    frame = np.zeros((1, 64, 128, 3), np.uint8)
-    frame[0, :, :40] = 240
+def test_mixed_precision_computes_in_float16_and_moves_the_road_edge_by_a_pixel_at_most(weights):
+    """A grey ramp across the frame: probability 0.5 falls mid-frame, where float16 rounding could flip pixels."""
+    ramp = np.round(np.linspace(96, 160, 128)).astype(np.uint8)
+    frame = np.broadcast_to(ramp[None, None, :, None], (1, 64, 128, 3)).copy()
     plain = load(ModelConfig(weights=str(weights["gray"]))).predict(frame)[0].semantic
-    mixed = load(ModelConfig(weights=str(weights["gray"]), mixed_precision=True, device="/CPU:0")).predict(frame)
-    np.testing.assert_array_equal(mixed[0].semantic, plain)
+    model = load(ModelConfig(weights=str(weights["gray"]), mixed_precision=True, device="/CPU:0"))
+    assert model.model.get_layer("gray").compute_dtype == "float16"
+    assert model.model.get_layer("head").compute_dtype == "float32"  # outputs stay float32
+    mixed = model.predict(frame)[0].semantic
+
+    def road_starts(semantic):
+        """The column where the road (the bright right-hand side) starts; the same in every row."""
+        assert (semantic == semantic[:1]).all()
+        start = int(np.argmax(semantic[0]))
+        assert not semantic[0, :start].any() and semantic[0, start:].all()
+        return start
+
+    assert 54 <= road_starts(plain) <= 74
+    assert abs(road_starts(mixed) - road_starts(plain)) <= 1
 
 
 def test_missing_device_is_a_user_error(weights):
@@ -104,5 +117,5 @@ def test_truncated_keras_file_raises_streamer_error(tmp_path, weights):
 
 def test_frames_must_be_uint8_rgb(weights):
     model = load(ModelConfig(weights=str(weights["gray"])))
-    with pytest.raises(ValueError, match="uint8"):
+    with pytest.raises(StreamerError, match="uint8"):
         model.predict(np.zeros((1, 10, 10, 3), np.float32))

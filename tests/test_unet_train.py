@@ -7,11 +7,23 @@ import pytest
 
 from streamer.errors import StreamerError
 from streamer.models import ModelConfig
+from workers.unet.config import TrainConfig
 from workers.unet.predictor import load
-from workers.unet.train import TrainConfig, train
+from workers.unet.train import train
 
-TINY = dict(width=0.0625, input_height=32, input_width=64, samples=24, batch_size=4, steps_per_epoch=5,
-            learning_rate=3e-3, dropout=0.0, val_fraction=0.25, seed=1, workers=1)
+TINY = dict(
+    width=0.0625,
+    input_height=32,
+    input_width=64,
+    samples=24,
+    batch_size=4,
+    steps_per_epoch=5,
+    learning_rate=3e-3,
+    dropout=0.0,
+    val_fraction=0.25,
+    seed=1,
+    workers=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +48,7 @@ def test_loss_falls_and_checkpoints_are_written(run, capsys):
     state = json.loads((out / "state.json").read_text())
     assert state["epoch"] == 2 and state["config"]["width"] == 0.0625
     assert state["best"]["metric"] == "val_iou"
-    assert not list(out.glob(".*tmp*"))  # temporary files were renamed
+    assert not list(out.glob(".*"))  # temporary files were renamed
 
 
 def test_checkpoint_is_usable_by_the_predictor(run):
@@ -66,9 +78,26 @@ def test_resume_refuses_a_different_config_and_fresh_runs_refuse_a_used_folder(r
 
 def test_cli_trains_and_resumes_with_saved_options(tmp_path, run_cli):
     out = tmp_path / "cli"
-    code, printed, err = run_cli("train", "unet", "--data", "synthetic-roads", "--samples", "6", "--size", "64x32",
-                                 "--width", "0.0625", "--epochs", "1", "--batch", "3", "--val", "0",
-                                 "--out", out)
+    code, printed, err = run_cli(
+        "train",
+        "unet",
+        "--data",
+        "synthetic-roads",
+        "--samples",
+        "6",
+        "--size",
+        "64x32",
+        "--width",
+        "0.0625",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "3",
+        "--val-fraction",
+        "0",
+        "--out",
+        out,
+    )
     assert code == 0, err
     assert "epoch 1/1" in printed and (out / "best.keras").exists()
     code, printed, err = run_cli("train", "unet", "--out", out, "--resume", "--epochs", "2")

@@ -17,13 +17,16 @@ def save_tiny_unet(path: Path, classes: int = 1) -> Path:
 
 
 def save_gray_model(path: Path, size: tuple[int, int] = (32, 64)) -> Path:
-    """A 'segmentation' model whose road probability is the pixel's grey level (mean of R, G, B in [0, 1])."""
+    """A 'segmentation' model whose road probability is the pixel's grey level (mean of R, G, B in [0, 1]):
+    a hidden layer `gray` computes it (in float16 under mixed precision), the output layer `head` passes it on."""
     import keras
 
     inputs = keras.Input((*size, 3))
-    layer = keras.layers.Conv2D(1, 1, name="head")
-    model = keras.Model(inputs, layer(inputs))
-    layer.set_weights([np.full((1, 1, 3, 1), 1 / 3, np.float32), np.zeros(1, np.float32)])
+    gray = keras.layers.Conv2D(1, 1, name="gray")
+    head = keras.layers.Conv2D(1, 1, name="head")
+    model = keras.Model(inputs, head(gray(inputs)))
+    gray.set_weights([np.full((1, 1, 3, 1), 1 / 3, np.float32), np.zeros(1, np.float32)])
+    head.set_weights([np.ones((1, 1, 1, 1), np.float32), np.zeros(1, np.float32)])
     model.save(path)
     return path
 
@@ -51,7 +54,7 @@ def write_kitti(root: Path, count: int = 3, size: tuple[int, int] = (40, 120)) -
         height, width = size
         label = np.full(size, 8, np.uint8)  # sidewalk
         label[: height // 3] = 23  # sky
-        label[height // 2:, : width // 2 + 10 * i] = 7  # road
+        label[height // 2 :, : width // 2 + 10 * i] = 7  # road
         image = rng.integers(0, 255, (*size, 3), dtype=np.uint8)
         name = f"{i:06d}_10.png"
         cv2.imwrite(str(root / "image_2" / name), image)

@@ -12,14 +12,14 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import redis
 
 from streamer.distributed.connection import RedisConfig, connect
 from streamer.distributed.jobs import JobSpec
-from streamer.distributed.messages import MAX_PAYLOAD
+from streamer.distributed.messages import MAX_PAYLOAD, MessageError
 from streamer.distributed.work import Delivery, WorkQueue
 from streamer.errors import StreamerError
 from streamer.metrics import Metrics
@@ -47,12 +47,25 @@ class WorkerConfig:
 class Worker:
     """Serves one model until `stop` is set; finishes the batch in hand first (drain)."""
 
-    def __init__(self, config: WorkerConfig, queue: WorkQueue | None = None, metrics: Metrics | None = None,
-                 load: Callable[[ModelConfig], Model] = load_model):
+    def __init__(
+        self,
+        config: WorkerConfig,
+        queue: WorkQueue | None = None,
+        metrics: Metrics | None = None,
+        load: Callable[[ModelConfig], Model] = load_model,
+    ):
         self.config = config
         self.metrics = metrics or Metrics()
-        self.queue = queue or WorkQueue(connect(config.redis), config.redis, config.model.name, config.name,
-                                        config.claim_idle, config.max_deliveries, config.max_payload, self.metrics)
+        self.queue = queue or WorkQueue(
+            connect(config.redis),
+            config.redis,
+            config.model.name,
+            config.name,
+            config.claim_idle,
+            config.max_deliveries,
+            config.max_payload,
+            self.metrics,
+        )
         self.last_loop = time.monotonic()  # liveness: the loop came round recently
         self.frames = 0
         self._load = load
@@ -82,7 +95,11 @@ class Worker:
         for delivery in deliveries:
             by_job.setdefault(delivery.message.job, []).append(delivery)
         for job, items in by_job.items():
-            spec = self.queue.spec(job)
+            try:
+                spec = self.queue.spec(job)
+            except MessageError as error:  # a poisoned job record: its frames are dead-lettered
+                self.queue.reject(items, str(error))
+                continue
             if spec is None:
                 self.queue.discard(items)  # the job ended or was cancelled
                 continue
@@ -96,8 +113,14 @@ class Worker:
                 rendered = stage([delivery.message.frame for delivery in items])
             except Exception as error:  # left unacknowledged: redelivered, then dead-lettered
                 self.metrics.errors.labels("model").inc()
-                log.error("%s: job %s frames %s failed: %s: %s", self.config.name, job,
-                          [delivery.message.frame.index for delivery in items], type(error).__name__, error)
+                log.error(
+                    "%s: job %s frames %s failed: %s: %s",
+                    self.config.name,
+                    job,
+                    [delivery.message.frame.index for delivery in items],
+                    type(error).__name__,
+                    error,
+                )
                 continue
             self.queue.complete(job, items, rendered, spec)
             self.frames += len(items)
@@ -124,11 +147,18 @@ class Worker:
         while not stop.is_set():
             elapsed = time.monotonic() - self._started
             try:
-                self.queue.announce({
-                    "model": self.config.model.name, "batch": self.config.model.batch_size,
-                    "frames": self.frames, "fps": round(self.frames / elapsed, 2) if elapsed else 0,
-                    "last_seen": time.time(), "pid": os.getpid(), "host": socket.gethostname(),
-                }, ttl=self.config.heartbeat * 5)
+                self.queue.announce(
+                    {
+                        "model": self.config.model.name,
+                        "batch": self.config.model.batch_size,
+                        "frames": self.frames,
+                        "fps": round(self.frames / elapsed, 2) if elapsed else 0,
+                        "last_seen": time.time(),
+                        "pid": os.getpid(),
+                        "host": socket.gethostname(),
+                    },
+                    ttl=self.config.heartbeat * 5,
+                )
             except redis.RedisError as error:  # the main loop reports a lost Redis
                 log.debug("heartbeat failed: %s", error)
             stop.wait(self.config.heartbeat)

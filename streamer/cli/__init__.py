@@ -18,8 +18,12 @@ def build_parser() -> argparse.ArgumentParser:
     from streamer.cli import batch, evaluate, process, sample, serve, status, submit, train, worker
 
     parser = argparse.ArgumentParser(prog="streamer", description="Video segmentation service.")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text",
-                        help="text, or one JSON object per line for log collectors (default: text)")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text, or one JSON object per line for log collectors (default: text)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (process, batch, worker, submit, status, serve, sample, train, evaluate):
         module.add_parser(commands)
@@ -51,8 +55,12 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
-                 "message": record.getMessage()}
+        entry = {
+            "time": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -60,7 +68,9 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(style: str) -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if style == "json" else logging.Formatter("streamer: %(levelname)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter() if style == "json" else logging.Formatter("streamer: %(levelname)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if os.environ.get("STREAMER_VERBOSE") else logging.WARNING)

@@ -9,8 +9,15 @@ from rich.console import Console
 from rich.table import Table
 
 from streamer.batch import DONE, FAILED, BatchConfig, run_batch
-from streamer.cli.common import (add_effect_arguments, add_frame_arguments, add_model_arguments, add_redis_arguments,
-                                 effect_config, model_config, producer_config)
+from streamer.cli.common import (
+    add_effect_arguments,
+    add_frame_arguments,
+    add_model_arguments,
+    add_redis_arguments,
+    effect_config,
+    model_config,
+    producer_config,
+)
 from streamer.effects import effect_function
 from streamer.errors import StreamerError
 from streamer.pipeline import ProcessConfig
@@ -24,13 +31,21 @@ def add_parser(commands) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="DEST", help="folder or bucket prefix")
     add_model_arguments(parser)
     effect = add_effect_arguments(parser)
-    effect.add_argument("--detections", action="store_true",
-                        help="also write each video's detections (one JSON line per frame) to DEST/<name>.jsonl")
+    effect.add_argument(
+        "--detections",
+        action="store_true",
+        help="also write each video's detections (one JSON line per frame) to DEST/<name>.jsonl",
+    )
     parser.add_argument("--crf", type=int, default=23, help="x264 quality (default: 23)")
     parser.add_argument("--preset", default="veryfast", help="x264 preset (default: veryfast)")
     parser.add_argument("--parallel", type=int, default=1, help="videos processed at once (default: 1)")
-    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="fsspec option for cloud paths, e.g. anon=true or key=... (repeatable)")
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsspec option for cloud paths, e.g. anon=true or key=... (repeatable)",
+    )
     parser.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO, Ceph), e.g. http://127.0.0.1:9000")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     add_redis_arguments(parser, required=False)
@@ -62,8 +77,14 @@ def run(args: argparse.Namespace) -> int:
         encode=EncodeConfig(crf=args.crf, preset=args.preset),
         redis=producer_config(args),
     )
-    config = BatchConfig(inputs=args.inputs, dest=args.output, job=job, parallel=args.parallel,
-                         storage=storage_options(args), detections=args.detections)
+    config = BatchConfig(
+        inputs=args.inputs,
+        dest=args.output,
+        job=job,
+        parallel=args.parallel,
+        storage=storage_options(args),
+        detections=args.detections,
+    )
 
     def progress(report):
         if not args.json:
@@ -75,15 +96,31 @@ def run(args: argparse.Namespace) -> int:
     frames = sum(r.frames for r in done)
     seconds = sum(r.seconds for r in reports)
     if args.json:
-        print(json.dumps({"videos": [r.__dict__ for r in reports], "done": len(done), "failed": len(failed),
-                          "skipped": len(reports) - len(done) - len(failed), "frames": frames,
-                          "seconds": round(seconds, 3)}))
+        print(
+            json.dumps(
+                {
+                    "videos": [r.__dict__ for r in reports],
+                    "done": len(done),
+                    "failed": len(failed),
+                    "skipped": len(reports) - len(done) - len(failed),
+                    "frames": frames,
+                    "seconds": round(seconds, 3),
+                }
+            )
+        )
     else:
         table = Table("video", "state", "frames", "seconds", "fps", title="batch")
         for r in reports:
-            table.add_row(r.input, r.state, str(r.frames), f"{r.seconds:.1f}",
-                          f"{r.frames / r.seconds:.1f}" if r.seconds and r.frames else "")
+            table.add_row(
+                r.input,
+                r.state,
+                str(r.frames),
+                f"{r.seconds:.1f}",
+                f"{r.frames / r.seconds:.1f}" if r.seconds and r.frames else "",
+            )
         Console(stderr=True).print(table)
-        say(f"{len(done)} done, {len(failed)} failed, {len(reports) - len(done) - len(failed)} skipped; "
-            f"{frames} frames in {seconds:.1f} s ({frames / seconds if seconds else 0:.1f} fps)")
+        say(
+            f"{len(done)} done, {len(failed)} failed, {len(reports) - len(done) - len(failed)} skipped; "
+            f"{frames} frames in {seconds:.1f} s ({frames / seconds if seconds else 0:.1f} fps)"
+        )
     return 1 if failed else 0

@@ -17,12 +17,22 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", default="unet", help="model name (default: unet)")
     group.add_argument("--weights", help="weights file (default: the model's bundled demo weights)")
     group.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
-    group.add_argument("--parallel-batches", type=int, default=2, metavar="N",
-                       help="model calls running at once in this process, so one batch's pre- and post-processing "
-                            "overlaps another's inference (default: 2; 1 for a model that is not thread-safe)")
-    group.add_argument("--threshold", "--min-confidence", dest="threshold", type=float,
-                       help="unet: mask probability threshold (default 0.5); maskrcnn: minimum detection "
-                            "confidence (default: the weights' DETECTION_MIN_CONFIDENCE)")
+    group.add_argument(
+        "--parallel-batches",
+        type=int,
+        default=2,
+        metavar="N",
+        help="model calls running at once in this process, so one batch's pre- and post-processing "
+        "overlaps another's inference (default: 2; 1 for a model that is not thread-safe)",
+    )
+    group.add_argument(
+        "--threshold",
+        "--min-confidence",
+        dest="threshold",
+        type=float,
+        help="unet: mask probability threshold (default 0.5); maskrcnn: minimum detection "
+        "confidence (default: the weights' DETECTION_MIN_CONFIDENCE)",
+    )
     group.add_argument("--device", help="TensorFlow device such as /GPU:0 (default: automatic)")
     group.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")
 
@@ -31,8 +41,14 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
     """The ModelConfig of add_model_arguments' options (--parallel-batches goes to ProcessConfig)."""
     if args.parallel_batches < 1:
         raise StreamerError(f"--parallel-batches {args.parallel_batches}: must be at least 1")
-    return ModelConfig(name=args.model, weights=args.weights, batch_size=args.batch, threshold=args.threshold,
-                       device=args.device, mixed_precision=args.mixed_precision)
+    return ModelConfig(
+        name=args.model,
+        weights=args.weights,
+        batch_size=args.batch,
+        threshold=args.threshold,
+        device=args.device,
+        mixed_precision=args.mixed_precision,
+    )
 
 
 def add_effect_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -65,11 +81,17 @@ def parse_color(text: str) -> tuple[int, int, int]:
 def add_redis_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
     group = parser.add_argument_group("redis")
     default = os.environ.get("STREAMER_REDIS")
-    group.add_argument("--redis", metavar="URL", default=default, required=required and not default,
-                       help="redis://[user:password@]host:port/db or rediss:// for TLS (env STREAMER_REDIS)")
+    group.add_argument(
+        "--redis",
+        metavar="URL",
+        default=default,
+        required=required and not default,
+        help="redis://[user:password@]host:port/db or rediss:// for TLS (env STREAMER_REDIS)",
+    )
     group.add_argument("--namespace", default="streamer", help="prefix of every key (default: streamer)")
-    group.add_argument("--grace", type=float, default=10.0,
-                       help="seconds to keep retrying when Redis goes away (default: 10)")
+    group.add_argument(
+        "--grace", type=float, default=10.0, help="seconds to keep retrying when Redis goes away (default: 10)"
+    )
 
 
 def add_frame_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,52 +7,86 @@ import json
 import signal
 import threading
 
-from streamer.cli.common import (add_effect_arguments, add_frame_arguments, add_model_arguments, add_redis_arguments,
-                                 effect_config, model_config, producer_config)
+from streamer.cli.common import (
+    add_effect_arguments,
+    add_frame_arguments,
+    add_model_arguments,
+    add_redis_arguments,
+    effect_config,
+    model_config,
+    producer_config,
+)
+from streamer.errors import StreamerError
 from streamer.live import DROP_POLICIES, LiveConfig
 from streamer.metrics import HealthServer, Metrics
-from streamer.source import SourceOptions
-from streamer.errors import StreamerError
 from streamer.pipeline import Pipeline, ProcessConfig
 from streamer.progress import ProgressBar, say
 from streamer.sink import EncodeConfig
+from streamer.source import SourceOptions
 
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("process", help="segment a video file and render the result")
     parser.add_argument("input", help="video file or URL (anything FFmpeg reads)")
-    parser.add_argument("-o", "--output", action="append", metavar="OUTPUT",
-                        help="file, folder/index.m3u8 (HLS), rtsp:// or rtmp:// URL; repeat for several outputs "
-                             "(default: <stem>_<effect>.mp4 beside the input)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        action="append",
+        metavar="OUTPUT",
+        help="file, folder/index.m3u8 (HLS), rtsp:// or rtmp:// URL; repeat for several outputs "
+        "(default: <stem>_<effect>.mp4 beside the input)",
+    )
     parser.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output if it exists")
     add_model_arguments(parser)
     effect = add_effect_arguments(parser)
-    effect.add_argument("--detections", metavar="FILE.jsonl",
-                        help="also write one JSON line per frame: index, pts, boxes, classes, scores, RLE masks")
+    effect.add_argument(
+        "--detections",
+        metavar="FILE.jsonl",
+        help="also write one JSON line per frame: index, pts, boxes, classes, scores, RLE masks",
+    )
     encode = parser.add_argument_group("encoding")
     encode.add_argument("--codec", default="libx264", help="video encoder (default: libx264)")
     encode.add_argument("--crf", type=int, default=23, help="quality, lower is better (default: 23)")
     encode.add_argument("--preset", default="veryfast", help="x264 speed preset (default: veryfast)")
     encode.add_argument("--pix-fmt", default="yuv420p", help="pixel format (default: yuv420p)")
     live = parser.add_argument_group("live streams")
-    live.add_argument("--live", action="store_true", default=None,
-                      help="treat the input as live (default: rtsp/rtmp/udp/srt URLs, cameras, endless HTTP)")
+    live.add_argument(
+        "--live",
+        action="store_true",
+        default=None,
+        help="treat the input as live (default: rtsp/rtmp/udp/srt URLs, cameras, endless HTTP)",
+    )
     live.add_argument("--rtsp-transport", default="tcp", choices=("tcp", "udp"), help="RTSP transport (default: tcp)")
-    live.add_argument("--timeout", type=float, default=10.0,
-                      help="seconds to connect, and without data before reconnecting (default: 10)")
-    live.add_argument("--give-up", type=float, default=60.0,
-                      help="seconds without frames before a live job fails (default: 60)")
-    live.add_argument("--max-backoff", type=float, default=8.0,
-                      help="longest wait between reconnect attempts, which double from 0.5 s (default: 8)")
-    live.add_argument("--drop", default="oldest", choices=DROP_POLICIES,
-                      help="when falling behind a live input, drop the oldest or newest frame, or none (default: oldest)")
+    live.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds to connect, and without data before reconnecting (default: 10)",
+    )
+    live.add_argument(
+        "--give-up", type=float, default=60.0, help="seconds without frames before a live job fails (default: 60)"
+    )
+    live.add_argument(
+        "--max-backoff",
+        type=float,
+        default=8.0,
+        help="longest wait between reconnect attempts, which double from 0.5 s (default: 8)",
+    )
+    live.add_argument(
+        "--drop",
+        default="oldest",
+        choices=DROP_POLICIES,
+        help="when falling behind a live input, drop the oldest or newest frame, or none (default: oldest)",
+    )
     live.add_argument("--segment", help="split file outputs every DURATION (e.g. 10m, 30s, 1h)")
     live.add_argument("--hls-time", type=float, default=2.0, help="seconds per HLS segment (default: 2)")
-    live.add_argument("--hls-list-size", type=int, default=6,
-                      help="segments kept in the HLS playlist, 0 keeps all (default: 6)")
+    live.add_argument(
+        "--hls-list-size", type=int, default=6, help="segments kept in the HLS playlist, 0 keeps all (default: 6)"
+    )
     add_redis_arguments(parser, required=False)
-    parser.add_argument("--workers", type=int, default=0,
-                        help="with --redis: also start N local workers for this job (default: 0)")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="with --redis: also start N local workers for this job (default: 0)"
+    )
     add_frame_arguments(parser)
     report = parser.add_argument_group("reporting")
     report.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
@@ -116,25 +150,42 @@ def run(args: argparse.Namespace) -> int:
         say(f"streamer: warning: {config.input}: {result.warning}; kept the frames decoded before it")
     if args.json:
         summary = {
-            "output": result.output, "frames": result.frames, "seconds": round(result.seconds, 3),
-            "fps": round(result.fps, 2), "interrupted": result.interrupted, "warning": result.warning,
+            "output": result.output,
+            "frames": result.frames,
+            "seconds": round(result.seconds, 3),
+            "fps": round(result.fps, 2),
+            "interrupted": result.interrupted,
+            "warning": result.warning,
             "audio": result.audio,
         }
         if result.live:
-            summary.update(live=True, input_fps=round(result.input_fps, 2), dropped=result.dropped, gaps=result.gaps,
-                           latency_p50=result.latency_p50, latency_p95=result.latency_p95)
+            summary.update(
+                live=True,
+                input_fps=round(result.input_fps, 2),
+                dropped=result.dropped,
+                gaps=result.gaps,
+                latency_p50=result.latency_p50,
+                latency_p95=result.latency_p95,
+            )
         print(json.dumps(summary))
     if result.live:
         if not args.quiet:
-            p50, p95 = (f"{value * 1000:.0f}" if value is not None else "-" for value in
-                        (result.latency_p50, result.latency_p95))
-            say(f"{result.frames} frames in {result.seconds:.1f} s (in {result.input_fps:.1f} fps, out "
+            p50, p95 = (
+                f"{value * 1000:.0f}" if value is not None else "-"
+                for value in (result.latency_p50, result.latency_p95)
+            )
+            say(
+                f"{result.frames} frames in {result.seconds:.1f} s (in {result.input_fps:.1f} fps, out "
                 f"{result.fps:.1f} fps), {result.dropped} dropped, {result.gaps} gaps, latency p50 {p50} ms "
-                f"p95 {p95} ms → {result.output}")
+                f"p95 {p95} ms → {result.output}"
+            )
         return 0
     if result.interrupted:
-        kept = (f"kept a valid shorter video at {result.output}" if result.output
-                else "no frame was written, removed the partial output")
+        kept = (
+            f"kept a valid shorter video at {result.output}"
+            if result.output
+            else "no frame was written, removed the partial output"
+        )
         say(f"streamer: interrupted after {result.frames} frames: {kept}")
         return 130
     if not args.quiet:

@@ -14,8 +14,11 @@ SAMPLES = ("road", "shapes")
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("sample", help="render a synthetic video: road (a drive with lane marks) or "
-                                 "shapes (moving, overlapping squares, circles, triangles)")
+    parser = commands.add_parser(
+        "sample",
+        help="render a synthetic video: road (a drive with lane marks) or "
+        "shapes (moving, overlapping squares, circles, triangles)",
+    )
     parser.add_argument("kind", help=f"what to render: {', '.join(SAMPLES)}")
     parser.add_argument("-o", "--output", required=True, help="output video file, e.g. road.mp4")
     parser.add_argument("--seconds", type=float, default=10.0, help="length (default: 10)")

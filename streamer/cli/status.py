@@ -39,24 +39,47 @@ def snapshot(client, keys: Keys, job: str | None = None) -> dict:
         total = int(record["total"]) if record.get("total") else None
         fps = float(record.get("fps") or 0)
         eta = (total - done) / fps if total and fps and record.get("state") not in FINAL else None
-        listed.append({"job": job_id, "state": record.get("state"), "done": done, "total": total, "fps": fps,
-                       "eta": eta, "reason": record.get("reason") or None,
-                       "input": record.get("input"), "output": record.get("output")})
+        listed.append(
+            {
+                "job": job_id,
+                "state": record.get("state"),
+                "done": done,
+                "total": total,
+                "fps": fps,
+                "eta": eta,
+                "reason": record.get("reason") or None,
+                "input": record.get("input"),
+                "output": record.get("output"),
+            }
+        )
     workers = []
     for name in sorted(member.decode() for member in client.smembers(keys.workers)):
         record = {k.decode(): v.decode() for k, v in client.hgetall(keys.worker(name)).items()}
         if not record:
             client.srem(keys.workers, name)  # its heartbeat expired: gone
             continue
-        workers.append({"name": name, "model": record["model"], "batch": int(record["batch"]),
-                        "fps": float(record["fps"]), "frames": int(record["frames"]),
-                        "last_seen": round(time.time() - float(record["last_seen"]), 1)})
+        workers.append(
+            {
+                "name": name,
+                "model": record["model"],
+                "batch": int(record["batch"]),
+                "fps": float(record["fps"]),
+                "frames": int(record["frames"]),
+                "last_seen": round(time.time() - float(record["last_seen"]), 1),
+            }
+        )
     backlogs = []
     for stream in sorted(key.decode() for key in client.scan_iter(match=keys.work("*"), _type="stream")):
         groups = {g["name"].decode(): g for g in client.xinfo_groups(stream)}
         group = groups.get(WORKER_GROUP, {})
-        backlogs.append({"stream": stream, "length": client.xlen(stream), "pending": group.get("pending", 0),
-                         "lag": group.get("lag")})
+        backlogs.append(
+            {
+                "stream": stream,
+                "length": client.xlen(stream),
+                "pending": group.get("pending", 0),
+                "lag": group.get("lag"),
+            }
+        )
     return {"jobs": listed, "workers": workers, "backlogs": backlogs}
 
 
@@ -75,8 +98,14 @@ def run_status(args: argparse.Namespace) -> int:
     console.print(table)
     table = Table("worker", "model", "batch", "fps", "frames", "last seen", title="workers")
     for worker in state["workers"]:
-        table.add_row(worker["name"], worker["model"], str(worker["batch"]), f"{worker['fps']:.1f}",
-                      str(worker["frames"]), f"{worker['last_seen']} s ago")
+        table.add_row(
+            worker["name"],
+            worker["model"],
+            str(worker["batch"]),
+            f"{worker['fps']:.1f}",
+            str(worker["frames"]),
+            f"{worker['last_seen']} s ago",
+        )
     console.print(table)
     table = Table("stream", "length", "pending", "lag", title="backlogs")
     for backlog in state["backlogs"]:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from streamer.cli.common import add_effect_arguments, add_redis_arguments, check_frame_codec, effect_config, redis_config
+from streamer.cli.common import (
+    add_effect_arguments,
+    add_redis_arguments,
+    check_frame_codec,
+    effect_config,
+    redis_config,
+)
 from streamer.distributed.connection import connect
 from streamer.distributed.jobs import JobSpec, new_job_id
 from streamer.distributed.messages import CODECS
@@ -20,8 +26,13 @@ def add_parser(commands) -> None:
     parser.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output if it exists")
     parser.add_argument("--model", default="unet", help="model name (default: unet)")
     parser.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
-    parser.add_argument("--threshold", "--min-confidence", dest="threshold", type=float,
-                        help="mask threshold or minimum detection confidence (default: the model's)")
+    parser.add_argument(
+        "--threshold",
+        "--min-confidence",
+        dest="threshold",
+        type=float,
+        help="mask threshold or minimum detection confidence (default: the model's)",
+    )
     add_effect_arguments(parser)
     parser.add_argument("--frame-codec", default="raw", help=f"{' | '.join(CODECS)} (default: raw)")
     parser.add_argument("--quality", type=int, default=90, help="jpeg/webp quality (default: 90)")
@@ -34,8 +45,13 @@ def run(args: argparse.Namespace) -> int:
     effect_function(args.effect)
     check_frame_codec(args.frame_codec)
     config = redis_config(args)
-    spec = JobSpec(model=model.name, effect=effect_config(args),
-                   threshold=args.threshold, frame_codec=args.frame_codec, quality=args.quality)
+    spec = JobSpec(
+        model=model.name,
+        effect=effect_config(args),
+        threshold=args.threshold,
+        frame_codec=args.frame_codec,
+        quality=args.quality,
+    )
     job = new_job_id()
     submit(connect(config), config, job, spec, args.input, args.output, args.overwrite, model.batch_size)
     print(job)

@@ -12,8 +12,8 @@ from streamer.distributed.connection import connect
 from streamer.distributed.runner import Runner
 from streamer.errors import StreamerError
 from streamer.metrics import HealthServer
-from workers.loop import Worker, WorkerConfig
 from streamer.models import ModelConfig
+from workers.loop import Worker, WorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -26,23 +26,43 @@ def add_parser(commands) -> None:
     parser.add_argument("--device", help="TensorFlow device such as /GPU:0")
     parser.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")
     parser.add_argument("--name", help="worker name (default: host-pid)")
-    parser.add_argument("--claim-idle", type=float, default=10.0,
-                        help="seconds before a dead worker's frames are taken over (default: 10)")
-    parser.add_argument("--max-deliveries", type=int, default=3,
-                        help="deliveries of a frame before it is dead-lettered and its job fails (default: 3)")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="submitted jobs this worker also runs (decode and mux) at once (default: 1; 0: none)")
-    parser.add_argument("--metrics-port", type=int,
-                        help="serve /metrics (Prometheus), /healthz and /readyz on this port")
+    parser.add_argument(
+        "--claim-idle",
+        type=float,
+        default=10.0,
+        help="seconds before a dead worker's frames are taken over (default: 10)",
+    )
+    parser.add_argument(
+        "--max-deliveries",
+        type=int,
+        default=3,
+        help="deliveries of a frame before it is dead-lettered and its job fails (default: 3)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="submitted jobs this worker also runs (decode and mux) at once (default: 1; 0: none)",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, help="serve /metrics (Prometheus), /healthz and /readyz on this port"
+    )
     add_redis_arguments(parser, required=True)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     config = WorkerConfig(
-        model=ModelConfig(name=args.model, weights=args.weights, batch_size=args.batch, device=args.device,
-                          mixed_precision=args.mixed_precision),
-        redis=redis_config(args), claim_idle=args.claim_idle, max_deliveries=args.max_deliveries,
+        model=ModelConfig(
+            name=args.model,
+            weights=args.weights,
+            batch_size=args.batch,
+            device=args.device,
+            mixed_precision=args.mixed_precision,
+        ),
+        redis=redis_config(args),
+        claim_idle=args.claim_idle,
+        max_deliveries=args.max_deliveries,
     )
     if args.name:
         config.name = args.name

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -97,7 +98,9 @@ def connect(config: RedisConfig) -> redis.Redis:
     try:
         client = redis.Redis.from_url(config.url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=15)
     except ValueError as error:
-        raise StreamerError(f"--redis {redacted(config.url)}: {error}; use redis://[user:password@]host:port/db") from None
+        raise StreamerError(
+            f"--redis {redacted(config.url)}: {error}; use redis://[user:password@]host:port/db"
+        ) from None
     retrying(config, lambda: client.ping(), "connect")
     return client
 

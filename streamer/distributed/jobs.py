@@ -12,7 +12,7 @@ import redis
 from streamer.distributed.connection import Keys
 from streamer.effects import EffectConfig
 
-RUNNING, DONE, FAILED, CANCELLED, QUEUED = "running", "done", "failed", "cancelled", "queued"
+RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
 FINAL = (DONE, FAILED, CANCELLED)
 
 

@@ -6,19 +6,25 @@ are decoded by codec: nothing a writer to Redis puts in a message can run code h
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from fractions import Fraction
 
 import cv2
 import numpy as np
+import PIL.Image
 
 from streamer.frames import Frame, Rendered
 
 VERSION = b"1"
 CODECS = ("raw", "png", "jpeg", "webp")
+PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 MAX_SIDE = 8192
 MAX_PAYLOAD = 128 * 1024 * 1024
+MAX_DETECTIONS = 64 * 1024 * 1024
+MAX_NESTING = 32
+NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 
 
 class MessageError(ValueError):
@@ -65,11 +71,12 @@ def decode(fields: dict[bytes, bytes], max_payload: int = MAX_PAYLOAD) -> Messag
             raise MessageError(f"bad frame shape {shape}")
         numerator, denominator = (int(part) for part in fields[b"tb"].split(b"/"))
         codec = fields[b"codec"].decode()
-        detections = json.loads(fields[b"detections"]) if b"detections" in fields else None
-        if detections is not None and not isinstance(detections, dict):
-            raise MessageError("detections must be a JSON object")
+        detections = _detections(fields.get(b"detections"))
+        index = int(fields[b"index"])
+        if index < 0:
+            raise MessageError(f"negative frame index {index}")
         frame = Rendered(
-            index=int(fields[b"index"]),
+            index=index,
             pts=int(fields[b"pts"]),
             time_base=Fraction(numerator, denominator),
             image=_decompress(data, codec, shape),
@@ -78,8 +85,26 @@ def decode(fields: dict[bytes, bytes], max_payload: int = MAX_PAYLOAD) -> Messag
         return Message(job=fields[b"job"].decode(), frame=frame)
     except MessageError:
         raise
-    except (KeyError, ValueError, ZeroDivisionError, UnicodeDecodeError) as error:
-        raise MessageError(f"malformed message: {type(error).__name__}: {error}") from None
+    except (KeyError, ValueError, ZeroDivisionError, UnicodeDecodeError, RecursionError) as error:
+        raise MessageError(f"malformed message: {type(error).__name__}: {str(error)[:200]}") from None
+
+
+def _detections(raw: bytes | None) -> dict | None:
+    """A detection record: a JSON object of bounded size and nesting (deep nesting is refused before parsing)."""
+    if raw is None:
+        return None
+    if len(raw) > MAX_DETECTIONS:
+        raise MessageError(f"detections of {len(raw)} bytes are over the {MAX_DETECTIONS} byte limit")
+    depth = deepest = 0
+    for byte in raw.translate(None, NOT_BRACKETS):  # strings may hold brackets: this bound errs safe
+        depth += 1 if byte in b"[{" else -1
+        deepest = max(deepest, depth)
+    if deepest > MAX_NESTING:
+        raise MessageError(f"detections nested {deepest} deep (at most {MAX_NESTING})")
+    detections = json.loads(raw)
+    if not isinstance(detections, dict):
+        raise MessageError("detections must be a JSON object")
+    return detections
 
 
 def job_of(fields: dict[bytes, bytes]) -> tuple[str, int] | None:
@@ -113,7 +138,22 @@ def _decompress(data: bytes, codec: str, shape: tuple[int, int, int]) -> np.ndar
         return np.frombuffer(data, np.uint8).reshape(shape)
     if codec not in CODECS:
         raise MessageError(f"unknown frame codec {codec!r}")
+    declared = _declared_size(data, codec)
+    if declared != (shape[1], shape[0]):
+        raise MessageError(
+            f"{codec} payload declares {declared[0]}x{declared[1]}, not the frame's {shape[1]}x{shape[0]}"
+        )
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.shape != shape:
         raise MessageError(f"{codec} payload does not decode to shape {shape}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _declared_size(data: bytes, codec: str) -> tuple[int, int]:
+    """(width, height) from the image header alone, so a small file declaring a huge image is refused
+    before anything is decoded."""
+    try:
+        with PIL.Image.open(io.BytesIO(data), formats=[PIL_FORMATS[codec]]) as image:
+            return image.size
+    except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise MessageError(f"{codec} payload is not a {codec} image ({type(error).__name__})") from None

@@ -14,6 +14,7 @@ import redis
 
 from streamer.distributed.connection import RUNNER_GROUP, Keys, RedisConfig, ensure_group, retrying
 from streamer.distributed.jobs import FAILED, FINAL, JobSpec, JobStore
+from streamer.distributed.messages import MessageError
 from streamer.errors import StreamerError
 from streamer.job import ProcessConfig
 from streamer.models import ModelConfig
@@ -22,14 +23,31 @@ from streamer.pipeline import Pipeline
 log = logging.getLogger(__name__)
 
 
-def submit(client: redis.Redis, config: RedisConfig, job: str, spec: JobSpec, input: str, output: str,
-           overwrite: bool = False, batch: int = 4) -> None:
+def submit(
+    client: redis.Redis,
+    config: RedisConfig,
+    job: str,
+    spec: JobSpec,
+    input: str,
+    output: str,
+    overwrite: bool = False,
+    batch: int = 4,
+) -> None:
     """Queue a job for the runners."""
     keys = Keys(config.namespace)
     JobStore(client, keys).create(job, spec, state="queued", input=input, output=output)
     ensure_group(client, keys.submitted, RUNNER_GROUP)
-    client.xadd(keys.submitted, {"job": job, "input": input, "output": output, "spec": spec.to_json(),
-                                 "overwrite": json.dumps(overwrite), "batch": str(batch)})
+    client.xadd(
+        keys.submitted,
+        {
+            "job": job,
+            "input": input,
+            "output": output,
+            "spec": spec.to_json(),
+            "overwrite": json.dumps(overwrite),
+            "batch": str(batch),
+        },
+    )
 
 
 class Runner:
@@ -44,38 +62,95 @@ class Runner:
         retrying(self.config, lambda: ensure_group(self.client, self.keys.submitted, RUNNER_GROUP), "create group")
         while not stop.is_set():
             for entry_id, fields in self._next():
-                self._run(entry_id, {k.decode(): v.decode() for k, v in fields.items()}, stop)
+                try:
+                    job, config = self._parse(fields)
+                except MessageError as error:
+                    self._reject(entry_id, fields, str(error))
+                    continue
+                self._run(entry_id, job, config)
 
     def _next(self):
-        _, claimed, *_ = retrying(self.config, lambda: self.client.xautoclaim(
-            self.keys.submitted, RUNNER_GROUP, self.name, int(self.abandoned * 1000), "0-0", count=1), "claim job")
+        _, claimed, *_ = retrying(
+            self.config,
+            lambda: self.client.xautoclaim(
+                self.keys.submitted, RUNNER_GROUP, self.name, int(self.abandoned * 1000), "0-0", count=1
+            ),
+            "claim job",
+        )
         claimed = [(entry_id, fields) for entry_id, fields in claimed if fields]
         if claimed:
             return claimed
-        reply = retrying(self.config, lambda: self.client.xreadgroup(
-            RUNNER_GROUP, self.name, {self.keys.submitted: ">"}, count=1, block=1000), "read jobs")
+        reply = retrying(
+            self.config,
+            lambda: self.client.xreadgroup(RUNNER_GROUP, self.name, {self.keys.submitted: ">"}, count=1, block=1000),
+            "read jobs",
+        )
         return reply[0][1] if reply else []
 
-    def _run(self, entry_id, entry: dict[str, str], stop: threading.Event) -> None:
-        job = entry["job"]
+    def _parse(self, fields: dict[bytes, bytes]) -> tuple[str, ProcessConfig]:
+        """The job a submitted entry describes; MessageError when anything in it is malformed."""
+        try:
+            entry = {key.decode(): value.decode() for key, value in fields.items()}
+            job = entry["job"]
+            spec = JobSpec.from_json(entry["spec"])
+            overwrite = json.loads(entry.get("overwrite", "false"))
+            if not isinstance(overwrite, bool):
+                raise ValueError("overwrite is not true or false")
+            config = ProcessConfig(
+                input=entry["input"],
+                output=entry["output"],
+                overwrite=overwrite,
+                model=ModelConfig(name=spec.model, threshold=spec.threshold, batch_size=int(entry.get("batch", 4))),
+                effect=spec.effect,
+                redis=self.config,
+                job=job,
+            )
+        except (
+            KeyError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            UnicodeDecodeError,
+            RecursionError,
+            StreamerError,
+        ) as error:
+            raise MessageError(f"malformed job entry: {type(error).__name__}: {str(error)[:200]}") from None
+        return job, config
+
+    def _reject(self, entry_id, fields: dict[bytes, bytes], reason: str) -> None:
+        """A submitted entry that cannot be run: counted, dead-lettered, its job (if named) failed."""
+        log.warning("%s: rejected submitted entry %s: %s", self.name, entry_id.decode(), reason)
+        job = fields.get(b"job", b"").decode(errors="replace")
+        try:
+            if job and self.jobs.state(job) is not None:  # never make a record for a job that has none
+                self.jobs.fail(job, reason)
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hincrby(self.keys.stats, "rejected", 1)
+            pipe.xadd(
+                self.keys.dead,
+                {"entry": entry_id, "stream": self.keys.submitted, "reason": reason, "worker": self.name, "job": job},
+                maxlen=10_000,
+                approximate=True,
+            )
+            pipe.execute()
+        except redis.RedisError as error:
+            log.warning("%s: could not dead-letter %s: %s", self.name, entry_id.decode(), error)
+        self._done(entry_id)
+
+    def _run(self, entry_id, job: str, config: ProcessConfig) -> None:
         if self.jobs.state(job) in FINAL:
             self._done(entry_id)
             return
         alive = threading.Event()
         keeper = threading.Thread(target=self._keep_claim, args=(entry_id, alive), daemon=True)
         keeper.start()
-        spec = JobSpec.from_json(entry["spec"])
-        config = ProcessConfig(
-            input=entry["input"], output=entry["output"], overwrite=json.loads(entry["overwrite"]),
-            model=ModelConfig(name=spec.model, threshold=spec.threshold, batch_size=int(entry["batch"])),
-            effect=spec.effect, redis=self.config, job=job,
-        )
         log.info("%s: running job %s (%s → %s)", self.name, job, config.input, config.output)
         try:
             Pipeline(config).run()
-        except StreamerError as error:
-            self.jobs.finish(job, FAILED, self.config.job_ttl, str(error))
-            log.warning("job %s: %s", job, error)
+        except Exception as error:  # one job's failure never stops the runner
+            reason = str(error) if isinstance(error, StreamerError) else f"{type(error).__name__}: {error}"
+            self.jobs.finish(job, FAILED, self.config.job_ttl, reason)
+            log.warning("job %s: %s", job, reason)
         finally:
             alive.set()
             keeper.join()

@@ -6,15 +6,29 @@ import contextlib
 import signal
 import subprocess
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 from streamer.distributed.connection import RedisConfig
 from streamer.models import ModelConfig
 
 
 def worker_command(model: ModelConfig, redis: RedisConfig) -> list[str]:
-    command = [sys.executable, "-m", "streamer", "worker", "--model", model.name, "--redis", redis.url,
-               "--namespace", redis.namespace, "--batch", str(model.batch_size), "--grace", str(redis.grace)]
+    command = [
+        sys.executable,
+        "-m",
+        "streamer",
+        "worker",
+        "--model",
+        model.name,
+        "--redis",
+        redis.url,
+        "--namespace",
+        redis.namespace,
+        "--batch",
+        str(model.batch_size),
+        "--grace",
+        str(redis.grace),
+    ]
     if model.weights:
         command += ["--weights", model.weights]
     if model.device:

@@ -8,6 +8,7 @@ dead-letter stream and fails its job, so no job waits for it forever.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -36,9 +37,17 @@ class Delivery:
 class WorkQueue:
     """Takes frames of one model's work stream and returns their rendered results."""
 
-    def __init__(self, client: redis.Redis, config: RedisConfig, model: str, consumer: str,
-                 claim_idle: float = 10.0, max_deliveries: int = 3, max_payload: int = MAX_PAYLOAD,
-                 metrics: Metrics | None = None):
+    def __init__(
+        self,
+        client: redis.Redis,
+        config: RedisConfig,
+        model: str,
+        consumer: str,
+        claim_idle: float = 10.0,
+        max_deliveries: int = 3,
+        max_payload: int = MAX_PAYLOAD,
+        metrics: Metrics | None = None,
+    ):
         self.client, self.config, self.consumer = client, config, consumer
         self.claim_idle, self.max_deliveries, self.max_payload = claim_idle, max_deliveries, max_payload
         self.metrics = metrics or Metrics()
@@ -68,7 +77,10 @@ class WorkQueue:
         now = time.monotonic()
         cached = self._specs.get(job)
         if cached is None or now - cached[0] > SPEC_REFRESH:
-            spec = self._call(lambda: self.jobs.spec(job), "read job")
+            try:
+                spec = self._call(lambda: self.jobs.spec(job), "read job")
+            except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as error:
+                raise MessageError(f"job {job} has a malformed spec ({type(error).__name__}: {error})") from None
             state = self._call(lambda: self.jobs.state(job), "read job")
             self._specs = {k: v for k, v in self._specs.items() if now - v[0] <= 60}
             cached = self._specs[job] = (now, spec, state)
@@ -84,7 +96,14 @@ class WorkQueue:
         for frame in rendered:
             pipe.xadd(self.keys.results(job), encode(Message(job, frame), spec.frame_codec, spec.quality))
         self._acknowledge(pipe, [delivery.entry_id for delivery in deliveries])
-        self._call(pipe.execute, "send results")
+        with self._regrouping():
+            self._call(pipe.execute, "send results")
+
+    def reject(self, deliveries: list[Delivery], reason: str) -> None:
+        """Frames that can never be processed (e.g. their job's record is malformed): dead-lettered."""
+        for delivery in deliveries:
+            fields = {b"job": delivery.message.job.encode(), b"index": str(delivery.message.frame.index).encode()}
+            self._reject(delivery.entry_id, fields, reason)
 
     def discard(self, deliveries: list[Delivery]) -> None:
         """Acknowledge frames nobody wants any more (their job ended)."""
@@ -115,10 +134,30 @@ class WorkQueue:
             return False
 
     def _read(self, count: int, block: float):
-        reply = self._call(lambda: self.client.xreadgroup(
-            WORKER_GROUP, self.consumer, {self.stream: ">"}, count=count, block=int(block * 1000),
-        ), "read frames")
-        return reply[0][1] if reply else []
+        with self._regrouping():
+            reply = self._call(
+                lambda: self.client.xreadgroup(
+                    WORKER_GROUP,
+                    self.consumer,
+                    {self.stream: ">"},
+                    count=count,
+                    block=int(block * 1000),
+                ),
+                "read frames",
+            )
+            return reply[0][1] if reply else []
+        return []
+
+    @contextlib.contextmanager
+    def _regrouping(self):
+        """A Redis that restarted empty has lost the group: make it again and go on."""
+        try:
+            yield
+        except redis.ResponseError as error:
+            if not any(sign in str(error) for sign in ("NOGROUP", "no longer exists")):
+                raise
+            log.warning("%s: the work stream's group is gone (Redis restarted?); joining it again", self.consumer)
+            self.join()
 
     def _claim(self, count: int):
         """Take over frames another worker left unacknowledged for `claim_idle` seconds."""
@@ -127,16 +166,34 @@ class WorkQueue:
             return []
         self._last_claim = now
         idle_ms = int(self.claim_idle * 1000)
-        _, entries, *_ = self._call(lambda: self.client.xautoclaim(
-            self.stream, WORKER_GROUP, self.consumer, idle_ms, "0-0", count=count,
-        ), "claim frames")
+        entries = []
+        with self._regrouping():
+            _, entries, *_ = self._call(
+                lambda: self.client.xautoclaim(
+                    self.stream,
+                    WORKER_GROUP,
+                    self.consumer,
+                    idle_ms,
+                    "0-0",
+                    count=count,
+                ),
+                "claim frames",
+            )
         entries = [(entry_id, fields) for entry_id, fields in entries if fields]
         if not entries:
             return []
         log.info("%s: claimed %d frames left by another worker", self.consumer, len(entries))
-        pending = self._call(lambda: self.client.xpending_range(
-            self.stream, WORKER_GROUP, min=entries[0][0], max=entries[-1][0], count=len(entries),
-            consumername=self.consumer), "read pending")
+        pending = self._call(
+            lambda: self.client.xpending_range(
+                self.stream,
+                WORKER_GROUP,
+                min=entries[0][0],
+                max=entries[-1][0],
+                count=len(entries),
+                consumername=self.consumer,
+            ),
+            "read pending",
+        )
         deliveries = {item["message_id"]: item["times_delivered"] for item in pending}
         alive = []
         for entry_id, fields in entries:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 from streamer.frames import Frame, Rendered
 from streamer.render import RenderStage
@@ -39,7 +39,11 @@ class MemoryTransport:
             yield item
 
     def depths(self) -> dict[str, int]:
-        return {"frames": self._frames.qsize(), "predicted": self._predicted.qsize(), "rendered": self._rendered.qsize()}
+        return {
+            "frames": self._frames.qsize(),
+            "predicted": self._predicted.qsize(),
+            "rendered": self._rendered.qsize(),
+        }
 
     def end(self, state: str, reason: str = "") -> None:
         """Nothing outlives an in-process job."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import cv2
 import redis
@@ -30,8 +30,9 @@ PREVIEW_EVERY, PREVIEW_WIDTH, PREVIEW_TTL = 1.0, 320, 30  # the status page's li
 class RedisTransport:
     """Producer side of a job: sends its frames, yields its rendered frames back."""
 
-    def __init__(self, stages: Stages, client: redis.Redis, config: RedisConfig, job: str, spec: JobSpec,
-                 total: int | None):
+    def __init__(
+        self, stages: Stages, client: redis.Redis, config: RedisConfig, job: str, spec: JobSpec, total: int | None
+    ):
         self._stages, self._client, self._config = stages, client, config
         self.job, self._spec = job, spec
         self._keys = Keys(config.namespace)
@@ -63,12 +64,16 @@ class RedisTransport:
         while not (self._closed.is_set() and self._complete >= self._sent):
             if self._stages.stop.is_set():
                 raise Stopped
-            reply = retrying(self._config, lambda: self._client.xread({stream: last_id}, count=64, block=200),
-                             "read results")
+            reply = retrying(
+                self._config,
+                lambda since=last_id: self._client.xread({stream: since}, count=64, block=200),
+                "read results",
+            )
             entries = reply[0][1] if reply else []
             if entries:
                 last_id = entries[-1][0]
-                retrying(self._config, lambda: self._client.xdel(stream, *[i for i, _ in entries]), "trim results")
+                ids = [entry_id for entry_id, _ in entries]
+                retrying(self._config, lambda ids=ids: self._client.xdel(stream, *ids), "trim results")
             for _, fields in entries:
                 rendered = self._accept(fields)
                 if rendered is not None:
@@ -80,8 +85,11 @@ class RedisTransport:
                 self._check_job(now - started)
                 if not warned and now - last_result > NO_WORKER_WARNING and not self._workers_alive():
                     warned = True
-                    log.warning("no worker is serving model %r; start one with `streamer worker --model %s "
-                                "--redis URL`", self._spec.model, self._spec.model)
+                    log.warning(
+                        "no worker is serving model %r; start one with `streamer worker --model %s --redis URL`",
+                        self._spec.model,
+                        self._spec.model,
+                    )
 
     def depths(self) -> dict[str, int]:
         return {"in_flight": self._sent - self._complete}
@@ -90,8 +98,11 @@ class RedisTransport:
         """Record how the job ended; its keys expire after the configured TTL."""
         try:
             done = self._complete + len(self._received)
-            retrying(self._config, lambda: self._jobs.finish(self.job, state, self._config.job_ttl, reason, done=done),
-                     "finish")
+            retrying(
+                self._config,
+                lambda: self._jobs.finish(self.job, state, self._config.job_ttl, reason, done=done),
+                "finish",
+            )
         except StreamerError:
             pass  # Redis is gone: the job record expires on its own or stays as it was
 
@@ -136,8 +147,9 @@ class RedisTransport:
         if state == CANCELLED:
             raise StreamerError(f"job {self.job} was cancelled")
         done = self._complete + len(self._received)
-        retrying(self._config, lambda: self._jobs.update(self.job, done=done, fps=round(done / elapsed, 2)),
-                 "update job")
+        retrying(
+            self._config, lambda: self._jobs.update(self.job, done=done, fps=round(done / elapsed, 2)), "update job"
+        )
 
     def _workers_alive(self) -> bool:
         for name in self._client.smembers(self._keys.workers):

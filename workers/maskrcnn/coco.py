@@ -5,6 +5,7 @@ on them and evaluation treats them as COCO does."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 
@@ -28,7 +29,12 @@ def _check_polygons(segmentation, width, height, where):
             ys = np.array(polygon[1::2], dtype=np.float64)
         except (TypeError, ValueError):
             raise StreamerError(f"{where}: polygon coordinates must be numbers") from None
-        if xs.min() < -TOLERANCE or ys.min() < -TOLERANCE or xs.max() > width + TOLERANCE or ys.max() > height + TOLERANCE:
+        if (
+            xs.min() < -TOLERANCE
+            or ys.min() < -TOLERANCE
+            or xs.max() > width + TOLERANCE
+            or ys.max() > height + TOLERANCE
+        ):
             raise StreamerError(
                 f"{where}: polygon reaches ({xs.min():g}..{xs.max():g}, {ys.min():g}..{ys.max():g}) outside the "
                 f"{width}×{height} image: fix the polygon or the image size"
@@ -37,7 +43,7 @@ def _check_polygons(segmentation, width, height, where):
 
 class CocoDataset(Dataset):
     def load_coco(self, annotations, images_dir, class_ids=None):
-        from pycocotools import mask as mask_utils  # noqa: F401 - fail early if missing
+        importlib.import_module("pycocotools.mask")  # fails here, before any work, if it is missing
 
         if not os.path.isfile(annotations):
             raise StreamerError(f"COCO annotations {annotations} not found: give coco:ANNOTATIONS.json:IMAGES_DIR")
@@ -48,7 +54,9 @@ class CocoDataset(Dataset):
                 data = json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise StreamerError(f"COCO annotations {annotations} are not valid JSON ({error})") from None
-        if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations", "categories")):
+        if not isinstance(data, dict) or not all(
+            isinstance(data.get(k), list) for k in ("images", "annotations", "categories")
+        ):
             raise StreamerError(
                 f"COCO annotations {annotations} have the wrong shape: expected an object with lists "
                 "'images', 'annotations' and 'categories' (COCO instances format)"
@@ -90,8 +98,14 @@ class CocoDataset(Dataset):
                 raise StreamerError(f"{where}: segmentation must be polygons (list) or RLE (object)")
             per_image.setdefault(ann["image_id"], []).append(ann)
         if not per_image:
-            raise StreamerError(f"COCO annotations {annotations} contain no annotations: nothing to train or evaluate on")
-        used = sorted({a["category_id"] for anns in per_image.values() for a in anns}) if class_ids is None else sorted(class_ids)
+            raise StreamerError(
+                f"COCO annotations {annotations} contain no annotations: nothing to train or evaluate on"
+            )
+        used = (
+            sorted({a["category_id"] for anns in per_image.values() for a in anns})
+            if class_ids is None
+            else sorted(class_ids)
+        )
         for cid in sorted(categories) if class_ids is None else used:
             self.add_class("coco", cid, categories[cid])
         for image_id in sorted(per_image, key=lambda k: str(k)):
@@ -101,8 +115,9 @@ class CocoDataset(Dataset):
                 raise StreamerError(
                     f"{annotations} image id {image_id}: file {path} does not exist: add it or remove the entry"
                 )
-            self.add_image("coco", image_id, path, width=image["width"], height=image["height"],
-                           annotations=per_image[image_id])  # fmt: skip
+            self.add_image(
+                "coco", image_id, path, width=image["width"], height=image["height"], annotations=per_image[image_id]
+            )
         return self
 
     def load_mask(self, image_id):

@@ -47,8 +47,12 @@ class Dataset:
         self.class_names = [clean_name(c["name"]) for c in self.class_info]
         self.num_images = len(self.image_info)
         self._image_ids = np.arange(self.num_images)
-        self.class_from_source_map = {f"{info['source']}.{info['id']}": cid for info, cid in zip(self.class_info, self.class_ids)}
-        self.image_from_source_map = {f"{info['source']}.{info['id']}": iid for info, iid in zip(self.image_info, self.image_ids)}
+        self.class_from_source_map = {
+            f"{info['source']}.{info['id']}": cid for info, cid in zip(self.class_info, self.class_ids)
+        }
+        self.image_from_source_map = {
+            f"{info['source']}.{info['id']}": iid for info, iid in zip(self.image_info, self.image_ids)
+        }
         self.sources = sorted({c["source"] for c in self.class_info})
         self.source_class_ids = {}
         for source in self.sources:
@@ -57,7 +61,7 @@ class Dataset:
             ]
 
     def map_source_class_id(self, source_class_id):
-        """"coco.12" → internal class id."""
+        """ "coco.12" → internal class id."""
         return self.class_from_source_map[source_class_id]
 
     def get_source_class_id(self, class_id, source):
@@ -106,7 +110,9 @@ def read_rgb(path) -> np.ndarray:
     data = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
-        raise StreamerError(f"image {path} cannot be decoded: replace it with a JPEG/PNG or drop it from the annotations")
+        raise StreamerError(
+            f"image {path} cannot be decoded: replace it with a JPEG/PNG or drop it from the annotations"
+        )
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     elif image.shape[-1] == 4:

@@ -117,7 +117,3 @@ def paste_masks(masks: np.ndarray, boxes: np.ndarray, image_shape, threshold: fl
 
 def mold_image(images: np.ndarray, config) -> np.ndarray:
     return images.astype(np.float32) - np.asarray(config.MEAN_PIXEL, dtype=np.float32)
-
-
-def unmold_image(normalized: np.ndarray, config) -> np.ndarray:
-    return (normalized + np.asarray(config.MEAN_PIXEL, dtype=np.float32)).astype(np.uint8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import keras
@@ -10,6 +11,7 @@ import tensorflow as tf
 
 from streamer.errors import StreamerError
 
+from . import losses
 from .anchors import get_anchors
 from .backbone import build_backbone
 from .boxes import denorm_boxes, norm_boxes, norm_boxes_graph
@@ -21,7 +23,6 @@ from .proposals import proposal_layer
 from .roi_align import pyramid_roi_align, roi_align_flat
 from .rpn import build_rpn_model
 from .targets import detection_targets_graph
-from . import losses as L
 
 LAYER_REGEX = {
     "heads": r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
@@ -58,7 +59,7 @@ class MaskRCNN:
     def __init__(self, config: Config, device: str | None = None):
         self.config = config
         self.device = device
-        with tf.device(device) if device else _nullcontext():
+        with tf.device(device) if device else contextlib.nullcontext():
             self.keras_model = MaskRCNNModel(config)
         self._anchors = {}
         # Made here, not on first use: threads calling detect at once share one function (and its graphs).
@@ -121,7 +122,7 @@ class MaskRCNN:
 
     def rpn_outputs(self, feature_maps, training=False):
         outputs = [self.keras_model.rpn(p, training=training) for p in feature_maps]
-        logits, probs, deltas = (tf.concat([o[i] for o in outputs], axis=1) for i in range(3))
+        logits, probs, deltas = (tf.cast(tf.concat([o[i] for o in outputs], axis=1), tf.float32) for i in range(3))
         return logits, probs, deltas
 
     def classify(self, rois, feature_maps, image_shape, training=False):
@@ -168,8 +169,13 @@ class MaskRCNN:
         class_ids = tf.cast(detections[..., 4], tf.int32)
         where = tf.where(class_ids > 0)  # [K, 2] (image, slot)
         pool = int(config.MASK_POOL_SIZE)
-        pooled = roi_align_flat(tf.gather_nd(detections[..., :4], where), where[:, 0], feature_maps[:4], pool, image_shape)
-        masks = tf.cast(self.keras_model.mask_head(pooled, training=False), tf.float32)  # [K,h,w,C]
+        boxes = tf.gather_nd(detections[..., :4], where)
+        pooled = roi_align_flat(boxes, where[:, 0], feature_maps[:4], pool, image_shape)
+        # One blank ROI more, dropped after the head: TensorFlow's convolutions fail on an empty batch, which
+        # is what the head would get when no image of the batch has a detection.
+        blank = tf.zeros(tf.concat([[1], tf.shape(pooled)[1:]], axis=0), pooled.dtype)
+        masks = self.keras_model.mask_head(tf.concat([pooled, blank], axis=0), training=False)[:-1]
+        masks = tf.cast(masks, tf.float32)  # [K,h,w,C]
         masks = tf.gather(tf.transpose(masks, [0, 3, 1, 2]), tf.gather_nd(class_ids, where), batch_dims=1)
         shape = tf.concat([tf.shape(class_ids, out_type=tf.int64), tf.shape(masks, out_type=tf.int64)[1:]], axis=0)
         return detections, tf.scatter_nd(where, masks, shape)
@@ -202,11 +208,11 @@ class MaskRCNN:
         pred_masks = self.masks(rois[:, :positives], feature_maps[:4], image_shape, training=training)
         valid = tf.reduce_any(tf.not_equal(rois, 0.0), axis=-1)
         return {
-            "rpn_class_loss": L.rpn_class_loss(rpn_match, rpn_logits),
-            "rpn_bbox_loss": L.rpn_bbox_loss(rpn_bbox, rpn_match, rpn_deltas),
-            "mrcnn_class_loss": L.mrcnn_class_loss(target_ids, class_logits, valid),
-            "mrcnn_bbox_loss": L.mrcnn_bbox_loss(target_deltas, target_ids, pred_deltas),
-            "mrcnn_mask_loss": L.mrcnn_mask_loss(
+            "rpn_class_loss": losses.rpn_class_loss(rpn_match, rpn_logits),
+            "rpn_bbox_loss": losses.rpn_bbox_loss(rpn_bbox, rpn_match, rpn_deltas),
+            "mrcnn_class_loss": losses.mrcnn_class_loss(target_ids, class_logits, valid),
+            "mrcnn_bbox_loss": losses.mrcnn_bbox_loss(target_deltas, target_ids, pred_deltas),
+            "mrcnn_mask_loss": losses.mrcnn_mask_loss(
                 target_masks[:, :positives], target_ids[:, :positives], pred_masks
             ),
         }
@@ -239,7 +245,7 @@ class MaskRCNN:
         return np.stack(molded), np.array(windows, dtype=np.int32), np.array(scales)
 
     def _run_inference(self, molded, windows_norm, anchors):
-        with tf.device(self.device) if self.device else _nullcontext():
+        with tf.device(self.device) if self.device else contextlib.nullcontext():
             return self._inference_fn(
                 tf.convert_to_tensor(molded), tf.convert_to_tensor(windows_norm), tf.convert_to_tensor(anchors)
             )
@@ -274,11 +280,3 @@ class MaskRCNN:
         boxes, class_ids, scores = boxes[keep], class_ids[keep], scores[keep]
         full = paste_masks(masks[:count][keep], boxes, original_shape)
         return {"rois": boxes.astype(np.int32), "class_ids": class_ids, "scores": scores, "masks": full}
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

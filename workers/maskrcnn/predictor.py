@@ -1,85 +1,76 @@
-"""Registry entry: `load(ModelConfig)` → an object with `predict(frames) -> list[Prediction]`."""
+"""The Mask R-CNN behind the registry's `predict(frames) -> list[Prediction]` interface.
+
+Each batch is one `MaskRCNN.detect` call; instances come back at the frame's size (masks, class ids,
+scores, boxes). The threshold is DETECTION_MIN_CONFIDENCE. Frame checks, batching, device and mixed
+precision are the shared Predictor's (workers/predictor.py).
+"""
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 import numpy as np
 
 from streamer.errors import StreamerError
+from streamer.models import ModelConfig
 from streamer.prediction import Prediction
+from workers.maskrcnn.config import Config
+from workers.maskrcnn.weights import COCO_CLASS_NAMES, DEMO_WEIGHTS, read_config
+from workers.predictor import Predictor
 
-DEMO_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "shapes-demo.weights.h5")
+
+def load(config: ModelConfig) -> MaskRCNNPredictor:
+    """Registry factory: the model from config.weights (None → bundled shapes demo weights), ready to predict."""
+    return MaskRCNNPredictor(config)
 
 
-class MaskRCNNPredictor:
+def saved_settings(path: str | Path) -> Config:
+    """The Config saved in one of our weights files; for a file without one (a matterport file such as
+    mask_rcnn_coco.h5), matterport's COCO model: 81 classes on ResNet-101 at 512×512."""
+    saved = read_config(path)
+    if saved is not None:
+        return Config.from_dict(saved)
+    return Config(
+        NAME="coco",
+        NUM_CLASSES=81,
+        CLASS_NAMES=COCO_CLASS_NAMES,
+        BACKBONE="resnet101",
+        IMAGE_MIN_DIM=512,
+        IMAGE_MAX_DIM=512,
+    )
+
+
+class MaskRCNNPredictor(Predictor):
+    """A MaskRCNN with its weights; `class_names` (BG first) name the class ids of its predictions."""
+
     name = "maskrcnn"
 
-    def __init__(self, model, batch_size: int = 1):
-        self.model = model
-        self.batch_size = max(1, int(batch_size))
-        self.class_names = model.config.class_names
+    def __init__(self, config: ModelConfig, settings: Config | None = None) -> None:
+        """`settings`: the Config to build (default: `saved_settings` of the weights file); the batch size and
+        the threshold (DETECTION_MIN_CONFIDENCE, by default the settings') come from `config`."""
+        path = Path(config.weights) if config.weights else DEMO_WEIGHTS
+        if not path.is_file():
+            raise StreamerError(f"maskrcnn weights {path} not found: pass an existing .weights.h5 or .h5 file")
+        settings = settings or saved_settings(path)
+        super().__init__(config, default_threshold=float(settings.DETECTION_MIN_CONFIDENCE))
+        settings = settings.replace(
+            GPU_COUNT=1, IMAGES_PER_GPU=self.config.batch_size, DETECTION_MIN_CONFIDENCE=self.threshold
+        )
+        from workers.maskrcnn.model import MaskRCNN
 
-    def predict(self, frames: np.ndarray) -> list[Prediction]:
-        frames = np.asarray(frames)
-        if frames.ndim == 3:
-            frames = frames[None]
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise StreamerError(f"maskrcnn.predict wants uint8 frames [B,H,W,3], got {frames.dtype} {frames.shape}")
-        out = []
-        for start in range(0, len(frames), self.batch_size):
-            batch = frames[start : start + self.batch_size]
-            count = len(batch)
-            if count < self.batch_size:  # pad a short last batch, so one compiled graph serves the whole video
-                batch = np.concatenate([batch, np.repeat(batch[-1:], self.batch_size - count, axis=0)])
-            for r in self.model.detect(batch)[:count]:
-                out.append(
-                    Prediction(
-                        masks=r["masks"],
-                        class_ids=r["class_ids"].astype(np.int32),
-                        scores=r["scores"].astype(np.float32),
-                        boxes=r["rois"].astype(np.int32),
-                    )
-                )
-        return out
+        self.path = path
+        with self.building():
+            self.model = MaskRCNN(settings)
+        self.model.load_weights(path)
+        self.class_names = settings.class_names
 
-
-def load(config) -> MaskRCNNPredictor:
-    """config: workers.registry.ModelConfig. weights None → bundled shapes demo weights;
-    threshold → DETECTION_MIN_CONFIDENCE; device → tf.device; mixed_precision → float16 compute
-    when a GPU is present (ignored on CPU, where float16 is slower)."""
-    from .config import Config
-    from .model import MaskRCNN
-    from .weights import COCO_CLASS_NAMES, read_config
-
-    path = config.weights or DEMO_WEIGHTS
-    if not os.path.isfile(path):
-        raise StreamerError(f"maskrcnn weights {path} not found: pass an existing .weights.h5 or .h5 file")
-    saved = read_config(path)
-    overrides = {"GPU_COUNT": 1, "IMAGES_PER_GPU": max(1, int(config.batch_size or 1))}
-    if config.threshold is not None:
-        overrides["DETECTION_MIN_CONFIDENCE"] = float(config.threshold)
-    if saved is not None:
-        model_config = Config.from_dict(saved, **overrides)
-    else:
-        # A matterport file (e.g. mask_rcnn_coco.h5): COCO classes on ResNet-101.
-        model_config = Config(NAME="coco", NUM_CLASSES=81, CLASS_NAMES=COCO_CLASS_NAMES, BACKBONE="resnet101",
-                              IMAGE_MIN_DIM=512, IMAGE_MAX_DIM=512, **overrides)  # fmt: skip
-    policy = None
-    if config.mixed_precision:
-        import tensorflow as tf
-
-        if tf.config.list_physical_devices("GPU"):
-            import keras
-
-            policy = keras.config.dtype_policy()
-            keras.config.set_dtype_policy("mixed_float16")
-    try:
-        model = MaskRCNN(model_config, device=config.device)
-    finally:
-        if policy is not None:
-            import keras
-
-            keras.config.set_dtype_policy(policy)
-    model.load_weights(path)
-    return MaskRCNNPredictor(model, batch_size=config.batch_size)
+    def predict_batch(self, frames: np.ndarray) -> list[Prediction]:
+        return [
+            Prediction(
+                masks=found["masks"],
+                class_ids=found["class_ids"].astype(np.int32),
+                scores=found["scores"].astype(np.float32),
+                boxes=found["rois"].astype(np.int32),
+            )
+            for found in self.model.detect(frames)
+        ]

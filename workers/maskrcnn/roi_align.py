@@ -25,7 +25,10 @@ def roi_align_flat(boxes, box_indices, feature_maps, pool_size: int, image_shape
         ix = tf.where(tf.equal(levels, level))[:, 0]
         pooled.append(
             tf.image.crop_and_resize(
-                tf.cast(feature_map, tf.float32), tf.gather(boxes, ix), tf.gather(box_indices, ix), [pool_size, pool_size]
+                tf.cast(feature_map, tf.float32),
+                tf.gather(boxes, ix),
+                tf.gather(box_indices, ix),
+                [pool_size, pool_size],
             )
         )
         where.append(ix)

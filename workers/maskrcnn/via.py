@@ -92,8 +92,12 @@ class ViaDataset(Dataset):
                 if not isinstance(region, dict) or not isinstance(region.get("shape_attributes"), dict):
                     raise StreamerError(f"{rwhere}: needs 'shape_attributes'")
                 xs, ys = _shape_points(region["shape_attributes"], rwhere)
-                if (xs.min() < -TOLERANCE or ys.min() < -TOLERANCE or xs.max() > width - 1 + TOLERANCE
-                        or ys.max() > height - 1 + TOLERANCE):  # fmt: skip
+                if (
+                    xs.min() < -TOLERANCE
+                    or ys.min() < -TOLERANCE
+                    or xs.max() > width - 1 + TOLERANCE
+                    or ys.max() > height - 1 + TOLERANCE
+                ):
                     raise StreamerError(
                         f"{rwhere}: polygon reaches ({xs.min():g}..{xs.max():g}, {ys.min():g}..{ys.max():g}) "
                         f"outside the {width}×{height} image {entry['filename']}: fix the polygon or the image"
@@ -108,8 +112,15 @@ class ViaDataset(Dataset):
         for i, label in enumerate(classes, start=1):
             self.add_class("via", i, label)
         for filename, image_path, width, height, polygons in entries:
-            self.add_image("via", filename, image_path, width=width, height=height, polygons=polygons,
-                           class_index={c: i for i, c in enumerate(classes, start=1)})  # fmt: skip
+            self.add_image(
+                "via",
+                filename,
+                image_path,
+                width=width,
+                height=height,
+                polygons=polygons,
+                class_index={c: i for i, c in enumerate(classes, start=1)},
+            )
         return self
 
     def load_mask(self, image_id):
@@ -117,12 +128,15 @@ class ViaDataset(Dataset):
         polygons = info["polygons"]
         masks = np.zeros((info["height"], info["width"], len(polygons)), dtype=np.uint8)
         for i, (_, xs, ys) in enumerate(polygons):
-            points = np.stack([np.clip(np.round(xs), 0, info["width"] - 1), np.clip(np.round(ys), 0, info["height"] - 1)], 1)
+            points = np.stack(
+                [np.clip(np.round(xs), 0, info["width"] - 1), np.clip(np.round(ys), 0, info["height"] - 1)], 1
+            )
             layer = np.zeros((info["height"], info["width"]), dtype=np.uint8)
             cv2.fillPoly(layer, [points.astype(np.int32)], 1)
             masks[:, :, i] = layer
-        class_ids = np.array([self.map_source_class_id(f"via.{info['class_index'][label]}") for label, _, _ in polygons],
-                             dtype=np.int32)  # fmt: skip
+        class_ids = np.array(
+            [self.map_source_class_id(f"via.{info['class_index'][label]}") for label, _, _ in polygons], dtype=np.int32
+        )
         return masks.astype(bool), class_ids
 
 

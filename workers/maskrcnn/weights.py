@@ -1,4 +1,4 @@
-"""Weight files.
+"""Weight files: the bundled demo model (`DEMO_WEIGHTS`), our own format and matterport's.
 
 * Our own format: a Keras 3 `.weights.h5` file whose root attributes also hold the Config
   (`maskrcnn_config`, JSON; includes CLASS_NAMES), so a file knows its architecture and classes.
@@ -11,41 +11,43 @@ from __future__ import annotations
 import json
 import os
 import re
+from pathlib import Path
 
 import h5py
 import numpy as np
 
 from streamer.errors import StreamerError
+from streamer.publish import atomic_path
 
+# The bundled demo model (a small Mask R-CNN trained on generated shapes; see weights/MODEL_CARD.md).
+DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "shapes-demo.weights.h5"
 CONFIG_ATTR = "maskrcnn_config"
 EXTRA_ATTR = "maskrcnn_extra"
+# matterport's COCO model (mask_rcnn_coco.h5): its 81 classes in order
 COCO_CLASS_NAMES = [
-    "BG", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
-    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
-    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush",
-]  # fmt: skip
+    name.strip()
+    for name in """BG, person, bicycle, car, motorcycle, airplane, bus, train, truck, boat, traffic light,
+    fire hydrant, stop sign, parking meter, bench, bird, cat, dog, horse, sheep, cow, elephant, bear, zebra,
+    giraffe, backpack, umbrella, handbag, tie, suitcase, frisbee, skis, snowboard, sports ball, kite,
+    baseball bat, baseball glove, skateboard, surfboard, tennis racket, bottle, wine glass, cup, fork, knife,
+    spoon, bowl, banana, apple, sandwich, orange, broccoli, carrot, hot dog, pizza, donut, cake, chair, couch,
+    potted plant, bed, dining table, toilet, tv, laptop, mouse, remote, keyboard, cell phone, microwave, oven,
+    toaster, sink, refrigerator, book, clock, vase, scissors, teddy bear, hair drier, toothbrush""".split(",")
+]
 
 
-def save_weights(model, path, extra: dict | None = None):
-    """Write model weights + config to `path` (must end in .weights.h5), atomically."""
+def save_weights(model, path, extra: dict | None = None) -> str:
+    """Write model weights + config (+ `extra` facts such as the epoch) to `path` (must end in .weights.h5);
+    the file appears only when complete."""
     path = str(path)
     if not path.endswith(".weights.h5"):
         raise StreamerError(f"weights file {path} must end in .weights.h5")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    partial = path[: -len(".weights.h5")] + f".partial{os.getpid()}.weights.h5"
-    model.keras_model.save_weights(partial)
-    with h5py.File(partial, "a") as f:
-        f.attrs[CONFIG_ATTR] = model.config.to_json()
-        f.attrs[EXTRA_ATTR] = json.dumps(extra or {})
-    os.replace(partial, path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as partial:
+        model.keras_model.save_weights(partial)
+        with h5py.File(partial, "a") as f:
+            f.attrs[CONFIG_ATTR] = model.config.to_json()
+            f.attrs[EXTRA_ATTR] = json.dumps(extra or {})
     return path
 
 
@@ -59,12 +61,6 @@ def read_config(path):
         return json.loads(raw if isinstance(raw, str) else raw.decode())
 
 
-def read_extra(path) -> dict:
-    with h5py.File(path, "r") as f:
-        raw = f.attrs.get(EXTRA_ATTR)
-    return json.loads(raw if isinstance(raw, str) else raw.decode()) if raw is not None else {}
-
-
 def _check_file(path):
     if not os.path.isfile(path):
         raise StreamerError(f"weights file {path} does not exist: check the path")
@@ -72,7 +68,9 @@ def _check_file(path):
         with h5py.File(path, "r"):
             pass
     except OSError as error:
-        raise StreamerError(f"weights file {path} is not an HDF5 file ({error}): pass a .h5 / .weights.h5 file") from None
+        raise StreamerError(
+            f"weights file {path} is not an HDF5 file ({error}): pass a .h5 / .weights.h5 file"
+        ) from None
 
 
 def _attr_list(group, name):
@@ -150,8 +148,9 @@ def _plan_layer(layer, stored, rpn_name):
 
 
 def _match(name, variables, arrays):
-    if len(arrays) == len(variables) - 1 and len(variables) == 2 and arrays and tuple(arrays[0].shape) == tuple(variables[0].shape):
-        arrays = [arrays[0], np.zeros(variables[1].shape, dtype=np.float32)]  # kernel-only conv: zero bias
+    kernel_only = len(variables) == 2 and len(arrays) == 1 and tuple(arrays[0].shape) == tuple(variables[0].shape)
+    if kernel_only:  # a conv saved without its bias: zero bias
+        arrays = [arrays[0], np.zeros(variables[1].shape, dtype=np.float32)]
     if len(arrays) != len(variables):
         return f"{name}: file has {len(arrays)} weight(s), model wants {len(variables)}"
     file_shapes = [tuple(a.shape) for a in arrays]
@@ -206,10 +205,11 @@ def assign_by_name(model, stored: dict, exclude=(), source="weights file") -> di
     return {"loaded": loaded, "skipped": skipped, "excluded": excluded}
 
 
-ARCHITECTURE_KEYS = (
-    "BACKBONE", "NUM_CLASSES", "TOP_DOWN_PYRAMID_SIZE", "RPN_CONV_DEPTH", "MASK_HEAD_DEPTH",
-    "FPN_CLASSIF_FC_LAYERS_SIZE", "POOL_SIZE", "MASK_POOL_SIZE", "RPN_ANCHOR_RATIOS", "RPN_ANCHOR_STRIDE",
-)  # fmt: skip
+# The settings that shape the layers: a file loads exactly (not by name) only when they match.
+ARCHITECTURE_KEYS = tuple(
+    """BACKBONE NUM_CLASSES TOP_DOWN_PYRAMID_SIZE RPN_CONV_DEPTH MASK_HEAD_DEPTH FPN_CLASSIF_FC_LAYERS_SIZE
+    POOL_SIZE MASK_POOL_SIZE RPN_ANCHOR_RATIOS RPN_ANCHOR_STRIDE""".split()
+)
 
 
 def architecture_differences(saved: dict, config) -> list[str]:
@@ -217,7 +217,8 @@ def architecture_differences(saved: dict, config) -> list[str]:
     keys = list(ARCHITECTURE_KEYS)
     if current.get("BACKBONE") == "light" or saved.get("BACKBONE") == "light":
         keys.append("BACKBONE_WIDTH")
-    return [f"{k}: file has {saved.get(k)!r}, model has {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+    differ = [k for k in keys if saved.get(k) != current.get(k)]
+    return [f"{k}: file has {saved.get(k)!r}, model has {current.get(k)!r}" for k in differ]
 
 
 def _own_file_by_name(path, saved) -> dict:
@@ -231,8 +232,7 @@ def _own_file_by_name(path, saved) -> dict:
     for name, layer in source.layers_by_name().items():
         variables = list(layer.weights)
         if layer is source.keras_model.rpn:
-            out[name] = [(f"{name}/{inner.name}/{v.name}", v.numpy()) for inner in layer.layers for v in
-                         list(inner.weights)]  # fmt: skip
+            out[name] = [(f"{name}/{inner.name}/{v.name}", v.numpy()) for inner in layer.layers for v in inner.weights]
         elif name in ("backbone",):
             continue
         elif variables:

@@ -7,21 +7,23 @@ predictor's antialiased resize); masks use nearest neighbour.
 
 from __future__ import annotations
 
-import albumentations as A
+import albumentations
 import cv2
 
 
-def augmentation(image_shape: tuple[int, ...], size: tuple[int, int], train: bool, seed: int | None = None) -> A.Compose:
+def augmentation(
+    image_shape: tuple[int, ...], size: tuple[int, int], train: bool, seed: int | None = None
+) -> albumentations.Compose:
     """The pipeline for images of `image_shape` → model input `size` (H, W); `seed` makes it reproducible."""
     height, width = size
-    resize = A.Resize(height, width, interpolation=cv2.INTER_LINEAR, area_for_downscale="image")
+    resize = albumentations.Resize(height, width, interpolation=cv2.INTER_LINEAR, area_for_downscale="image")
     if not train:
-        return A.Compose([resize], seed=seed)
+        return albumentations.Compose([resize], seed=seed)
     rows, cols = image_shape[:2]
-    return A.Compose(
+    return albumentations.Compose(
         [
-            A.HorizontalFlip(p=0.5),
-            A.RandomSizedCrop(
+            albumentations.HorizontalFlip(p=0.5),
+            albumentations.RandomSizedCrop(
                 min_max_height=(max(1, int(rows * 0.6)), rows),
                 size=(height, width),
                 w2h_ratio=cols / rows,
@@ -30,7 +32,7 @@ def augmentation(image_shape: tuple[int, ...], size: tuple[int, int], train: boo
                 p=0.5,
             ),
             resize,
-            A.RandomBrightnessContrast(brightness_limit=0.25, contrast_limit=0.25, p=0.5),
+            albumentations.RandomBrightnessContrast(brightness_limit=0.25, contrast_limit=0.25, p=0.5),
         ],
         seed=seed,
     )

@@ -68,8 +68,9 @@ def random_props(rng: np.random.Generator, road_width: float, lane_width: float,
         """Append a prop at a random phase along the road (random colours unless given)."""
         color = tuple(u(20, 235, 3)) if color is None else color
         color2 = tuple(u(20, 235, 3)) if color2 is None else color2
-        props.append(Prop(kind, float(d), float(u(0, 1)), float(speed), float(width), float(height),
-                          float(depth), color, color2))
+        props.append(
+            Prop(kind, float(d), float(u(0, 1)), float(speed), float(width), float(height), float(depth), color, color2)
+        )
 
     for _ in range(int(rng.choice([0, 0, 1, 1, 2, 3, 4, 6]))):  # traffic
         lane = int(rng.integers(lanes))
@@ -83,11 +84,18 @@ def random_props(rng: np.random.Generator, road_width: float, lane_width: float,
     for _ in range(int(rng.choice([0, 0, 1, 2, 3]))):  # parked, straddling the edge
         s = side()
         add("car", s * (half + u(-0.3, 1.2)), u(1.6, 2.0), u(1.3, 1.7), color2=tuple(u(15, 70, 3)))
-    greens = lambda: (u(20, 90), u(60, 140), u(15, 70))  # noqa: E731
+    greens = lambda: (u(20, 90), u(60, 140), u(15, 70))
     for _ in range(int(rng.integers(0, 6 if urban else 16))):
         s = side()
         kind = "conifer" if rng.random() < 0.3 else "tree"
-        add(kind, s * (half + u(1.5, 18)), u(2.0, 6.0), u(4.0, 12.0), color=greens(), color2=(u(50, 90), u(35, 60), u(20, 40)))
+        add(
+            kind,
+            s * (half + u(1.5, 18)),
+            u(2.0, 6.0),
+            u(4.0, 12.0),
+            color=greens(),
+            color2=(u(50, 90), u(35, 60), u(20, 40)),
+        )
     for _ in range(int(rng.integers(0, 8 if urban else 4))):
         s = side()
         g = u(70, 170)
@@ -105,7 +113,9 @@ def random_props(rng: np.random.Generator, road_width: float, lane_width: float,
     return tuple(props)
 
 
-def draw_props(image: np.ndarray, mask: np.ndarray, props: tuple[Prop, ...], view: View, period: float, near: float) -> None:
+def draw_props(
+    image: np.ndarray, mask: np.ndarray, props: tuple[Prop, ...], view: View, period: float, near: float
+) -> None:
     """Paint the props visible from `view` onto image (float RGB) and clear the road mask under them."""
     placed = []
     for prop in props:
@@ -147,7 +157,7 @@ class _Canvas:
         fixed = np.round(np.clip(np.concatenate(self.points), -1e5, 1e5) * ONE).astype(np.int32)
         start = 0
         for points, (color, occlude) in zip(self.points, self.styles):
-            poly = fixed[start:start + len(points)]
+            poly = fixed[start : start + len(points)]
             start += len(points)
             cv2.fillConvexPoly(image, poly, color, cv2.LINE_AA, SHIFT)
             if occlude:

@@ -1,4 +1,5 @@
-"""Where training and evaluation images come from: `kitti:DIR` folders or generated `synthetic-roads`.
+"""Where training and evaluation images come from: `kitti:DIR` folders or generated `synthetic-roads`
+scenes (data.py turns a --data spec into these).
 
 A source is a sized, indexable collection of (RGB uint8 image, uint8 road mask, name) at the
 image's own size; no TensorFlow here, so bad data specs fail fast.
@@ -16,7 +17,6 @@ from streamer.errors import StreamerError
 from workers.unet.synthetic import RoadScene
 
 KITTI_ROAD = 7  # the KITTI / Cityscapes label id for road
-SYNTHETIC = "synthetic-roads"
 SPLITS = {"train": 0, "val": 1, "test": 2}  # synthetic streams: disjoint scene sets for one seed
 DEFAULT_SCENES = 2000  # synthetic-roads training scenes when --samples is not given
 
@@ -80,7 +80,9 @@ def kitti_source(directory: str | Path) -> KittiSource:
         raise StreamerError(f"KITTI folder {root}: not found; pass kitti:DIR with DIR/image_2 and DIR/semantic")
     for sub in ("image_2", "semantic"):
         if not (root / sub).is_dir():
-            raise StreamerError(f"KITTI folder {root / sub}: missing; expected DIR/image_2/*.png and DIR/semantic/*.png")
+            raise StreamerError(
+                f"KITTI folder {root / sub}: missing; expected DIR/image_2/*.png and DIR/semantic/*.png"
+            )
     found = {sub: tuple(sorted((root / sub).glob("*.png"))) for sub in ("image_2", "semantic")}
     for sub, files in found.items():
         if not files:
@@ -91,19 +93,11 @@ def kitti_source(directory: str | Path) -> KittiSource:
             f"KITTI folder {root}: {len(images)} images in image_2 but {len(labels)} labels in semantic; "
             "each image needs a label with the same name"
         )
-    unpaired = [(i.name, l.name) for i, l in zip(images, labels) if i.name != l.name]
+    unpaired = [(image.name, label.name) for image, label in zip(images, labels) if image.name != label.name]
     if unpaired:
-        raise StreamerError(f"KITTI folder {root}: image {unpaired[0][0]} is paired with label {unpaired[0][1]}; names must match")
+        image, label = unpaired[0]
+        raise StreamerError(f"KITTI folder {root}: image {image} is paired with label {label}; names must match")
     return KittiSource(images, labels)
-
-
-def parse_data(spec: str) -> tuple[str, Path | None]:
-    """'kitti:DIR' → ("kitti", DIR); 'synthetic-roads' → ("synthetic", None); anything else → StreamerError."""
-    if spec == SYNTHETIC:
-        return "synthetic", None
-    if spec.startswith("kitti:") and len(spec) > len("kitti:"):
-        return "kitti", Path(spec[len("kitti:"):])
-    raise StreamerError(f"data {spec!r}: expected kitti:DIR (KITTI semantic layout) or {SYNTHETIC}")
 
 
 def limit(count: int, samples: int | None) -> int:
@@ -113,32 +107,6 @@ def limit(count: int, samples: int | None) -> int:
     if samples < 1:
         raise StreamerError(f"samples {samples}: must be at least 1")
     return min(count, samples)
-
-
-def training_sources(spec: str, samples: int | None, val_fraction: float, seed: int,
-                     input_size: tuple[int, int]) -> tuple[object, object | None]:
-    """(train source, validation source or None) for a data spec.
-
-    kitti:DIR uses the sorted pairs (the first `samples`), validating on the last `val_fraction` of them;
-    synthetic-roads draws `samples` scenes, the validation ones from a disjoint stream of the same seed.
-    """
-    if not 0.0 <= val_fraction < 1.0:
-        raise StreamerError(f"validation fraction {val_fraction}: must be in [0, 1)")
-    kind, path = parse_data(spec)
-    if kind == "kitti":
-        pairs = kitti_source(path)
-        total = limit(len(pairs), samples)
-        held = int(round(total * val_fraction))
-        if total - held < 1:
-            raise StreamerError(f"KITTI folder {path}: {total} pairs leave nothing to train on with --val {val_fraction}")
-        return pairs.subset(0, total - held), (pairs.subset(total - held, total) if held else None)
-    total = limit(DEFAULT_SCENES if samples is None else samples, samples)
-    held = int(round(total * val_fraction))
-    if total - held < 1:
-        raise StreamerError(f"samples {total}: nothing left to train on with --val {val_fraction}")
-    size = render_size(input_size)
-    train = SyntheticSource(total - held, seed, "train", size)
-    return train, (SyntheticSource(held, seed, "val", size) if held else None)
 
 
 def render_size(input_size: tuple[int, int]) -> tuple[int, int]:

@@ -172,8 +172,15 @@ class RoadScene:
             ground, road = self._paint_ground(z, d, s, f)
             image[first:] = ground
             mask[first:] = road
-        view = View(f=f, cx=cx, horizon=horizon, height=self.camera_height, s=s, t=t,
-                    centre=lambda z: self._centre(z, s, offset, yaw))
+        view = View(
+            f=f,
+            cx=cx,
+            horizon=horizon,
+            height=self.camera_height,
+            s=s,
+            t=t,
+            centre=lambda z: self._centre(z, s, offset, yaw),
+        )
         draw_props(image, mask, self.props, view, self.prop_period, NEAR)
         return self._develop(image, t), mask
 
@@ -244,9 +251,7 @@ class RoadScene:
             shade = np.where(inside, strip, shade)
         colour = np.asarray(palette, np.float32)[material] * shade[..., None]
 
-        asphalt = np.array(self.road_color, np.float32) * (
-            1.0 + self.road_texture * (grain + 0.6 * coarse)
-        )[..., None]
+        asphalt = np.array(self.road_color, np.float32) * (1.0 + self.road_texture * (grain + 0.6 * coarse))[..., None]
         paint = self._paint_lines(d, along, pixel, asphalt)
         cover = np.clip((half - dist) / pixel + 0.5, 0.0, 1.0)  # anti-aliased road edge
         colour += (paint - colour) * cover[..., None]
@@ -295,9 +300,7 @@ class RoadScene:
         return cv2.LUT(raw, table)
 
 
-def road_frames(
-    seed: int, width: int, height: int, fps: float, count: int
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def road_frames(seed: int, width: int, height: int, fps: float, count: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """A driving video along one random scene: yields (RGB uint8 image, road mask) per frame."""
     scene = RoadScene.random(np.random.default_rng(seed))
     for i in range(count):
@@ -358,10 +361,16 @@ def _shadows(rng: np.random.Generator, road_width: float) -> tuple[Shadow, ...]:
     out = []
     for _ in range(int(rng.integers(1, 6))):
         a = rng.uniform(-road_width, road_width * 0.6)
-        out.append(Shadow(
-            z=rng.uniform(0, 160), length=rng.uniform(1.5, 18.0), d0=a, d1=a + rng.uniform(1.0, road_width * 1.5),
-            darkness=rng.uniform(0.25, 0.65), wobble=rng.uniform(0.0, 0.8),
-        ))
+        out.append(
+            Shadow(
+                z=rng.uniform(0, 160),
+                length=rng.uniform(1.5, 18.0),
+                d0=a,
+                d1=a + rng.uniform(1.0, road_width * 1.5),
+                darkness=rng.uniform(0.25, 0.65),
+                wobble=rng.uniform(0.0, 0.8),
+            )
+        )
     return tuple(out)
 
 

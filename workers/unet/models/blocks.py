@@ -25,8 +25,9 @@ def conv_block(x, channels: int, name: str, dropout: float = 0.0):
     from keras import layers
 
     for i in (1, 2):
-        x = layers.Conv2D(channels, 3, padding="same", activation="relu", kernel_initializer="he_normal",
-                          name=f"{name}_conv{i}")(x)
+        x = layers.Conv2D(
+            channels, 3, padding="same", activation="relu", kernel_initializer="he_normal", name=f"{name}_conv{i}"
+        )(x)
     if dropout:
         x = layers.Dropout(dropout, name=f"{name}_drop")(x)
     return x
@@ -37,8 +38,9 @@ def up_block(x, channels: int, name: str):
     from keras import layers
 
     x = layers.UpSampling2D(2, name=f"{name}_up")(x)
-    return layers.Conv2D(channels, 3, padding="same", activation="relu", kernel_initializer="he_normal",
-                         name=f"{name}_upconv")(x)
+    return layers.Conv2D(
+        channels, 3, padding="same", activation="relu", kernel_initializer="he_normal", name=f"{name}_upconv"
+    )(x)
 
 
 def head(x, classes: int, name: str = "head"):

@@ -29,13 +29,21 @@ def mobilenet_unet(input_shape: tuple[int, int, int], width: float = 1.0, classe
     x = layers.Rescaling(2.0, offset=-1.0, name="to_mobilenet_range")(inputs)  # [0,1] → [-1,1]
     *skips, x = encoder(x)
     for i, (channels, skip) in enumerate(zip((512, 256, 128, 64), reversed(skips))):
-        x = layers.Conv2DTranspose(filters(channels, width), 3, strides=2, padding="same", use_bias=False,
-                                   kernel_initializer="he_normal", name=f"up{i + 1}_deconv")(x)
+        x = layers.Conv2DTranspose(
+            filters(channels, width),
+            3,
+            strides=2,
+            padding="same",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            name=f"up{i + 1}_deconv",
+        )(x)
         x = layers.BatchNormalization(name=f"up{i + 1}_bn")(x)
         if dropout and i < 2:
             x = layers.Dropout(dropout, name=f"up{i + 1}_drop")(x)
         x = layers.ReLU(name=f"up{i + 1}_relu")(x)
         x = layers.Concatenate(name=f"up{i + 1}_concat")([x, skip])
-    x = layers.Conv2DTranspose(filters(32, width), 3, strides=2, padding="same", activation="relu",
-                               name="up5_deconv")(x)
+    x = layers.Conv2DTranspose(filters(32, width), 3, strides=2, padding="same", activation="relu", name="up5_deconv")(
+        x
+    )
     return keras.Model(inputs, head(x, classes), name="mobilenet_unet")

@@ -1,4 +1,5 @@
-"""Reading `.keras` model files written by our trainer, with user-facing errors for anything else.
+"""Weight files: the bundled demo model (`DEMO_WEIGHTS`) and reading `.keras` model files written by our
+trainer, with user-facing errors for anything else.
 
 Files are loaded in Keras safe mode (no arbitrary code from lambdas), and the model must map an
 RGB image batch to a same-sized per-pixel probability map.
@@ -12,11 +13,8 @@ from pathlib import Path
 from streamer.errors import StreamerError
 
 HINT = "train one with `streamer train unet` or pass a .keras file saved by it"
-
-
-def demo_weights() -> Path:
-    """The bundled demo road model (a small U-Net trained on synthetic roads; see weights/MODEL_CARD.md)."""
-    return Path(__file__).resolve().parent / "weights" / "road-demo.keras"
+# The bundled demo road model (a small U-Net trained on synthetic roads; see weights/MODEL_CARD.md).
+DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "road-demo.keras"
 
 
 def load_keras_model(path: str | Path, compile: bool = False):
@@ -27,7 +25,7 @@ def load_keras_model(path: str | Path, compile: bool = False):
 
     try:
         model = keras.saving.load_model(path, compile=compile)
-    except Exception as error:  # noqa: BLE001 - any failure here means the file is not usable
+    except Exception as error:  # any failure here means the file is not usable
         reason = " ".join(str(error).split())[:300] or type(error).__name__
         raise StreamerError(f"weights file {path}: Keras could not load it ({reason}); {HINT}") from error
     check_segmentation_model(model, path)
@@ -39,7 +37,9 @@ def check_segmentation_model(model, path: str | Path) -> None:
     import keras
 
     if not isinstance(model, keras.Model) or len(model.inputs) != 1:
-        raise StreamerError(f"weights file {path}: expected a Keras model with one image input; got {type(model).__name__}; {HINT}")
+        raise StreamerError(
+            f"weights file {path}: expected a Keras model with one image input; got {type(model).__name__}; {HINT}"
+        )
     shape = tuple(model.inputs[0].shape)
     if len(shape) != 4 or shape[-1] != 3 or None in shape[1:3]:
         raise StreamerError(
@@ -71,6 +71,4 @@ def _check_archive(path: Path) -> None:
         raise StreamerError(f"weights file {path}: unreadable archive ({error}); {HINT}") from error
     missing = {"config.json", "model.weights.h5"} - names
     if missing:
-        raise StreamerError(
-            f"weights file {path}: Keras archive is missing {', '.join(sorted(missing))}; {HINT}"
-        )
+        raise StreamerError(f"weights file {path}: Keras archive is missing {', '.join(sorted(missing))}; {HINT}")

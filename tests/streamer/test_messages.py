@@ -1,0 +1,232 @@
+"""Frame and result messages: versioned fields in, a checked Message out, MessageError on anything else."""
+
+from __future__ import annotations
+
+import pickle
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from streamer.distributed import messages
+from streamer.distributed.messages import MAX_SIDE, Message, MessageError, decode, encode, job_of
+from streamer.frames import Frame, Rendered
+
+TB = Fraction(1001, 30000)
+
+
+def image(height: int = 24, width: int = 32) -> np.ndarray:
+    """A smooth colour gradient with a little texture (JPEG keeps it close)."""
+    y, x = np.mgrid[0:height, 0:width]
+    out = np.stack([x * 255 // (width - 1), y * 255 // (height - 1), (x + y) * 255 // (width + height - 2)], -1)
+    return out.astype(np.uint8)
+
+
+def noisy(height: int = 24, width: int = 32) -> np.ndarray:
+    return np.random.default_rng(7).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def fields(**changes) -> dict[bytes, bytes]:
+    """A valid raw-codec message with some fields replaced (None removes one)."""
+    out = encode(Message("job1", Rendered(3, 12345, TB, noisy(), {"scores": [0.5]})))
+    for name, value in changes.items():
+        if value is None:
+            out.pop(name.encode(), None)
+        else:
+            out[name.encode()] = value
+    return out
+
+
+@pytest.mark.parametrize("codec", ["raw", "png"])
+def test_lossless_codecs_round_trip_exact_pixels(codec):
+    pixels = noisy()
+    message = decode(encode(Message("job-a", Frame(41, -7, TB, pixels)), codec))
+    assert message.job == "job-a"
+    frame = message.frame
+    assert (frame.index, frame.pts, frame.time_base) == (41, -7, TB)
+    assert frame.image.dtype == np.uint8 and frame.image.shape == pixels.shape
+    assert np.array_equal(frame.image, pixels)
+    assert frame.detections is None
+
+
+@pytest.mark.parametrize("codec", ["jpeg", "webp"])
+def test_lossy_codecs_round_trip_close(codec):
+    pixels = image()
+    frame = decode(encode(Message("j", Frame(0, 0, TB, pixels)), codec, quality=95)).frame
+    assert frame.image.shape == pixels.shape
+    difference = np.abs(frame.image.astype(int) - pixels.astype(int))
+    assert difference.mean() < 4
+    # colour order survives (RGB in, RGB out): the red ramp runs left to right
+    assert frame.image[:, -1, 0].mean() > 200 and frame.image[:, 0, 0].mean() < 50
+
+
+def test_lossy_codec_quality_is_used():
+    pixels = noisy()
+    low = encode(Message("j", Frame(0, 0, TB, pixels)), "jpeg", quality=10)[b"data"]
+    high = encode(Message("j", Frame(0, 0, TB, pixels)), "jpeg", quality=95)[b"data"]
+    assert len(low) < len(high)
+
+
+@pytest.mark.parametrize("codec", ["raw", "png", "jpeg"])
+def test_detections_survive(codec):
+    detections = {
+        "boxes": [[1, 2, 3, 4]],
+        "classes": ["person"],
+        "scores": [0.9876],
+        "masks": [{"size": [24, 32], "counts": "abc"}],
+    }
+    message = decode(encode(Message("j", Rendered(5, 10, TB, image(), detections)), codec))
+    assert message.frame.detections == detections
+    assert decode(encode(Message("j", Rendered(5, 10, TB, image(), None)), codec)).frame.detections is None
+
+
+def test_job_of_reads_only_the_two_fields():
+    assert job_of(fields()) == ("job1", 3)
+    assert job_of(fields(index=b"x")) is None
+    assert job_of(fields(job=None)) is None
+
+
+def test_unknown_codec_is_refused_both_ways():
+    with pytest.raises(MessageError, match="gif"):
+        encode(Message("j", Frame(0, 0, TB, image())), "gif")
+    with pytest.raises(MessageError, match="gif"):
+        decode(fields(codec=b"gif"))
+
+
+@pytest.mark.parametrize("version", [b"2", b"0", b"", None])
+def test_wrong_or_missing_version_is_rejected(version):
+    with pytest.raises(MessageError, match="version"):
+        decode(fields(v=version))
+
+
+@pytest.mark.parametrize("name", ["job", "index", "pts", "tb", "shape", "codec", "data"])
+def test_missing_field_is_rejected(name):
+    with pytest.raises(MessageError):
+        decode(fields(**{name: None}))
+
+
+@pytest.mark.parametrize("value", [b"1.5", b"three", b"", b"0x10", b"-1"])
+def test_non_integer_or_negative_index_is_rejected(value):
+    with pytest.raises(MessageError):
+        decode(fields(index=value))
+
+
+@pytest.mark.parametrize("value", [b"2.5", b"now"])
+def test_non_integer_pts_is_rejected(value):
+    with pytest.raises(MessageError):
+        decode(fields(pts=value))
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        b"24,32,3,1",  # four dimensions
+        b"24,32",  # two
+        b"24,32,4",  # not RGB
+        f"{MAX_SIDE + 1},32,3".encode(),  # a huge side
+        f"24,{10**9},3".encode(),
+        b"0,32,3",
+        b"-24,32,3",
+        b"24;32;3",
+    ],
+)
+def test_bad_shape_is_rejected(shape):
+    with pytest.raises(MessageError):
+        decode(fields(shape=shape))
+
+
+def test_raw_payload_of_the_wrong_length_is_rejected():
+    good = fields()
+    with pytest.raises(MessageError, match="does not fit"):
+        decode(fields(data=good[b"data"][:-1]))
+    with pytest.raises(MessageError, match="does not fit"):
+        decode(fields(data=good[b"data"] + b"\0"))
+    with pytest.raises(MessageError, match="does not fit"):
+        decode(fields(shape=b"24,31,3"))
+
+
+def test_oversized_payload_is_rejected_before_decoding():
+    good = fields()
+    size = len(good[b"data"])
+    assert decode(good, max_payload=size).frame.index == 3
+    with pytest.raises(MessageError, match="limit"):
+        decode(good, max_payload=size - 1)
+
+
+@pytest.mark.parametrize("detections", [b"[1, 2]", b'"text"', b"42", b"null", b"{not json", b"\xff\xfe\xfd"])
+def test_detections_that_are_not_a_json_object_are_rejected(detections):
+    with pytest.raises(MessageError):
+        decode(fields(detections=detections))
+
+
+@pytest.mark.parametrize("tb", [b"1/0", b"0/0", b"1", b"1/2/3", b"a/b", b"1.5/2"])
+def test_bad_time_base_is_rejected(tb):
+    with pytest.raises(MessageError):
+        decode(fields(tb=tb))
+
+
+@pytest.mark.parametrize("payload", [b"\x89PNG\r\n\x1a\n" + b"\0" * 40, b"garbage" * 100])
+def test_garbage_under_an_image_codec_is_rejected(payload):
+    with pytest.raises(MessageError):
+        decode(fields(codec=b"png", data=payload))
+
+
+def test_an_image_decoding_to_another_shape_is_rejected():
+    other = encode(Message("j", Frame(0, 0, TB, noisy(24, 30))), "png")[b"data"]
+    with pytest.raises(MessageError):
+        decode(fields(codec=b"png", data=other))
+
+
+@pytest.mark.parametrize("codec", [b"png", b"jpeg"])
+def test_empty_payload_under_an_image_codec_is_rejected(codec):
+    with pytest.raises(MessageError):
+        decode(fields(codec=codec, data=b""))
+
+
+def test_deeply_nested_detections_are_rejected():
+    with pytest.raises(MessageError):
+        decode(fields(detections=b"[" * 100_000))
+
+
+@pytest.mark.parametrize("name", ["job", "codec"])
+def test_non_utf8_text_fields_are_rejected(name):
+    with pytest.raises(MessageError):
+        decode(fields(**{name: b"\xff\xfe"}))
+
+
+class Boom:
+    """Unpickling this would run `explode`."""
+
+    def __reduce__(self):
+        return (_explode, ())
+
+
+EXPLODED = []
+
+
+def _explode():
+    EXPLODED.append(True)
+    return "exploded"
+
+
+def test_nothing_is_ever_unpickled(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a message was unpickled")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    payload = pickle.dumps(Boom())
+    payload += b"\0" * (-len(payload) % 3)
+    width = len(payload) // 3
+
+    # a pickle as raw pixels is just bytes of an image
+    message = decode(fields(shape=f"1,{width},3".encode(), data=payload))
+    assert message.frame.image.tobytes() == payload
+    # and under an image codec, or as detections, it is refused
+    with pytest.raises(MessageError):
+        decode(fields(codec=b"png", data=payload))
+    with pytest.raises(MessageError):
+        decode(fields(detections=payload))
+    assert EXPLODED == []
+    assert "pickle" not in vars(messages)

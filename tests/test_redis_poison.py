@@ -1,0 +1,68 @@
+"""Hostile entries in Redis (real redis-server, real worker processes): each is counted and
+dead-lettered with its reason; the worker and the job runner stay alive and serve the next job."""
+
+import json
+from fractions import Fraction
+
+import cv2
+import numpy as np
+from media import make_video
+from test_redis import KEYS, LEFT_HALF, distributed, wait_for
+
+from streamer.distributed.messages import Message, encode
+from streamer.frames import Frame
+
+
+def frame_fields(job="ghost", codec="raw"):
+    return encode(Message(job, Frame(0, 0, Fraction(1, 30), np.zeros((4, 4, 3), np.uint8))), codec)
+
+
+def rejected(client) -> int:
+    return int(client.hget(KEYS.stats, "rejected") or 0)
+
+
+def test_poison_messages_and_records_are_dead_lettered(tmp_path, redis_server, workers):
+    client = redis_server.client()
+    worker = workers.start(jobs=1)
+    stream = KEYS.work(LEFT_HALF)
+    wait_for(lambda: client.exists(stream) and client.exists(KEYS.submitted), what="the worker's groups")
+    # a detection record nested 100 000 deep (json.loads would recurse until it blows up)
+    client.xadd(stream, {**frame_fields(), b"detections": b"[" * 100_000})
+    # a 1 kB PNG that declares 9000×9000 pixels: refused from its header, never decoded
+    huge = cv2.imencode(".png", np.zeros((9000, 9000, 3), np.uint8))[1].tobytes()
+    client.xadd(stream, {**frame_fields(codec="png"), b"data": huge})
+    # a job whose record's spec is not JSON: its frame is dead-lettered, the job failed
+    client.hset(KEYS.job("broken"), mapping={"state": "running", "spec": "{not json"})
+    client.xadd(stream, frame_fields(job="broken"))
+    # a job whose spec names an effect nobody has: the job fails, the worker goes on
+    spec = {"model": LEFT_HALF, "effect": {"name": "sparkles"}}
+    client.hset(KEYS.job("sparkles"), mapping={"state": "running", "spec": json.dumps(spec)})
+    client.xadd(stream, frame_fields(job="sparkles"))
+    # a submitted job entry without its spec, and one that is not even text
+    client.xadd(KEYS.submitted, {"job": "nospec", "input": "in.mp4", "output": "out.mp4"})
+    client.xadd(KEYS.submitted, {"job": b"\xff\xfe", "spec": b"\x80"})
+    wait_for(lambda: rejected(client) >= 5, what="5 rejections")
+    wait_for(lambda: client.hget(KEYS.job("sparkles"), "state") == b"failed", what="the sparkles job failed")
+    reasons = [entry[b"reason"].decode() for _, entry in client.xrange(KEYS.dead)]
+    assert any("nested 100000 deep" in reason for reason in reasons), reasons
+    assert any("declares 9000x9000" in reason for reason in reasons), reasons
+    assert any("malformed spec" in reason for reason in reasons), reasons
+    assert sum("malformed job entry" in reason for reason in reasons) == 2, reasons
+    assert client.hget(KEYS.job("broken"), "state") == b"failed"
+    assert b"sparkles" in client.hget(KEYS.job("sparkles"), "reason")
+    assert client.xlen(stream) == 0 and client.xlen(KEYS.submitted) == 0
+    assert worker.poll() is None
+    source = make_video(tmp_path / "in.mp4", frames=8)
+    assert distributed(source, tmp_path / "out.mp4", redis_server.url).frames == 8
+    assert worker.poll() is None
+
+
+def test_worker_rejoins_after_redis_lost_its_data(tmp_path, redis_server, workers):
+    """Redis restarted empty (no persistence): the worker makes its group again and serves the next job."""
+    client = redis_server.client()
+    worker = workers.start()
+    wait_for(lambda: client.exists(KEYS.work(LEFT_HALF)), what="the worker's group")
+    client.flushall()
+    source = make_video(tmp_path / "in.mp4", frames=8)
+    assert distributed(source, tmp_path / "out.mp4", redis_server.url).frames == 8
+    assert worker.poll() is None

@@ -1,0 +1,122 @@
+"""What every model package's predictor does the same way: `Predictor`, the base of workers.unet's and
+workers.maskrcnn's predictors.
+
+A package's predictor builds its model inside `self.building()` and implements `predict_batch(frames)`
+for exactly `config.batch_size` frames. The base class
+
+* checks the ModelConfig's threshold, in [0, 1] (None: the package's default), and device, one TensorFlow
+  can see (ModelConfig itself checks the batch size);
+* checks the frames (uint8[B,H,W,3] RGB), with a StreamerError saying what was wrong;
+* cuts the frames into batches and pads a short last batch with copies of its last frame, so that one
+  compiled graph serves a whole video; the answers for the padding are dropped;
+* builds and runs the model on the configured device;
+* builds it under Keras' global mixed_float16 policy when `mixed_precision` is set (float16 compute,
+  float32 variables), on any device; the previous policy is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+
+from streamer.errors import StreamerError
+from streamer.models import ModelConfig
+from streamer.prediction import Prediction
+
+# Keras' dtype policy is global: models are built one at a time, so a float32 model built in one thread
+# never picks up the float16 policy another thread set for its own model.
+_BUILDING = threading.Lock()
+
+
+class Predictor:
+    """Frame checks, batching with padding, device placement and mixed precision for a model package."""
+
+    name = ""
+
+    def __init__(self, config: ModelConfig, default_threshold: float) -> None:
+        threshold = default_threshold if config.threshold is None else config.threshold
+        if not 0.0 <= threshold <= 1.0:
+            raise StreamerError(f"threshold {threshold}: must be between 0 and 1")
+        self.config = replace(config, threshold=float(threshold), device=check_device(config.device))
+
+    @property
+    def threshold(self) -> float:
+        """The threshold in use: the configured one, or the package's default."""
+        return self.config.threshold
+
+    def predict(self, frames: np.ndarray) -> list[Prediction]:
+        """frames: uint8[B,H,W,3] RGB → one Prediction per frame, at the frame's size."""
+        frames = check_frames(frames)
+        size = self.config.batch_size
+        predictions: list[Prediction] = []
+        for start in range(0, len(frames), size):
+            batch = frames[start : start + size]
+            count = len(batch)
+            if count < size:  # the same graph serves every batch of this frame size
+                batch = np.concatenate([batch, np.repeat(batch[-1:], size - count, axis=0)])
+            with self.on_device():
+                predictions += self.predict_batch(batch)[:count]
+        return predictions
+
+    def predict_batch(self, frames: np.ndarray) -> list[Prediction]:
+        """Exactly `config.batch_size` checked frames → one Prediction per frame."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def building(self) -> Iterator[None]:
+        """Build the model in here: on the configured device, under the mixed_float16 policy when asked."""
+        import keras
+
+        with _BUILDING, self.on_device():
+            if not self.config.mixed_precision:
+                yield
+                return
+            previous = keras.config.dtype_policy()
+            keras.config.set_dtype_policy("mixed_float16")
+            try:
+                yield
+            finally:
+                keras.config.set_dtype_policy(previous)
+
+    def on_device(self) -> contextlib.AbstractContextManager:
+        """tf.device(config.device), or nothing when TensorFlow places the ops."""
+        if not self.config.device:
+            return contextlib.nullcontext()
+        import tensorflow as tf
+
+        return tf.device(self.config.device)
+
+
+def check_frames(frames) -> np.ndarray:
+    """frames as a uint8[B,H,W,3] array; a StreamerError naming what was given otherwise."""
+    try:
+        array = np.asarray(frames)
+    except ValueError as error:  # e.g. a list of frames of different sizes
+        raise StreamerError(f"frames must be uint8[B,H,W,3] RGB of one size ({error})") from None
+    if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8:
+        raise StreamerError(f"frames must be uint8[B,H,W,3] RGB; got {array.dtype}{list(array.shape)}")
+    if len(array) and 0 in array.shape[1:3]:
+        raise StreamerError(f"frames must be at least 1x1 pixels; got {array.shape[2]}x{array.shape[1]}")
+    return array
+
+
+def check_device(device: str | None) -> str | None:
+    """None, or a device TensorFlow can see (e.g. "/GPU:0"); otherwise a StreamerError listing the visible ones."""
+    if not device:
+        return None
+    import tensorflow as tf
+
+    try:
+        wanted = tf.DeviceSpec.from_string(device)
+    except (ValueError, TypeError) as error:
+        raise StreamerError(f"device {device!r}: not a device name ({error}); use e.g. /CPU:0 or /GPU:0") from error
+    visible = [tf.DeviceSpec.from_string(d.name) for d in tf.config.list_logical_devices()]
+    for spec in visible:
+        if spec.device_type == (wanted.device_type or "").upper() and spec.device_index == (wanted.device_index or 0):
+            return device
+    names = ", ".join(f"/{s.device_type}:{s.device_index}" for s in visible)
+    raise StreamerError(f"device {device!r}: not available here; visible devices: {names}")

@@ -1,0 +1,147 @@
+"""`streamer train unet` and `streamer evaluate unet`: options parsed into a TrainConfig / EvaluateConfig,
+then run (wired by streamer.cli).
+
+`add_train_arguments(parser)` / `run_train(args) -> int` and `add_evaluate_arguments(parser)` /
+`run_evaluate(args) -> int`. Failures raise StreamerError (the CLI prints them on one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+
+from streamer.errors import StreamerError
+from workers.unet.config import EvaluateConfig, TrainConfig
+
+SUPPRESS = argparse.SUPPRESS  # train options not given stay out of the namespace (so --resume reuses saved ones)
+TRAIN = TrainConfig()
+EVALUATE = EvaluateConfig()
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from workers.unet.data import DATA_HELP
+
+    def option(name: str, text: str, **kwargs) -> None:
+        parser.add_argument(name, default=SUPPRESS, help=text, **kwargs)
+
+    option("--data", f"{DATA_HELP} (required unless --resume)")
+    option("--samples", "synthetic: scenes to generate (default: 2000); kitti: use the first N pairs", type=int)
+    option("--arch", f"unet | unetpp | mobilenet (default: {TRAIN.arch})")
+    option("--width", f"filter multiplier; 1.0 = 64…1024 filters (default: {TRAIN.width})", type=float)
+    option("--classes", f"1 = binary road mask (default: {TRAIN.classes})", type=int)
+    option("--size", f"model input WIDTHxHEIGHT, multiples of 16 (default: {TRAIN.input_width}x{TRAIN.input_height})")
+    option("--epochs", f"total epochs (default: {TRAIN.epochs})", type=int)
+    option("--steps-per-epoch", "batches per epoch (default: one pass over the training samples)", type=int)
+    option("--batch-size", f"images per step (default: {TRAIN.batch_size})", type=int)
+    option("--learning-rate", f"Adam learning rate (default: {TRAIN.learning_rate})", type=float)
+    option("--schedule", f"cosine | constant learning rate (default: {TRAIN.schedule})")
+    option("--dropout", f"dropout at the bottom (default: {TRAIN.dropout})", type=float)
+    option("--deep-supervision", "unetpp: train a head per nested decoder level", action="store_true")
+    option(
+        "--val-fraction", f"fraction of the samples held out for validation (default: {TRAIN.val_fraction})", type=float
+    )
+    option("--seed", f"random seed (default: {TRAIN.seed})", type=int)
+    parser.add_argument("--out", default=TRAIN.out, help=f"run folder (default: {TRAIN.out})")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out at its next epoch, with its saved options"
+    )
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig the options describe (on --resume: the saved one, with any options given applied)."""
+    from workers.training import resumed_config
+    from workers.unet.data import parse_data
+
+    options = {f.name for f in fields(TrainConfig)} - {"out", "resume"}  # each an option of the same name
+    given = {name: value for name, value in vars(args).items() if name in options}
+    if hasattr(args, "size"):
+        from streamer.cli.common import parse_size
+
+        given["input_width"], given["input_height"] = parse_size(args.size)
+    if args.resume:
+        return resumed_config(TrainConfig, args.out, **given)
+    if "data" not in given:
+        from workers.unet.data import DATA_HELP
+
+        raise StreamerError(f"--data: required; give {DATA_HELP}")
+    parse_data(given["data"])
+    return TrainConfig(**given, out=args.out)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train a U-Net and print where the best checkpoint is."""
+    from workers.unet.train import train
+
+    result = train(train_config(args))
+    best = f"{result.best_metric} {result.best_value:.4f}" if result.best_value is not None else "n/a"
+    print(f"done: {result.epochs_done} epochs; best {best} → {result.weights}")
+    return 0
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    from workers.unet.data import DATA_HELP
+
+    parser.add_argument("--data", required=True, help=f"{DATA_HELP}; synthetic scenes come from a held-out stream")
+    parser.add_argument("--weights", help="a .keras file from `streamer train unet` (default: bundled demo weights)")
+    parser.add_argument(
+        "--samples", type=int, help="synthetic: scenes (default: 200); kitti: first N pairs (default: all)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=EVALUATE.seed, help=f"synthetic: scene seed (default: {EVALUATE.seed})"
+    )
+    height, width = EVALUATE.frame_size
+    parser.add_argument(
+        "--frame-size",
+        default=f"{width}x{height}",
+        help=f"synthetic: rendered WIDTHxHEIGHT (default: {width}x{height})",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=EVALUATE.batch_size,
+        help=f"frames per model call (default: {EVALUATE.batch_size})",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=EVALUATE.threshold,
+        help=f"road probability threshold (default: {EVALUATE.threshold})",
+    )
+    parser.add_argument("--device", help="TensorFlow device, e.g. /CPU:0 or /GPU:0 (default: automatic)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+
+
+def evaluate_config(args: argparse.Namespace) -> EvaluateConfig:
+    from streamer.cli.common import parse_size
+    from workers.unet.data import parse_data
+
+    parse_data(args.data)
+    width, height = parse_size(args.frame_size)
+    return EvaluateConfig(
+        data=args.data,
+        weights=args.weights,
+        samples=args.samples,
+        seed=args.seed,
+        frame_size=(height, width),
+        batch_size=args.batch_size,
+        threshold=args.threshold,
+        device=args.device,
+    )
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a U-Net and print per-image IoU and the mean (or JSON)."""
+    from workers.unet.evaluate import evaluate
+    from workers.unet.weights import DEMO_WEIGHTS
+
+    config = evaluate_config(args)
+    result = evaluate(config)
+    if args.json:
+        weights = config.weights or str(DEMO_WEIGHTS)
+        print(json.dumps({"model": "unet", "weights": weights, "data": config.data, **result.to_dict()}, indent=2))
+        return 0
+    for name, value in zip(result.names, result.ious):
+        print(f"{name}  {value:.4f}")
+    print(f"mean IoU over {len(result.ious)} images: {result.mean:.4f}")
+    return 0
