@@ -31,7 +31,7 @@ class ModelConfig:
     weights: str | None = None  # None: the model's bundled demo weights
     batch_size: int = 4
     threshold: float | None = None  # None: the model's own default
-    mixed_precision: bool = False  # float16 compute where a GPU supports it
+    mixed_precision: bool = False  # float16 compute, float32 variables (fast on GPUs; works on any device)
     device: str | None = None  # e.g. "/GPU:0" or "/CPU:0"; None lets TensorFlow place ops
 
     def __post_init__(self) -> None:
