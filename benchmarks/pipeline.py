@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -141,12 +140,27 @@ def seed_loop_fps(weights: str, path: Path, out: Path, threshold=0.5) -> float:
     return count / (time.perf_counter() - started)
 
 
+# A child's ru_maxrss starts at its parent's RSS when forked (before exec), so the peak of a command is
+# measured from a small launcher process instead of from this one, which may hold decoded clips.
+LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+_, status, usage = os.wait4(pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
 def peak_rss_mb(args: list[str]) -> float:
-    job = subprocess.Popen([sys.executable, "-m", "streamer", *args], cwd=ROOT)
-    _, status, usage = os.wait4(job.pid, 0)
-    if status != 0:
-        raise SystemExit(f"streamer {' '.join(args)} failed")
-    return usage.ru_maxrss / 1024
+    """Peak resident memory of `streamer ARGS`, in MB, measured from a small launcher."""
+    result = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, "-m", "streamer", *args], cwd=ROOT, capture_output=True, text=True
+    )
+    kilobytes, code = (int(part) for part in result.stdout.split()[-2:])
+    if code != 0:
+        raise SystemExit(f"streamer {' '.join(args)} failed: {result.stderr.strip()[-500:]}")
+    return kilobytes / 1024
 
 
 def full_unet_weights(folder: Path, height: int, width: int) -> str:
