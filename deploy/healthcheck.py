@@ -42,7 +42,20 @@ def streamer_args(cmdline: list[str]) -> list[str] | None:
     return None
 
 
-COMMANDS = {"process", "batch", "worker", "submit", "status", "cancel", "serve", "sample", "train", "evaluate"}
+COMMANDS = {
+    "process",
+    "batch",
+    "worker",
+    "submit",
+    "status",
+    "cancel",
+    "serve",
+    "sample",
+    "train",
+    "evaluate",
+    "inspect",
+    "export",
+}
 SERVE_PORT = 8080  # `streamer serve`'s default --port (a test keeps these two in step with the CLI)
 
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Sets up .venv with the package: `bash scripts/setup.sh` for running it (no system packages, no root),
-# `bash scripts/setup.sh test` for the tests too (Debian packages and the test extra). Whatever is already
-# satisfied is skipped: Debian packages that are installed, a venv installed from this very pyproject.toml.
+# Sets up .venv with the package: `bash scripts/setup.sh` for running it (the package with its models
+# extra; no system packages, no root), `bash scripts/setup.sh test` for the tests too (Debian packages
+# and the test extra). Versions follow deploy/requirements.lock, as in the images. Whatever is already
+# satisfied is skipped: Debian packages that are installed, a venv installed from this very pyproject.toml
+# and lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want="${1:-run}"
@@ -24,14 +26,14 @@ if [ "$want" = test ]; then
   fi
   extras="[test]"
 else
-  extras=""
+  extras="[models]"
 fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 stamp=".venv/.installed-$want"
-digest=$(sha256sum pyproject.toml | cut -d' ' -f1)
+digest=$(cat pyproject.toml deploy/requirements.lock | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extras"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c deploy/requirements.lock -e ".$extras"
   echo "$digest" > "$stamp"
 fi

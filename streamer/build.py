@@ -10,22 +10,23 @@ import contextlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from streamer.detections import DetectionsWriter
-from streamer.distributed.connection import connect
-from streamer.distributed.jobs import JobSpec, new_job_id
+from streamer.detections import FORMATS, DetectionsWriter
+from streamer.distributed.connection import Keys, connect, retrying
+from streamer.distributed.jobs import JobSpec, JobStore, new_job_id
 from streamer.distributed.spawn import local_workers
 from streamer.effects import effect_function
 from streamer.errors import StreamerError
 from streamer.job import ProcessConfig
-from streamer.live import DropQueue, LivePolicy
+from streamer.live import DropQueue, LivePolicy, open_source
 from streamer.metrics import Metrics
-from streamer.models import Model, load_model
+from streamer.models import Model, check_model_effect, load_model
 from streamer.muxer import Muxer
 from streamer.outputs import Stream, check_outputs, open_outputs
 from streamer.protocols import Sink, Source, Transport
 from streamer.render import RenderStage
-from streamer.source import VideoSource
+from streamer.sink import check_encode
 from streamer.stages import Stages
+from streamer.tracking import FrameCallback, TrackedRender
 from streamer.transports.memory import MemoryTransport
 from streamer.transports.redis_streams import RedisTransport
 
@@ -46,14 +47,24 @@ class Parts:
 def check(config: ProcessConfig) -> None:
     """Fail on a bad option before opening anything."""
     effect_function(config.effect.name)
+    check_model_effect(config.model.name, config.effect, config.model)
+    if config.detections_format not in FORMATS:
+        raise StreamerError(f"--detections-format {config.detections_format}: choose one of {', '.join(FORMATS)}")
     outputs = config.outputs()
     check_outputs(outputs)
     if config.detections:
         check_outputs(replace(outputs, targets=(config.detections,), segment=None))
-    if "://" not in config.input and any(
-        Path(config.input).resolve() == Path(target).resolve() for target in outputs.targets if "://" not in target
-    ):
+    check_encode(config.encode)
+    local = [target for target in outputs.targets if "://" not in target and target != "-"]
+    if "://" not in config.input and config.input != "-" and any(_same(config.input, target) for target in local):
         raise StreamerError(f"{config.input}: is an output too; choose another output")
+
+
+def _same(one: str, other: str) -> bool:
+    try:
+        return Path(one).resolve() == Path(other).resolve()
+    except (OSError, RuntimeError):  # a symbolic link loop: the source says so when it opens
+        return False
 
 
 def build(
@@ -61,7 +72,7 @@ def build(
 ) -> Parts:
     """Open every part; `helpers` gets what must outlive the threads (local workers)."""
     check(config)
-    opened = VideoSource(config.input, config.source)
+    opened = open_source(config.input, config.source, config.live)
     policy = LivePolicy.decide(opened.info.live, config.live, config.model.batch_size, config.queue_frames)
     source = policy.source(opened, config.live)
     try:
@@ -73,7 +84,11 @@ def build(
         stages.shutdown()
         source.close()
         raise
-    detections = DetectionsWriter(config.detections, config.source.storage) if config.detections else None
+    detections = (
+        DetectionsWriter(config.detections, config.source.storage, config.detections_format)
+        if config.detections
+        else None
+    )
     # room for every batch that can finish ahead of an earlier one
     capacity = max(256, config.model.batch_size * config.parallel_batches)
     return Parts(
@@ -82,9 +97,32 @@ def build(
         sink=sink,
         policy=policy,
         detections=detections,
-        muxer=Muxer(sink, capacity=capacity, detections=detections),
+        muxer=Muxer(
+            sink,
+            capacity=capacity,
+            detections=detections,
+            in_order=in_order(config),
+        ),
         drops=DropQueue(policy.depth, policy.drop, stages.stop, metrics.dropped.inc),
     )
+
+
+def in_order(config: ProcessConfig):
+    """What runs on each frame in frame order before it is written: tracking, then the on_frame callback."""
+    steps = []
+    if config.effect.track:
+        steps.append(TrackedRender(config.effect))
+    if config.on_frame is not None:
+        steps.append(FrameCallback(config.on_frame))
+    if not steps:
+        return None
+
+    def run(rendered):
+        for step in steps:
+            rendered = step(rendered)
+        return rendered
+
+    return run
 
 
 def _transport(
@@ -97,7 +135,8 @@ def _transport(
     depth: int,
 ) -> Transport:
     if config.redis is None:
-        stage = RenderStage(model or load_model(config.model), config.effect, bool(config.detections), metrics)
+        records = bool(config.detections or config.on_frame)  # the callback gets the prediction from the record
+        stage = RenderStage(model or load_model(config.model), config.effect, records, metrics)
         return MemoryTransport(stages, stage, config.model.batch_size, depth, parallel=config.parallel_batches)
     client = connect(config.redis)
     spec = JobSpec(
@@ -106,8 +145,13 @@ def _transport(
         threshold=config.model.threshold,
         frame_codec=config.redis.frame_codec,
         quality=config.redis.quality,
-        detections=bool(config.detections),
+        detections=bool(config.detections or config.on_frame),
     )
     if config.local_workers:
         helpers.enter_context(local_workers(config.local_workers, config.model, config.redis))
-    return RedisTransport(stages, client, config.redis, config.job or new_job_id(), spec, source.info.frames)
+    transport = RedisTransport(stages, client, config.redis, config.job or new_job_id(), spec, source.info.frames)
+    # what `status` and the status page show for the job (redacted there, as every record they serve)
+    targets = config.outputs().targets
+    where = {"input": config.input, "output": targets[0] if len(targets) == 1 else ", ".join(targets)}
+    retrying(config.redis, lambda: JobStore(client, Keys(config.redis.namespace)).update(transport.job, **where), "job")
+    return transport

@@ -1,4 +1,10 @@
-"""Per-frame detection records (`--detections out.jsonl`): boxes, classes, scores and RLE masks."""
+"""Per-frame detection records (`--detections out.jsonl`): boxes, classes, scores and RLE masks.
+
+Boxes are `[y1, x1, y2, x2]` in pixels, end exclusive (matterport's order); masks are COCO run-length
+encodings of the whole frame. An instance model's record has one entry per instance; a semantic model's
+(U-Net) one entry per class present in the frame, with its pixel count (`pixels`) and no scores.
+`--detections-format coco` writes a COCO results file instead (`[x, y, w, h]` boxes, `image_id` = frame
+index), which pycocotools' `COCO.loadRes` reads."""
 
 from __future__ import annotations
 
@@ -9,12 +15,28 @@ from pathlib import Path
 
 import numpy as np
 
+from streamer.errors import StreamerError
 from streamer.prediction import Prediction
 from streamer.publish import AtomicFile
+
+FORMATS = ("jsonl", "coco")
+
+
+def _rle(masks: np.ndarray) -> list[dict]:
+    from pycocotools import mask as rle
+
+    encoded = rle.encode(np.asfortranarray(masks.astype(np.uint8)))
+    return [{"size": item["size"], "counts": item["counts"].decode()} for item in encoded]
+
+
+def _name(class_names, class_id: int) -> str:
+    return class_names[class_id] if class_names is not None and 0 <= class_id < len(class_names) else str(class_id)
 
 
 def record(prediction: Prediction, class_names=None) -> dict:
     """JSON-ready detections of one frame; masks as COCO run-length encodings."""
+    if prediction.masks is None and prediction.boxes is None and prediction.semantic is not None:
+        return semantic_record(prediction.semantic, class_names)
     result: dict = {}
     if prediction.boxes is not None:
         result["boxes"] = np.asarray(prediction.boxes).tolist()
@@ -22,38 +44,111 @@ def record(prediction: Prediction, class_names=None) -> dict:
         ids = np.asarray(prediction.class_ids).tolist()
         result["class_ids"] = ids
         if class_names is not None:
-            result["classes"] = [class_names[i] if 0 <= i < len(class_names) else str(i) for i in ids]
+            result["classes"] = [_name(class_names, i) for i in ids]
     if prediction.scores is not None:
         result["scores"] = [round(float(score), 4) for score in prediction.scores]
     if prediction.masks is not None and prediction.masks.shape[-1]:
-        from pycocotools import mask as rle
-
-        encoded = rle.encode(np.asfortranarray(prediction.masks.astype(np.uint8)))
-        result["masks"] = [{"size": item["size"], "counts": item["counts"].decode()} for item in encoded]
+        result["masks"] = _rle(prediction.masks)
     elif prediction.masks is not None:
         result["masks"] = []
     return result
 
 
-class DetectionsWriter:
-    """One JSON line per frame, in frame order; published whole on close (streamer.publish): a local file
-    is renamed into place, a bucket URL (s3://, gs://, …) is uploaded in one piece."""
+def semantic_record(semantic: np.ndarray, class_names=None) -> dict:
+    """One entry per class present other than background (0): class id and name, pixel count, RLE mask."""
+    counts = np.bincount(semantic.ravel(), minlength=1)
+    present = [int(c) for c in np.flatnonzero(counts) if c != 0]
+    masks = np.stack([semantic == c for c in present], axis=-1) if present else None
+    return {
+        "class_ids": present,
+        "classes": [_name(class_names, c) for c in present],
+        "pixels": [int(counts[c]) for c in present],
+        "masks": _rle(masks) if masks is not None else [],
+    }
 
-    def __init__(self, path: str | os.PathLike, storage: dict | None = None):
+
+def prediction_of(record: dict, height: int, width: int) -> Prediction:
+    """A detection record back as a Prediction: a semantic record (with `pixels`) as the class map, an
+    instance record as masks, class ids, scores and boxes."""
+    from pycocotools import mask as rle
+
+    def decoded(masks) -> np.ndarray:
+        if not masks:
+            return np.zeros((height, width, 0), bool)
+        return rle.decode([{"size": m["size"], "counts": m["counts"].encode()} for m in masks]).astype(bool)
+
+    if "pixels" in record:
+        semantic = np.zeros((height, width), np.uint8)
+        for class_id, mask in zip(record.get("class_ids", []), np.moveaxis(decoded(record.get("masks")), -1, 0)):
+            semantic[mask] = class_id
+        return Prediction(semantic=semantic)
+    count = len(record.get("class_ids", record.get("boxes", ())))
+    return Prediction(
+        masks=None if record.get("masks") is None else decoded(record["masks"] if count else []),
+        class_ids=np.asarray(record.get("class_ids", [0] * count), np.int32),
+        scores=None if "scores" not in record else np.asarray(record["scores"], np.float32),
+        boxes=None if "boxes" not in record else np.asarray(record["boxes"], np.int32).reshape(-1, 4),
+    )
+
+
+def coco_results(index: int, detections: dict | None) -> list[dict]:
+    """A frame's record as COCO results: `image_id` = frame index, `bbox` = [x, y, width, height]."""
+    detections = detections or {}
+    class_ids = detections.get("class_ids", [])
+    boxes = detections.get("boxes")
+    masks = detections.get("masks")
+    scores = detections.get("scores")
+    tracks = detections.get("track_ids")
+    results = []
+    for i, class_id in enumerate(class_ids):
+        result: dict = {"image_id": index, "category_id": int(class_id)}
+        if boxes is not None:
+            y1, x1, y2, x2 = boxes[i]
+            result["bbox"] = [x1, y1, x2 - x1, y2 - y1]
+        if masks:
+            result["segmentation"] = masks[i]
+        result["score"] = scores[i] if scores is not None else 1.0
+        if tracks is not None:
+            result["track_id"] = tracks[i]
+        if "classes" in detections:
+            result["category_name"] = detections["classes"][i]
+        results.append(result)
+    return results
+
+
+class DetectionsWriter:
+    """One JSON line per frame, in frame order (`jsonl`), or a COCO results file, a JSON list of every
+    frame's instances (`coco`); published whole on close (streamer.publish): a local file is renamed into
+    place, a bucket URL (s3://, gs://, …) is uploaded in one piece."""
+
+    def __init__(self, path: str | os.PathLike, storage: dict | None = None, format: str = "jsonl"):
+        if format not in FORMATS:
+            raise StreamerError(f"--detections-format {format}: choose one of {', '.join(FORMATS)}")
+        self.format = format
+        self._written = 0
         self._output = AtomicFile(path, storage)
         self.path = self._output.target if self._output.remote else Path(path)
         try:
             self._file = open(self._output.path, "w")
+            if format == "coco":
+                self._file.write("[")
         except BaseException:
             self._output.abort()
             raise
 
     def write(self, index: int, pts: int, time_base: Fraction, detections: dict | None) -> None:
+        if self.format == "coco":
+            for result in coco_results(index, detections):
+                self._file.write(("," if self._written else "") + "\n" + json.dumps(result, separators=(",", ":")))
+                self._written += 1
+            return
         line = {"frame": index, "pts": pts, "time": round(float(pts * time_base), 6), **(detections or {})}
         self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
 
     def close(self) -> Path | str:
         try:
+            if self.format == "coco":
+                self._file.write("\n]\n")
             self._file.close()
         except BaseException:
             self._output.abort()

@@ -1,20 +1,60 @@
-"""The small HTTP handler base shared by the metrics endpoint and the status page."""
+"""The small WSGI server shared by the metrics endpoint (`--metrics-port`) and the status page (`serve`).
+
+wsgiref's server with a thread per request (a slow scrape never holds up a probe) and no request logs on
+the terminal; `respond` sends a whole body with its length and `Cache-Control: no-store`.
+"""
 
 from __future__ import annotations
 
-import http.server
+import json
+import socketserver
+import threading
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from streamer.errors import StreamerError
+
+App = Callable[[dict, Callable], Iterable[bytes]]
 
 
-class QuietHandler(http.server.BaseHTTPRequestHandler):
-    """Sends whole responses and keeps request logs off the terminal."""
+class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a request in progress never keeps the process from exiting
 
-    def send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
 
+class QuietHandler(WSGIRequestHandler):
     def log_message(self, *args) -> None:
         pass
+
+
+def respond(start_response: Callable, status: int, body: bytes | str, content_type: str = "text/plain") -> list[bytes]:
+    """A whole response: `body` with its length, never cached."""
+    data = body.encode() if isinstance(body, str) else body
+    if content_type.startswith(("text/", "application/json")) and "charset" not in content_type:
+        content_type += "; charset=utf-8"
+    start_response(
+        f"{status} {HTTPStatus(status).phrase}",
+        [("Content-Type", content_type), ("Content-Length", str(len(data))), ("Cache-Control", "no-store")],
+    )
+    return [data]
+
+
+def respond_json(start_response: Callable, status: int, value) -> list[bytes]:
+    return respond(start_response, status, json.dumps(value), "application/json")
+
+
+class Server:
+    """`app` served on host:port in a background thread (port 0: any free port, see `.port`)."""
+
+    def __init__(self, app: App, host: str, port: int, name: str = "http", option: str = "--port"):
+        try:
+            self.httpd = make_server(host, port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler)
+        except OSError as error:
+            raise StreamerError(f"cannot listen on {host}:{port} ({error.strerror}); choose another {option}") from None
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name=name, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

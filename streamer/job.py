@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,11 +38,14 @@ class ProcessConfig:
     local_workers: int = 0  # with redis: workers this command starts and stops itself
     job: str | None = None  # with redis: the job id (default: a new one)
     detections: str | None = None  # write one JSON line of detections per frame to this file
+    format: str | None = None  # container of `-` (stdout) and file outputs, as FFmpeg names it
+    detections_format: str = "jsonl"  # jsonl (one line per frame) | coco (a COCO results file)
+    on_frame: Callable | None = None  # Python API: called with (rendered frame, prediction) in frame order
 
     def output_path(self) -> Path:
         if self.output:
             return Path(self.output)
-        if "://" in self.input:
+        if "://" in self.input or self.input == "-":
             raise StreamerError(f"{self.input}: a stream has no folder to write beside; give -o OUTPUT")
         source = Path(self.input)
         return source.with_name(f"{source.stem}_{self.effect.name}.mp4")
@@ -55,6 +59,7 @@ class ProcessConfig:
             hls_time=self.hls_time,
             hls_list_size=self.hls_list_size,
             overwrite=self.overwrite,
+            format=self.format,
         )
 
 

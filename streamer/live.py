@@ -19,7 +19,7 @@ import numpy as np
 from streamer.errors import StreamerError
 from streamer.frames import Frame
 from streamer.sink import EncodeConfig
-from streamer.source import VideoSource, looks_live
+from streamer.source import SourceOptions, VideoSource, looks_live
 from streamer.stages import Stopped
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,31 @@ class LivePolicy:
 
 class SourceLost(StreamerError):
     """A live input gave no frame for the give-up time; what was recorded is kept."""
+
+
+def open_source(url: str, options: SourceOptions, config: LiveConfig) -> VideoSource:
+    """Open the input. A live one that is down at start (a camera still booting, a relay restarting) is
+    retried with the same backoff as a reconnect, until --give-up; a file fails at once."""
+    live = options.live if options.live is not None else looks_live(url)
+    if not live or not (looks_live(url) or "://" in url):  # a local file played as live is not "down"
+        return VideoSource(url, options)
+    started = time.monotonic()
+    backoff, attempts = 0.5, 0
+    while True:
+        attempts += 1
+        try:
+            return VideoSource(url, options)
+        except StreamerError as error:
+            waited = time.monotonic() - started
+            if waited >= config.give_up:
+                raise StreamerError(
+                    f"{error} (gave up after {attempts} attempts in {waited:.0f} s, --give-up {config.give_up:g})"
+                ) from None
+            if attempts == 1:
+                log.warning("%s: not up yet; retrying for up to %g s (--give-up)", url, config.give_up)
+            log.info("%s: %s; retrying in %.1f s", url, error, backoff)
+            time.sleep(min(backoff, config.give_up - waited))  # the last attempt comes at --give-up
+            backoff = min(backoff * 2, config.max_backoff)
 
 
 class LiveSource:

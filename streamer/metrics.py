@@ -6,16 +6,16 @@ parts it measures; the HTTP server answers /metrics, /healthz and /readyz.
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import contextmanager
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
-from streamer.httpd import QuietHandler
+from streamer.httpd import App, Server, respond
 
+FPS_WINDOW = 10.0  # seconds the fps gauge is measured over
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -40,9 +40,9 @@ class Metrics:
             "streamer_batch_size", "Frames per model call", buckets=(1, 2, 4, 8, 16, 32, 64), registry=r
         )
         self.queue_depth = Gauge("streamer_queue_depth", "Items waiting in a queue", ["queue"], registry=r)
-        self.fps = Gauge("streamer_fps", "Output frames per second since the start", registry=r)
-        self._started = time.monotonic()
+        self.fps = Gauge("streamer_fps", f"Output frames per second over the last {FPS_WINDOW:g} s", registry=r)
         self._written = 0
+        self._recent = deque([(time.monotonic(), 0)])  # (time, frames written) over the last FPS_WINDOW
 
     @contextmanager
     def timed(self, stage: str):
@@ -55,9 +55,29 @@ class Metrics:
     def wrote(self, frames: int = 1) -> None:
         self.frames_out.inc(frames)
         self._written += frames
-        elapsed = time.monotonic() - self._started
-        if elapsed > 0:
-            self.fps.set(self._written / elapsed)
+        now = time.monotonic()
+        self._recent.append((now, self._written))
+        while len(self._recent) > 2 and now - self._recent[1][0] >= FPS_WINDOW:
+            self._recent.popleft()
+        since, written = self._recent[0]
+        if now > since:
+            self.fps.set((self._written - written) / (now - since))
+
+
+def health_app(registry: CollectorRegistry, ready: Callable[[], bool], alive: Callable[[], bool]) -> App:
+    """WSGI: /metrics (prometheus_client's app on `registry`), /healthz (`alive`), /readyz (`ready`)."""
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            return metrics_app(environ, start_response)
+        if path in ("/healthz", "/readyz"):
+            ok = (alive if path == "/healthz" else ready)()
+            return respond(start_response, 200 if ok else 503, "ok\n" if ok else "not ready\n")
+        return respond(start_response, 404, "not found\n")
+
+    return app
 
 
 class HealthServer:
@@ -71,23 +91,8 @@ class HealthServer:
         alive: Callable[[], bool] = lambda: True,
         host: str = "0.0.0.0",
     ):
-        registry = metrics.registry
-
-        class Handler(QuietHandler):
-            def do_GET(self):
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    self.send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-                elif path in ("/healthz", "/readyz"):
-                    ok = (alive if path == "/healthz" else ready)()
-                    self.send(200 if ok else 503, b"ok\n" if ok else b"not ready\n", "text/plain")
-                else:
-                    self.send(404, b"not found\n", "text/plain")
-
-        self.server = http.server.ThreadingHTTPServer((host, port), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True).start()
+        self.server = Server(health_app(metrics.registry, ready, alive), host, port, "metrics", "--metrics-port")
+        self.port = self.server.port
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()

@@ -8,7 +8,9 @@ user's own model factory the same way.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -18,8 +20,25 @@ from streamer.prediction import Prediction
 
 FACTORIES = {
     "unet": "workers.unet.predictor:load",
+    "semantic": "workers.unet.predictor:load",  # any segmentation model file (.keras, .h5, SavedModel, ONNX, TFLite)
     "identity": "workers.identity:load",
     "maskrcnn": "workers.maskrcnn.predictor:load",
+}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a registered model produces, known before it loads (so options are checked before TensorFlow starts)."""
+
+    instances: bool  # instance masks and boxes (maskrcnn), or only a semantic class map (unet)
+    settings: str | None = None  # `module:function(weights path)` → settings with `.class_names`, read without TF
+
+
+MODEL_INFO = {
+    "unet": ModelInfo(instances=False),
+    "semantic": ModelInfo(instances=False),
+    "identity": ModelInfo(instances=False),
+    "maskrcnn": ModelInfo(instances=True, settings="workers.maskrcnn.predictor:saved_settings"),
 }
 
 
@@ -33,12 +52,25 @@ class ModelConfig:
     threshold: float | None = None  # None: the model's own default
     mixed_precision: bool = False  # float16 compute, float32 variables (fast on GPUs; works on any device)
     device: str | None = None  # e.g. "/GPU:0" or "/CPU:0"; None lets TensorFlow place ops
+    runtime: str = "tf"  # semantic models: tf | onnx | openvino
+    gpu_memory_limit: int | None = None  # MB of each GPU this process may take; None: memory growth (as needed)
+    config_file: str | None = None  # JSON or YAML of model settings (Mask R-CNN: matterport's Config names)
+    settings: dict = field(default_factory=dict)  # KEY=VALUE settings (--set), applied over config_file's
+    class_names: tuple[str, ...] | None = None  # names of the class ids, background first; None: the file's
 
     def __post_init__(self) -> None:
         """The one place a model name and batch size are checked."""
         check_model_name(self.name)
         if self.batch_size < 1:
             raise StreamerError(f"--batch {self.batch_size}: must be at least 1")
+        if self.gpu_memory_limit is not None and self.gpu_memory_limit < 1:
+            raise StreamerError(f"--gpu-memory-limit {self.gpu_memory_limit}: give megabytes, at least 1")
+        if self.class_names is not None:
+            self.class_names = tuple(str(name) for name in self.class_names)
+
+    def all_settings(self) -> dict:
+        """config_file's settings with `settings` applied over them."""
+        return {**(read_settings_file(self.config_file) if self.config_file else {}), **self.settings}
 
 
 class Model(Protocol):
@@ -46,6 +78,28 @@ class Model(Protocol):
 
     def predict(self, frames: np.ndarray) -> list[Prediction]:
         """frames: uint8[B,H,W,3] RGB → one Prediction per frame, at frame size."""
+
+
+def read_settings_file(path: str) -> dict:
+    """{KEY: value} from a JSON or YAML file of model settings (a mapping at the top level)."""
+    file = Path(path)
+    if not file.is_file():
+        raise StreamerError(f"--config {path}: no such file; give a JSON or YAML file of KEY: value settings")
+    if file.stat().st_size > 1_000_000:
+        raise StreamerError(f"--config {path}: larger than 1 MB; give a JSON or YAML file of KEY: value settings")
+    text = file.read_text(errors="replace")
+    try:
+        if file.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+    except Exception as error:  # yaml.YAMLError, json.JSONDecodeError
+        raise StreamerError(f"--config {path}: cannot parse it ({str(error).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise StreamerError(f"--config {path}: must hold a mapping of KEY: value settings")
+    return {str(key): value for key, value in values.items()}
 
 
 def model_names() -> list[str]:
@@ -57,11 +111,60 @@ def check_model_name(name: str) -> None:
         raise StreamerError(f"unknown model {name!r}: choose one of {', '.join(model_names())}, or give module:factory")
 
 
+def class_names_of(config: ModelConfig) -> tuple[str, ...] | None:
+    """The class names of a registered model's weights (BG first), read from the weights file's metadata
+    without loading the model; None when that cannot be known before loading."""
+    if config.class_names:  # --class-names
+        return tuple(config.class_names)
+    if getattr(config, "class_names", None):
+        return tuple(config.class_names)
+    info = MODEL_INFO.get(config.name)
+    if info is None or info.settings is None:
+        return None
+    module_name, _, attr = info.settings.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        weights = config.weights or getattr(module, "DEMO_WEIGHTS", None)
+        return tuple(getattr(module, attr)(weights).class_names) if weights else None
+    except Exception:  # an unreadable weights file is reported by the loader, with its own message
+        return None
+
+
+def check_model_effect(name: str, effect, config: ModelConfig | None = None) -> None:
+    """Refuse options a registered model cannot serve, before it loads: `--effect instances`, `--track` and
+    `--classes` need a model with instances; `--classes` must name classes of its weights."""
+    info = MODEL_INFO.get(name)
+    if info is None:
+        return  # a user's own model: checked when it is loaded
+    if not info.instances:
+        for wanted, option in (
+            (effect.name == "instances", "--effect instances"),
+            (effect.track, "--track"),
+            (bool(effect.classes), "--classes"),
+        ):
+            if wanted:
+                with_instances = [n for n, i in MODEL_INFO.items() if i.instances]
+                raise StreamerError(
+                    f"{option}: model {name!r} finds no instances (only a class per pixel); "
+                    f"use an instance model such as {', '.join(with_instances)}, or drop {option}"
+                )
+    if effect.classes and config is not None:
+        names = class_names_of(config)
+        unknown = [c for c in effect.classes if names is not None and c not in names]
+        if unknown:
+            raise StreamerError(
+                f"--classes {','.join(unknown)}: not classes of this model; it has {', '.join(names[1:])}"
+            )
+
+
 def load_model(config: ModelConfig) -> Model:
+    from streamer.progress import native_logs_hidden
+
     path = FACTORIES.get(config.name, config.name)
     module_name, _, attr = path.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as error:
-        raise StreamerError(f"model {config.name!r}: cannot import {path} ({error})") from None
-    return factory(config)
+    with native_logs_hidden():  # TensorFlow's C++ start-up lines, written as it is imported and builds
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as error:
+            raise StreamerError(f"model {config.name!r}: cannot import {path} ({error})") from None
+        return factory(config)

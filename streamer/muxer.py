@@ -19,10 +19,13 @@ from streamer.protocols import Sink
 class Muxer:
     """Reorder buffer in front of a sink."""
 
-    def __init__(self, sink: Sink, capacity: int = 256, detections=None):
-        """`detections`: a DetectionsWriter that gets each frame's detections in frame order."""
+    def __init__(self, sink: Sink, capacity: int = 256, detections=None, in_order=None):
+        """`detections`: a DetectionsWriter that gets each frame's detections in frame order.
+        `in_order`: a step applied to each frame in frame order before it is written (tracking:
+        `streamer.tracking.TrackedRender`)."""
         self.sink = sink
         self.detections = detections
+        self.in_order = in_order
         self.capacity = capacity
         self.next_index = 0
         self.duplicates = 0
@@ -50,6 +53,8 @@ class Muxer:
         written = 0
         while self.next_index in self._waiting:
             frame = self._waiting.pop(self.next_index)
+            if self.in_order is not None:
+                frame = self.in_order(frame)
             self.sink.write(frame.image, frame.pts, frame.time_base)
             if self.detections is not None:
                 self.detections.write(frame.index, frame.pts, frame.time_base, frame.detections)

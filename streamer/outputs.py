@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 
 from streamer.errors import StreamerError
-from streamer.sink import EncodeConfig, VideoSink, check_output
+from streamer.sink import EncodeConfig, VideoSink, check_output, is_pipe
 from streamer.storage import filesystem, is_remote
 
 NETWORK_FORMATS = {
@@ -35,6 +35,7 @@ class OutputConfig:
     hls_time: float = 2.0  # seconds per HLS segment
     hls_list_size: int = 6  # segments kept in a rolling HLS playlist (0: all)
     overwrite: bool = False
+    format: str | None = None  # FFmpeg container name for `-` (stdout) and files: matroska, mpegts, mp4 …
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,9 @@ class Stream:
 
 
 def kind(target: str) -> str:
-    """file | hls | network | remote (a bucket: written locally, then uploaded whole)"""
+    """file | hls | network | pipe (stdout) | remote (a bucket: written locally, then uploaded whole)"""
+    if is_pipe(target):
+        return "pipe"
     if is_remote(target):
         return "remote"
     if "://" in target:
@@ -64,19 +67,38 @@ def kind(target: str) -> str:
 
 def check_outputs(config: OutputConfig) -> None:
     """Fail before any work on an output that cannot be written."""
+    pipes = [target for target in config.targets if kind(target) == "pipe"]
+    if len(pipes) > 1:
+        raise StreamerError("-o -: stdout can take one output only")
+    if pipes and not config.format:
+        raise StreamerError("-o -: writing to stdout needs --format, e.g. matroska, mpegts or mp4 (fragmented)")
+    if config.format:
+        check_format(config.format)
     for target in config.targets:
+        if kind(target) == "pipe":
+            continue
         if kind(target) == "remote":
             fs, path = filesystem(target, config.storage)
             if fs.exists(path) and not config.overwrite:
                 raise StreamerError(f"{target}: already exists; pass -y to overwrite it")
         elif kind(target) == "file" and config.segment is None:
-            check_output(target, config.overwrite)
+            check_output(target, config.overwrite, named=bool(config.format))
         elif kind(target) in ("file", "hls"):
             folder = Path(target).parent
             if not folder.is_dir():
                 raise StreamerError(f"{target}: folder {folder} does not exist; create it first")
             if not os.access(folder, os.W_OK):
                 raise StreamerError(f"{target}: folder {folder} is not writable")
+
+
+def check_format(name: str) -> None:
+    """--format must name an FFmpeg muxer."""
+    try:
+        av.format.ContainerFormat(name, "w")
+    except (ValueError, av.error.FFmpegError):
+        raise StreamerError(
+            f"--format {name}: no such container; use matroska, mpegts or mp4 (fragmented on stdout)"
+        ) from None
 
 
 def open_outputs(config: OutputConfig, stream: Stream, encode: EncodeConfig, audio=None):
@@ -126,9 +148,11 @@ def _open(target: str, config: OutputConfig, stream: Stream, encode: EncodeConfi
         return VideoSink(
             target, *geometry, rotation=stream.rotation, encode=encode, audio=audio, format="hls", options=options
         )
+    if target_kind == "pipe":
+        return VideoSink(target, *geometry, rotation=stream.rotation, encode=encode, audio=audio, format=config.format)
     if config.segment:
         return SegmentedSink(target, config.segment, stream, encode, audio, config.overwrite)
-    return VideoSink(target, *geometry, rotation=stream.rotation, encode=encode, audio=audio)
+    return VideoSink(target, *geometry, rotation=stream.rotation, encode=encode, audio=audio, format=config.format)
 
 
 class SegmentedSink:

@@ -15,7 +15,9 @@ The temporary name keeps the target's extensions (FFmpeg picks the container fro
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import logging
 import os
 import secrets
 import tempfile
@@ -29,6 +31,28 @@ from streamer.storage import filesystem, is_remote
 
 PART = "part"
 ATTEMPTS = 100
+log = logging.getLogger(__name__)
+_UNFINISHED: set[Path] = set()  # temporary files not yet published or removed: removed at exit whatever happens
+
+
+@atexit.register
+def _remove_unfinished() -> None:
+    """A second Ctrl-C, or an error while cleaning up, can skip `abort()`: no temporary file outlives the process."""
+    for path in list(_UNFINISHED):
+        _discard(path)
+
+
+def _discard(path: Path) -> bool:
+    """Remove a temporary file; where its folder forbids that, empty it so nothing complete stays hidden."""
+    _UNFINISHED.discard(path)
+    try:
+        path.unlink(missing_ok=True)
+        return True
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.truncate(path, 0)
+        log.info("%s: cannot remove this temporary file (%s); emptied it", path, error.strerror or error)
+        return False
 
 
 def temp_name(name: str) -> str:
@@ -74,6 +98,7 @@ class AtomicFile:
             self._destination = local
             name, folder = local.name, local.parent
         self.path = _create(folder, name, self.target)
+        _UNFINISHED.add(self.path)
 
     def publish(self) -> Path | str:
         """Put the finished file at its target: a Path for a local target, the URL for a remote one."""
@@ -83,10 +108,13 @@ class AtomicFile:
                 self._upload()
             else:
                 self._rename(self._destination)
+        except StreamerError as error:
+            self._abort_saying(error)
         except BaseException:
             self.abort()
             raise
         self.state = "published"
+        _UNFINISHED.discard(self.path)
         return self.target if self.remote else self._destination
 
     def keep_partial(self) -> Path | None:
@@ -99,17 +127,27 @@ class AtomicFile:
         partial = partial_name(self._destination)
         try:
             self._rename(partial, overwrite=True)
+        except StreamerError as error:
+            self._abort_saying(error)
         except BaseException:
             self.abort()
             raise
         self.state = "published"
+        _UNFINISHED.discard(self.path)
         return partial
 
-    def abort(self) -> None:
-        """Remove the temporary file; nothing appears at the target."""
+    def abort(self) -> bool:
+        """Remove the temporary file; nothing appears at the target. False: it could only be emptied."""
         if self.state == "open":
             self.state = "aborted"
-            self.path.unlink(missing_ok=True)
+            return _discard(self.path)
+        return True
+
+    def _abort_saying(self, error: StreamerError):
+        """Abort after a failed publish; the one error line also says when an empty temporary file stays."""
+        if self.abort():
+            raise error
+        raise StreamerError(f"{error} (left an empty temporary file {self.path.name})") from None
 
     def _check_open(self) -> None:
         if self.state != "open":

@@ -6,6 +6,7 @@ reads), so inference is timed, classes are checked and detections are recorded i
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,20 +18,27 @@ from streamer.frames import Frame, Rendered
 from streamer.metrics import Metrics
 from streamer.models import Model
 from streamer.prediction import Prediction
+from streamer.progress import native_logs_hidden
+from streamer.tracking import TRACK_COLOURED
 
 
 class RenderStage:
     """Renders batches of frames with one model and one effect.
 
     Raises StreamerError when built for an effect the model cannot serve (e.g. `--classes`
-    it does not have), so a job fails before any frame is spent."""
+    it does not have), so a job fails before any frame is spent.
+
+    With `effect.track` every frame gets its detection record (the tracker's input), and an effect
+    coloured by track is left undrawn: `streamer.tracking.TrackedRender` draws it in frame order."""
 
     def __init__(self, model: Model, effect: EffectConfig, detections: bool = False, metrics: Metrics | None = None):
         self.model = model
         self.effect = with_class_names(effect, model)
-        self.detections = detections
+        self.detections = detections or effect.track
         self.metrics = metrics or Metrics()
         self._draw = effect_function(effect.name)
+        self._deferred = effect.track and effect.name in TRACK_COLOURED
+        self._first_calls = 2
 
     def __call__(self, frames: Sequence[Frame]) -> list[Rendered]:
         return [self.render(frame, prediction) for frame, prediction in zip(frames, self.predict(frames))]
@@ -38,7 +46,10 @@ class RenderStage:
     def predict(self, frames: Sequence[Frame]) -> list[Prediction]:
         """One model call for the batch; the model may run on another thread than `render`."""
         images = np.stack([frame.image for frame in frames])
-        with self.metrics.timed("inference"):
+        # a model's first calls build its graph, when TensorFlow logs device lines (cuInit) from C++
+        quiet = native_logs_hidden() if self._first_calls > 0 else contextlib.nullcontext()
+        self._first_calls -= 1
+        with quiet, self.metrics.timed("inference"):
             predictions = self.model.predict(images)
         if len(predictions) != len(frames):
             raise StreamerError(
@@ -50,7 +61,10 @@ class RenderStage:
 
     def render(self, frame: Frame, prediction: Prediction) -> Rendered:
         prediction = selected(prediction, self.effect)
-        with self.metrics.timed("render"):
-            image = self._draw(frame.image, prediction, self.effect)
+        if self._deferred:
+            image = frame.image
+        else:
+            with self.metrics.timed("render"):
+                image = self._draw(frame.image, prediction, self.effect)
         found = record(prediction, self.effect.class_names) if self.detections else None
         return Rendered(frame.index, frame.pts, frame.time_base, image, found)

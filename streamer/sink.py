@@ -6,7 +6,12 @@ A file or bucket target is written under a temporary name and published only whe
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
+import io
 import os
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -20,7 +25,29 @@ from streamer.publish import AtomicFile
 from streamer.storage import is_remote
 
 X26X = {"libx264", "libx265"}
+VPX = {"libvpx", "libvpx-vp9"}
 FASTSTART_FORMATS = {".mp4", ".mov", ".m4v"}
+# the encoder a container gets when none is named (FFmpeg's own choice elsewhere)
+CONTAINER_CODECS = {"webm": "libvpx-vp9", "gif": "gif", "matroska": "libx264", "mp4": "libx264", "mov": "libx264"}
+IMAGE_FORMATS = {"image2", "image2pipe"}  # .jpg, .png, .bmp …: one picture per file, not a video container
+PIPE_FORMATS = {"mp4": "fragmented mp4", "mov": "fragmented mov"}  # stdout cannot seek back to finish a header
+# errors of the file system or the network: only these are blamed on the disk or the server
+OS_ERRNOS = {
+    errno.ENOSPC,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EDQUOT,
+    errno.EIO,
+    errno.EFBIG,
+    errno.ENOENT,
+    errno.EPIPE,
+    errno.ECONNRESET,
+    errno.ECONNREFUSED,
+    errno.ETIMEDOUT,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+}
 AAC_FRAME_SAMPLES = 1024
 STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
@@ -29,17 +56,82 @@ STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5
 class EncodeConfig:
     """Video encoder settings; defaults give browser-playable H.264 mp4."""
 
-    codec: str = "libx264"
+    codec: str | None = "libx264"  # None: the container's (webm: VP9, gif: gif, mkv/mp4/others: H.264)
     crf: int = 23
     preset: str = "veryfast"
-    pix_fmt: str = "yuv420p"
+    pix_fmt: str | None = "yuv420p"  # None: yuv420p, or what the codec takes (gif: rgb8)
     threads: int = 0  # 0: FFmpeg picks
     tune: str | None = None  # x264 tune, e.g. zerolatency for live outputs
     gop: int | None = None  # frames between keyframes (None: the encoder's default)
+    scale: tuple[int, int] | None = None  # output WIDTH, HEIGHT; -1/-2: keep the aspect (-2: even)
+    bitrate: str | None = None  # target bitrate such as 2M (instead of crf)
+    maxrate: str | None = None  # peak bitrate, with bufsize (VBV), for network outputs
+    bufsize: str | None = None
 
 
-def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Fail before any work if the output cannot be written."""
+def check_encode(encode: EncodeConfig) -> None:
+    """Fail on an unknown codec or pixel format, or a pair that does not fit, before any work."""
+    if encode.pix_fmt is not None:
+        try:
+            av.VideoFormat(encode.pix_fmt)
+        except (ValueError, av.error.FFmpegError):
+            raise StreamerError(
+                f"--pix-fmt {encode.pix_fmt}: not a pixel format; use one such as yuv420p, yuv444p or rgb24"
+            ) from None
+    if encode.codec is not None:
+        codec = _encoder(encode.codec)
+        formats = [f.name for f in codec.video_formats or ()]
+        if encode.pix_fmt is not None and formats and encode.pix_fmt not in formats:
+            raise StreamerError(
+                f"--codec {encode.codec} cannot encode --pix-fmt {encode.pix_fmt}; it takes {', '.join(formats)}"
+            )
+    for name in ("bitrate", "maxrate", "bufsize"):
+        value = getattr(encode, name)
+        if value is not None and parse_rate(value) is None:
+            raise StreamerError(f"--{name} {value}: give bits per second such as 800k, 2.5M or 4000000")
+
+
+def parse_rate(text: str) -> int | None:
+    """'800k' → 800000, '2.5M' → 2500000; None when it is not a rate."""
+    units = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
+    text = text.strip().lower()
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        return None
+    return int(value) if value > 0 else None
+
+
+def _encoder(name: str):
+    try:
+        codec = av.codec.Codec(name, "w")
+    except (ValueError, av.error.FFmpegError):
+        raise StreamerError(
+            f"--codec {name}: no such video encoder in this FFmpeg; use libx264, libvpx-vp9 or gif"
+        ) from None
+    if codec.type != "video":
+        raise StreamerError(f"--codec {name}: a {codec.type} encoder, not a video one; use libx264 or libvpx-vp9")
+    return codec
+
+
+def output_size(scale: tuple[int, int] | None, width: int, height: int) -> tuple[int, int]:
+    """--scale W:H with -1 (keep the aspect) or -2 (keep it, rounded to even) on one side."""
+    if not scale:
+        return width, height
+    w, h = scale
+    if w < 0 and h < 0:
+        raise StreamerError("--scale: give at least one side, e.g. 640:-2")
+    if w < 0:
+        w = round(width * h / height)
+        w += (w % 2) if w % 2 and scale[0] == -2 else 0
+    elif h < 0:
+        h = round(height * w / width)
+        h += (h % 2) if h % 2 and scale[1] == -2 else 0
+    return max(2, w), max(2, h)
+
+
+def check_output(path: str | os.PathLike, overwrite: bool, named: bool = False) -> Path:
+    """Fail before any work if the output cannot be written (`named`: --format gives the container)."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -50,9 +142,14 @@ def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
         raise StreamerError(f"{path}: is a folder; give an output file name")
     if path.exists() and not overwrite:
         raise StreamerError(f"{path}: already exists; pass -y to overwrite it")
-    if not path.suffix:
+    if not path.suffix and not named:
         raise StreamerError(f"{path}: has no extension; add one such as .mp4 or .mkv to choose the container")
     return path
+
+
+def is_pipe(target: str) -> bool:
+    """`-`: the video goes to stdout."""
+    return str(target) == "-"
 
 
 class VideoSink:
@@ -75,18 +172,28 @@ class VideoSink:
         """A file or bucket target (`storage`: its fsspec options) is written under a temporary name and
         published on close; a network URL or an HLS playlist is written live."""
         encode = encode or EncodeConfig()
+        check_encode(encode)
         self.target = str(target)
         self.path = Path(target)
         self.frames = 0
         self.audio_copied: bool | None = None
-        atomic = format != "hls" and ("://" not in self.target or is_remote(self.target))
+        self._last_pts: int | None = None
+        self.audio_dropped = 0  # damaged input audio packets the container refused
+        self._shift = Fraction(0)  # seconds added to every timestamp when the first frame's is negative
+        self._container = None
+        pipe = is_pipe(self.target)
+        if pipe and not format:
+            raise StreamerError("-o -: writing to stdout needs --format, e.g. matroska, mpegts or mp4 (fragmented)")
+        atomic = not pipe and format != "hls" and ("://" not in self.target or is_remote(self.target))
         self._file = AtomicFile(self.target, storage) if atomic else None
         options = dict(options or {})
-        if atomic and (format in ("mp4", "mov") or self.path.suffix.lower() in FASTSTART_FORMATS):
+        if pipe and format in PIPE_FORMATS:
+            options["movflags"] = "+frag_keyframe+empty_moov+default_base_moof"
+        elif atomic and (format in ("mp4", "mov") or self.path.suffix.lower() in FASTSTART_FORMATS):
             options["movflags"] = "+faststart"
         try:
             self._container = av.open(
-                str(self._file.path) if atomic else self.target,
+                _Stdout() if pipe else str(self._file.path) if atomic else self.target,
                 mode="w",
                 format=format,
                 container_options=options,
@@ -96,48 +203,105 @@ class VideoSink:
             if self._file is not None:
                 self._file.abort()
             raise StreamerError(
-                f"{self.target}: cannot write there ({error}); use .mp4 or .mkv, or a reachable server"
+                f"{self.target}: cannot write there ({_reason(error)}); use .mp4, .mkv or .webm, or a reachable server"
             ) from None
         try:
-            self.pix_fmt = _pixel_format(encode.pix_fmt, width, height)
-            self.video = self._add_video(encode, width, height, rate, time_base, rotation)
+            self.width, self.height = output_size(encode.scale, width, height)
+            self.video = self._add_video(encode, self.width, self.height, rate, time_base, rotation)
             self.audio = self._add_audio(audio) if audio is not None else None
-        except Exception:
+        except BaseException:
             self.abort()
             raise
 
     def _add_video(self, encode, width, height, rate, time_base, rotation):
+        container = self._container.format.name
+        what = f"{self.target} ({container})" if not self.target.endswith(container) else self.target
+        if container in IMAGE_FORMATS:
+            suffix = self.path.suffix or container
+            raise StreamerError(
+                f"{self.target}: {suffix} is a still-image format, not a video container; use .mp4, .mkv, .webm or .gif"
+            )
+        name = encode.codec or CONTAINER_CODECS.get(container) or self._default_codec(container)
+        codec = _encoder(name)
+        self.pix_fmt = _pixel_format(encode.pix_fmt, codec, width, height)
+        if self._file is not None or is_pipe(self.target):
+            _check_fits(container, name, self.pix_fmt, what)
         try:
-            stream = self._container.add_stream(encode.codec, rate=rate)
+            stream = self._container.add_stream(name, rate=rate)
         except (av.error.FFmpegError, ValueError) as error:
-            raise StreamerError(f"unknown video codec {encode.codec!r} ({error}); try libx264") from None
+            raise StreamerError(f"--codec {name}: cannot be used ({_reason(error)})") from None
         stream.width, stream.height, stream.pix_fmt = width, height, self.pix_fmt
         stream.codec_context.time_base = time_base
         stream.codec_context.thread_count = encode.threads
-        if encode.codec in X26X:
-            tune = {"tune": encode.tune} if encode.tune else {}
-            stream.options = {"crf": str(encode.crf), "preset": encode.preset, **tune}
+        options = {}
+        if name in X26X:
+            options = {"crf": str(encode.crf), "preset": encode.preset}
+            if encode.tune:
+                options["tune"] = encode.tune
+        elif name in VPX:
+            options = {"crf": str(min(63, encode.crf + 8)), "b": "0", "deadline": "realtime", "cpu-used": "8"}
+        if encode.bitrate:
+            options.pop("crf", None)
+            stream.codec_context.bit_rate = parse_rate(encode.bitrate)
+            options["b"] = str(parse_rate(encode.bitrate))
+        if encode.maxrate:
+            options["maxrate"] = str(parse_rate(encode.maxrate))
+            options["bufsize"] = str(parse_rate(encode.bufsize or encode.maxrate) * (1 if encode.bufsize else 2))
+        elif encode.bufsize:
+            options["bufsize"] = str(parse_rate(encode.bufsize))
+        if options:
+            stream.options = options
         if encode.gop:
             stream.codec_context.gop_size = encode.gop
         if rotation:
             stream.set_display_rotation(rotation)
         return stream
 
+    def _default_codec(self, container: str) -> str:
+        """H.264 wherever the container takes it (TS, FLV, HLS …), else the container's own default."""
+        if self._file is None and not is_pipe(self.target) or _fits(container, "libx264", "yuv420p"):
+            return "libx264"
+        default = self._container.default_video_codec
+        return "libx264" if default in ("h264", "none", None) else default
+
     def _add_audio(self, template):
-        """Copy the input's audio when this container takes its codec, else re-encode to AAC."""
+        """Copy the input's audio when this container takes its codec, else re-encode (AAC, or Opus for WebM);
+        a container without audio (GIF) gets none."""
         self.audio_copied = _can_copy(self._container, template.codec_context.name)
+        if is_pipe(self.target) and self._container.format.name != "mpegts":
+            self.audio_copied = False  # a header written once, up front, needs the encoder's extradata
         if self.audio_copied:
             return self._container.add_stream_from_template(template)
-        stream = self._container.add_stream("aac", rate=template.codec_context.sample_rate)
+        container = self._container.format.name
+        codec = next((name for name in ("aac", "libopus") if _holds(container, name)), None)
+        if codec is None:
+            self.audio_copied = None
+            return None
+        rate = template.codec_context.sample_rate if codec == "aac" else 48000
+        stream = self._container.add_stream(codec, rate=rate)
         stream.layout = _named_layout(template.codec_context)
         self._resampler = av.AudioResampler(
-            format="fltp", layout=stream.layout, rate=stream.rate, frame_size=AAC_FRAME_SAMPLES
+            format=stream.codec_context.codec.audio_formats[0].name if codec != "aac" else "fltp",
+            layout=stream.layout,
+            rate=stream.rate,
+            frame_size=AAC_FRAME_SAMPLES if codec == "aac" else 960,
         )
         return stream
 
     def write(self, image: np.ndarray, pts: int, time_base: Fraction) -> None:
-        """Encode one RGB frame at its original timestamp."""
-        frame = _i420_frame(image) if self.pix_fmt == "yuv420p" else av.VideoFrame.from_ndarray(image, format="rgb24")
+        """Encode one RGB frame at its original timestamp (a timestamp not after the last one is moved just
+        after it: encoders and muxers need them strictly increasing)."""
+        if image.shape[1] != self.width or image.shape[0] != self.height:
+            image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        if self._last_pts is None and pts < 0:  # players cut what comes before 0: start there, audio alike
+            self._shift = Fraction(-pts) * Fraction(time_base)
+        pts += round(self._shift / Fraction(time_base)) if self._shift else 0
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1
+        self._last_pts = pts
+        even = image.shape[0] % 2 == 0 and image.shape[1] % 2 == 0
+        rgb = self.pix_fmt != "yuv420p" or not even
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24") if rgb else _i420_frame(image)
         frame.pts, frame.time_base = pts, time_base
         self._guarded(lambda: self._container.mux(self.video.encode(frame)))
         self.frames += 1
@@ -146,8 +310,17 @@ class VideoSink:
         if self.audio is None:
             return
         if self.audio_copied:
+            if self._shift and packet.time_base:
+                moved = round(self._shift / Fraction(packet.time_base))
+                packet.dts = packet.dts + moved if packet.dts is not None else None
+                packet.pts = packet.pts + moved if packet.pts is not None else None
             packet.stream = self.audio
-            self._guarded(lambda: self._container.mux(packet))
+            try:
+                self._container.mux(packet)
+            except av.error.InvalidDataError:  # a damaged packet the container refuses: drop it, as FFmpeg does
+                self.audio_dropped += 1
+            except (OSError, ValueError, av.error.FFmpegError) as error:
+                self._failed(error)
             return
         for decoded in packet.decode():
             self._encode_audio(decoded)
@@ -172,7 +345,8 @@ class VideoSink:
 
     def abort(self) -> None:
         try:
-            self._container.close()
+            if self._container is not None:
+                self._container.close()
         except Exception:
             pass
         if self._file is not None:
@@ -190,24 +364,56 @@ class VideoSink:
             raise
 
     def _live_target(self) -> Path | str:
-        return self.target if "://" in self.target else self.path
+        return self.target if "://" in self.target or is_pipe(self.target) else self.path
 
     def _guarded(self, write) -> None:
+        """Run one encode or mux step; a failure removes the output and says why."""
         try:
             write()
-        except (OSError, av.error.FFmpegError) as error:
-            reason = getattr(error, "strerror", None) or str(error)
-            self.abort()
-            raise StreamerError(
-                f"{self.target}: writing failed ({reason}); check free space, permissions or the server"
-            ) from None
+        except (OSError, ValueError, av.error.FFmpegError) as error:
+            self._failed(error)
+
+    def _failed(self, error: BaseException) -> None:
+        """Remove the output and say why: only an error of the file system or the network is blamed on them;
+        anything else is what FFmpeg said about the data."""
+        reason = _reason(error)
+        self.abort()
+        if getattr(error, "errno", None) in OS_ERRNOS:
+            where = "the server" if "://" in self.target else "free space and permissions"
+            if is_pipe(self.target):
+                where = "the command reading stdout"
+            raise StreamerError(f"{self.target}: writing failed ({reason}); check {where}") from None
+        raise StreamerError(
+            f"{self.target}: FFmpeg refused the encoded video ({reason}); the input's timestamps or format "
+            "may be damaged, or try another --codec or container"
+        ) from None
 
 
 def _can_copy(container, codec: str) -> bool:
     """Whether this container takes the codec as is (PCM in mp4/mov fails at the trailer)."""
     if codec.startswith("pcm_") and container.format.name in ("mp4", "mov", "ipod"):
         return False
-    return codec in container.supported_codecs
+    return _holds(container.format.name, codec)
+
+
+@functools.lru_cache(maxsize=64)
+def _holds(container: str, codec: str) -> bool:
+    """Whether a container takes an audio codec: FFmpeg's list where the muxer has one (TS has none: a trial
+    header in memory then)."""
+    with av.open(io.BytesIO(), mode="w", format=container) as probe:
+        if codec in probe.supported_codecs:
+            return True
+    trial = av.open(io.BytesIO(), mode="w", format=container)
+    try:
+        stream = trial.add_stream(codec, rate=48000)
+        stream.layout = "stereo"
+        trial.start_encoding()
+        return True
+    except (av.error.FFmpegError, ValueError, OSError, KeyError):
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            trial.close()
 
 
 def _named_layout(audio) -> str:
@@ -218,10 +424,72 @@ def _named_layout(audio) -> str:
     return STANDARD_LAYOUTS.get(audio.channels, "stereo")
 
 
-def _pixel_format(requested: str, width: int, height: int) -> str:
-    """4:2:0 needs even sizes: odd-sized video keeps its size in 4:4:4 instead."""
+def _reason(error: BaseException) -> str:
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+class _Stdout:
+    """stdout as FFmpeg sees a pipe: written in order, never seeked (so muxers do not try to go back)."""
+
+    def write(self, data) -> int:
+        return sys.stdout.buffer.write(data)
+
+    def flush(self) -> None:
+        sys.stdout.buffer.flush()
+
+
+@functools.lru_cache(maxsize=64)
+def _fits(container: str, codec: str, pix_fmt: str) -> bool:
+    """Write a tiny header in memory: whether the container takes this codec."""
+    trial = av.open(io.BytesIO(), mode="w", format=container)
+    try:
+        stream = trial.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, pix_fmt
+        stream.codec_context.time_base = Fraction(1, 25)
+        trial.start_encoding()
+        return True
+    except (av.error.FFmpegError, ValueError, OSError):
+        return False
+    finally:
+        with contextlib.suppress(Exception):  # some muxers refuse a trailer with no frame
+            trial.close()
+
+
+def _check_fits(container: str, codec: str, pix_fmt: str, what: str) -> None:
+    """The container refuses a codec it cannot hold before any work, saying which ones it takes."""
+    if _fits(container, codec, pix_fmt):
+        return
+    with av.open(io.BytesIO(), mode="w", format=container) as trial:
+        supported = trial.supported_codecs
+    fits = [name for name in ("libx264", "libvpx-vp9", "libvpx", "gif", "mpeg4") if _available(name, supported)]
+    hint = f"this container takes e.g. --codec {', '.join(fits)}" if fits else "choose another container"
+    raise StreamerError(f"{what}: cannot hold {codec} video; {hint}")
+
+
+def _available(name: str, supported) -> bool:
+    try:
+        return av.codec.Codec(name, "w").name in supported
+    except Exception:
+        return False
+
+
+def _pixel_format(requested: str | None, codec, width: int, height: int) -> str:
+    """4:2:0 needs even sizes: odd-sized video keeps its size in 4:4:4 instead, where the codec takes it.
+    None: yuv420p, else the codec's first format (gif: rgb8)."""
+    formats = [f.name for f in codec.video_formats or ()]
+    if requested is None:
+        requested = "yuv420p" if not formats or "yuv420p" in formats else formats[0]
+        if requested == "yuv420p" and (width % 2 or height % 2) and (not formats or "yuv444p" in formats):
+            return "yuv444p"
+        return requested
+    if formats and requested not in formats:
+        raise StreamerError(f"--codec {codec.name} cannot encode --pix-fmt {requested}; it takes {', '.join(formats)}")
     if requested == "yuv420p" and (width % 2 or height % 2):
-        return "yuv444p"
+        if not formats or "yuv444p" in formats:
+            return "yuv444p"
+        raise StreamerError(
+            f"--codec {codec.name} needs an even width and height for yuv420p ({width}x{height}); use --scale"
+        )
     return requested
 
 

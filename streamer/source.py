@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import select
+import stat
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -25,6 +30,10 @@ class SourceOptions:
     timeout: float = 10.0  # seconds to connect, and to wait for data once connected
     live: bool | None = None  # None: decide from the URL and what FFmpeg reports
     storage: dict = field(default_factory=dict)  # fsspec options for s3://, gs://, az:// … inputs
+    start: float | None = None  # seconds: seek here first; output timestamps and audio start at 0
+    duration: float | None = None  # seconds of input to read (from start)
+    stride: int = 1  # keep every Nth frame (timestamps kept, so each frame shows longer)
+    max_fps: float | None = None  # keep at most this many frames per second of input time
 
 
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp")
@@ -54,39 +63,99 @@ class VideoSource:
     """An opened input. Iterate `items()` for Frames and audio packets in file order.
 
     A stream that breaks mid-way (truncated or corrupt) ends early: the frames decoded
-    before the damage are kept and `damage` says what happened.
+    before the damage are kept and `damage` says what happened; so does a file that ends
+    before the frames or the duration its container declares. Timestamps come out strictly
+    increasing per stream (damaged ones are repaired, as FFmpeg does when it transcodes).
     """
 
     def __init__(self, url: str, options: SourceOptions | None = None, threads: int = 0):
         self.url = url
         self.options = options or SourceOptions()
         self.damage: str | None = None
+        self.repaired = 0  # frames whose timestamp was repaired, audio packets dropped for theirs
         self._first_rotation = 0
         self._file = None
         if is_remote(url):  # PyAV reads the bucket's object through a seekable fsspec file
             self._file = _open_remote(url, self.options)
+        elif url == "-" and _stdin_is_file():  # `< in.mp4`: a file, which can seek
+            self._file = os.fdopen(os.dup(sys.stdin.fileno()), "rb")
+        elif url == "-" or _is_pipe(url):  # stdin or a named pipe: every read bounded by the timeout
+            self._file = BoundedPipe.open(url, self.options.timeout)
         try:
             self._container = _open_input(url, self.options, self._file)
         except BaseException:
             if self._file is not None:
                 self._file.close()
             raise
+        try:
+            self._setup(threads)
+        except BaseException:
+            self.close()
+            raise
+        self.info = self._describe()
+
+    def _setup(self, threads: int) -> None:
+        url = self.url
         if not self._container.streams.video:
-            self._container.close()
             raise StreamerError(f"{url}: has no video stream; give a video file or stream")
         self.video = self._container.streams.video[0]
+        if self.video.codec_context is None:  # e.g. a file cut inside its header
+            raise StreamerError(f"{url}: its video stream cannot be decoded (the file may be cut short or damaged)")
         # frame threading holds frames back (latency, and frames lost when a stream drops): live uses slices
         live = self.options.live if self.options.live is not None else looks_live(url)
         self.video.thread_type = "SLICE" if live else "AUTO"
         self.video.codec_context.thread_count = threads
-        self.audio = self._container.streams.audio[0] if self._container.streams.audio else None
+        audio = self._container.streams.audio
+        self.audio = audio[0] if audio and audio[0].codec_context is not None else None
+        self._origin = self._first_time()
+        self._start = self._seek()
+        self._data_end = 0.0  # seconds: where the packets read so far end
         self._pending = self._decode()
         self._head = self._read_to_first_frame()
-        if not self._head or not isinstance(self._head[-1], Frame):
-            self.close()
+        if self._start is not None and not self._decoded_any() and self._rewind():
+            self._pending = self._decode()  # a seek that landed where nothing decodes (MPEG-TS between keyframes)
+            self._head = self._read_to_first_frame()
+        if not self._decoded_any():
             detail = f" ({self.damage})" if self.damage else ""
+            if self.options.start:
+                detail += f" after --start {self.options.start:g}"
             raise StreamerError(f"{url}: no video frames could be decoded{detail}; check the file plays")
-        self.info = self._describe()
+
+    def _decoded_any(self) -> bool:
+        return bool(self._head) and isinstance(self._head[-1], Frame)
+
+    def _rewind(self) -> bool:
+        """Back to the beginning, to decode up to --start and skip what comes before it."""
+        try:
+            self._container.seek(0, backward=True, any_frame=False)
+        except (av.error.FFmpegError, OSError, ValueError):
+            return False
+        self.damage = None
+        return True
+
+    def _first_time(self) -> float:
+        """Seconds at which the input starts (MPEG-TS usually not at 0): --start and --duration count from it."""
+        video = self.video
+        if video.start_time is not None and video.time_base:
+            return float(video.start_time * video.time_base)
+        return self._container.start_time / av.time_base if self._container.start_time else 0.0
+
+    def _seek(self) -> float | None:
+        """Seek to --start (the keyframe before it; frames before it are skipped when decoded). A pipe or a
+        live stream cannot seek: its frames before the start are decoded and skipped. Returns the start."""
+        if not self.options.start:
+            return None
+        start = self._origin + self.options.start
+        live = self.options.live if self.options.live is not None else looks_live(self.url)
+        if isinstance(self._file, BoundedPipe) or live:
+            return start
+        try:
+            self._container.seek(int(start * av.time_base), any_frame=False, backward=True)
+        except (av.error.FFmpegError, OSError, ValueError) as error:
+            raise StreamerError(
+                f"{self.url}: cannot seek to --start {self.options.start:g} ({error}); give a seekable file"
+            ) from None
+        return start
 
     def _describe(self) -> VideoInfo:
         video = self.video
@@ -106,9 +175,14 @@ class VideoSource:
             rate=Fraction(rate),
             time_base=Fraction(video.time_base or Fraction(1, 90000)),
             rotation=int(self._first_rotation),
-            frames=video.frames or None,
+            frames=None if self._trimmed() else (video.frames or None),
             duration=duration,
         )
+
+    def _trimmed(self) -> bool:
+        """Whether frames are skipped (--start, --duration, --stride, --max-fps): the count is not the file's."""
+        options = self.options
+        return bool(options.start or options.duration or options.stride > 1 or options.max_fps)
 
     def items(self) -> Iterator[Frame | av.Packet]:
         """Frames (decoded, in presentation order) and audio packets (as demuxed)."""
@@ -127,32 +201,191 @@ class VideoSource:
 
     def _decode(self) -> Iterator[Frame | av.Packet]:
         streams = [self.video] + ([self.audio] if self.audio else [])
-        index = 0
-        step = None
+        options = self.options
+        time_base = Fraction(self.video.time_base or Fraction(1, 90000))
+        step = _frame_step(self.video)
+        start = self._start  # None: from the first frame, timestamps as they are
+        first = self._origin if start is None else start
+        end = first + options.duration if options.duration else None
+        shift = round(start / time_base) if start is not None else 0  # the output starts at 0 after --start
+        audio_shift = 0
+        if start is not None and self.audio and self.audio.time_base:
+            audio_shift = round(start / self.audio.time_base)
+        gap = 1 / options.max_fps if options.max_fps else 0.0
+        index = decoded_count = candidates = 0
+        last_pts = last_audio = None
+        slot = None  # --max-fps: the time from which the next frame is kept
         try:
             for packet in self._container.demux(streams):
+                self._note_end(packet)
                 if packet.stream.type == "audio":
-                    if packet.dts is not None:
-                        yield packet
+                    if packet.dts is None or packet.time_base is None:
+                        continue
+                    at = float(packet.dts * packet.time_base)
+                    if (start is not None and at < start) or (end is not None and at >= end):
+                        continue
+                    if last_audio is not None and packet.dts <= last_audio:
+                        self.repaired += 1  # a repeated or backward audio timestamp: drop it, as FFmpeg does
+                        continue
+                    last_audio = packet.dts
+                    if audio_shift:
+                        packet.dts -= audio_shift
+                        packet.pts = packet.dts if packet.pts is None else packet.pts - audio_shift
+                    yield packet
                     continue
                 for decoded in packet.decode():
-                    if index == 0:
+                    if decoded_count == 0:
                         self._first_rotation = decoded.rotation
-                        step = _frame_step(self.video)
-                    pts = decoded.pts if decoded.pts is not None else index * step
-                    yield Frame(index, pts, Fraction(self.video.time_base), decoded.to_ndarray(format="rgb24"))
+                    decoded_count += 1
+                    pts = decoded.pts
+                    if pts is None or (last_pts is not None and pts <= last_pts):
+                        pts = step * (decoded_count - 1) if last_pts is None else last_pts + step
+                        self.repaired += 1
+                    last_pts = pts
+                    seconds = float(pts * time_base)
+                    if start is not None and seconds < start - 1e-6:
+                        continue
+                    if end is not None and seconds >= end - 1e-6:
+                        return
+                    candidates += 1
+                    if options.stride > 1 and (candidates - 1) % options.stride:
+                        continue
+                    if gap:  # one frame per slot of 1/F s, so 30 fps at --max-fps 12 keeps 12 a second, not 10
+                        if slot is not None and seconds < slot - 1e-6:
+                            continue
+                        slot = seconds + gap if slot is None else max(slot + gap, seconds)
+                    image = decoded.to_ndarray(format="rgb24")
+                    yield Frame(index, pts - shift, time_base, image)
                     index += 1
-        except av.error.FFmpegError as error:
-            self.damage = f"input damaged after frame {index}: {error}"
-            log.warning("%s: %s; keeping the %d frames decoded before it", self.url, self.damage, index)
+            self._check_complete(decoded_count, last_pts, time_base, step)
+        except (av.error.FFmpegError, OSError, ValueError, EOFError) as error:
+            if isinstance(error, TimeoutError):  # a pipe whose writer stalled
+                self.damage = f"the input stalled after frame {index}: {error.strerror}"
+            else:
+                self.damage = f"input damaged after frame {index}: {error}"
+            log.info("%s: %s; keeping the %d frames decoded before it", self.url, self.damage, index)
+        finally:
+            if self.repaired:
+                log.info("%s: repaired %d damaged timestamps", self.url, self.repaired)
+
+    def _note_end(self, packet: av.Packet) -> None:
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if stamp is not None and packet.time_base:
+            self._data_end = max(self._data_end, float((stamp + (packet.duration or 0)) * packet.time_base))
+
+    def _check_complete(self, decoded: int, last_pts, time_base: Fraction, step: int) -> None:
+        """A file that ends before what its container declares was cut short: say so (the frames stay)."""
+        whole = not (self._start is not None or self.options.live or looks_live(self.url))
+        declared_frames = (self.video.frames or None) if whole else None
+        declared = self._declared_duration() if whole else None
+        if declared_frames and decoded < declared_frames:
+            self.damage = (
+                f"only {decoded} of the {declared_frames} frames the file declares could be decoded "
+                "(cut short or damaged)"
+            )
+        elif declared and last_pts is not None:
+            frame = float(step * time_base)
+            ended = max(self._data_end, float(last_pts * time_base) + frame)
+            if declared - ended > 0.02 + frame / 2:
+                self.damage = (
+                    f"the file ends early: its data stops at {ended:.2f} s of the {declared:.2f} s it declares"
+                )
+        elif self._container.format.name == "mpegts" and self._file is None and os.path.isfile(self.url):
+            size = os.path.getsize(self.url)
+            if size % 188 and size % 192:
+                self.damage = "the file ends inside a transport stream packet (cut short)"
+        if self.damage:
+            log.info("%s: %s", self.url, self.damage)
+
+    def _declared_duration(self) -> float | None:
+        """The duration the container states (TS, PS and FLV state none: FFmpeg estimates it from their data)."""
+        if self._container.format.name in ("mpegts", "mpeg", "flv"):
+            return None
+        if self.video.duration is not None and self.video.time_base:
+            return float(self.video.duration * self.video.time_base)
+        if self._container.duration:
+            return self._container.duration / av.time_base
+        return None
 
     def stop(self) -> None:
         """A file ends by itself: nothing to interrupt."""
 
     def close(self) -> None:
-        self._container.close()
+        container = getattr(self, "_container", None)
+        if container is not None:
+            container.close()
         if self._file is not None:
             self._file.close()
+
+
+class BoundedPipe:
+    """A pipe (stdin or a FIFO) read by PyAV, where opening and every read wait at most `timeout` seconds."""
+
+    def __init__(self, fd: int, name: str, timeout: float, owned: bool):
+        self.fd, self.name, self.timeout, self.owned = fd, name, timeout, owned
+
+    @classmethod
+    def open(cls, url: str, timeout: float) -> "BoundedPipe":
+        if url == "-":
+            if sys.stdin is None or sys.stdin.isatty():
+                raise StreamerError("-: stdin is a terminal; pipe a video in, e.g. cat in.mp4 | streamer process - …")
+            return cls(sys.stdin.fileno(), "stdin", timeout, owned=False)
+        # a FIFO's open() blocks until a writer appears: open without waiting, then wait for data
+        try:
+            fd = os.open(url, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as error:
+            raise StreamerError(f"{url}: cannot open ({error.strerror}); check the path") from None
+        pipe = cls(fd, url, timeout, owned=True)
+        deadline = time.monotonic() + timeout
+        while True:  # with no writer yet, a FIFO reads as ready-and-empty: poll until one writes
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if ready:
+                try:
+                    data = os.read(fd, 1)
+                except BlockingIOError:
+                    data = None
+                if data:
+                    pipe._head = data
+                    break
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise StreamerError(
+                    f"{url}: a named pipe with no data after {timeout:g} s; start its writer first, or raise --timeout"
+                )
+        os.set_blocking(fd, True)
+        return pipe
+
+    _head = b""
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            head, self._head = self._head, b""
+            return head
+        ready, _, _ = select.select([self.fd], [], [], self.timeout)
+        if not ready:
+            raise TimeoutError(errno.ETIMEDOUT, f"no data on {self.name} for {self.timeout:g} s")
+        return os.read(self.fd, size if size > 0 else 1 << 16)
+
+    def close(self) -> None:
+        if self.owned and self.fd >= 0:
+            os.close(self.fd)
+        self.fd = -1
+
+
+def _stdin_is_file() -> bool:
+    try:
+        return sys.stdin is not None and stat.S_ISREG(os.fstat(sys.stdin.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _is_pipe(url: str) -> bool:
+    if "://" in url:
+        return False
+    try:
+        return stat.S_ISFIFO(os.stat(url).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _frame_step(video) -> int:
@@ -174,31 +407,54 @@ def _open_remote(url: str, options: SourceOptions):
 def _open_input(url: str, options: SourceOptions, file=None):
     if file is not None:
         try:
-            return av.open(file, mode="r")
-        except av.error.FFmpegError as error:
-            raise StreamerError(f"{url}: not a readable video ({error}); give a file FFmpeg can play") from None
+            return av.open(file, mode="r", timeout=(options.timeout, options.timeout), metadata_errors="replace")
+        except (av.error.FFmpegError, OSError, ValueError) as error:
+            raise StreamerError(
+                f"{url}: not a readable video ({_reason(error)}); give a file FFmpeg can play"
+            ) from None
     is_path = "://" not in url
     if url.startswith("/dev/video"):
         return _open_device(url, options)
     if is_path:
-        if not os.path.exists(url):
-            raise StreamerError(f"{url}: no such file; check the path")
-        if os.path.isdir(url):
-            raise StreamerError(f"{url}: is a folder; give a video file")
-        if not os.access(url, os.R_OK):
-            raise StreamerError(f"{url}: not readable; check its permissions")
+        _check_path(url)
     settings = {"rtsp_transport": options.rtsp_transport} if url.lower().startswith("rtsp") else {}
     if not is_path and not url.lower().startswith("rtsp"):
         settings["rw_timeout"] = str(int(options.timeout * 1e6))
     try:
-        return av.open(url, mode="r", options=settings, timeout=(options.timeout, options.timeout))
+        return av.open(
+            url, mode="r", options=settings, timeout=(options.timeout, options.timeout), metadata_errors="replace"
+        )
     except av.error.EOFError:
         raise StreamerError(f"{url}: no video frames, the file ends before any; check it is complete") from None
-    except av.error.FFmpegError as error:
-        reason = getattr(error, "strerror", None) or str(error)
+    except (av.error.FFmpegError, OSError, ValueError) as error:
+        reason = _reason(error)
         if not is_path:
             raise StreamerError(f"{url}: cannot open the stream ({reason}); check the URL and that it is up") from None
         raise StreamerError(f"{url}: not a readable video ({reason}); give a file FFmpeg can play") from None
+
+
+def _reason(error: BaseException) -> str:
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+def _check_path(url: str) -> None:
+    """A local input must be a readable regular file (a FIFO is read through BoundedPipe)."""
+    try:
+        mode = os.stat(url).st_mode
+    except FileNotFoundError:
+        raise StreamerError(f"{url}: no such file; check the path") from None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise StreamerError(f"{url}: a symbolic link loop; point it at a video file") from None
+        raise StreamerError(f"{url}: cannot read ({error.strerror}); check the path") from None
+    except ValueError:
+        raise StreamerError(f"{url!r}: not a valid path") from None
+    if stat.S_ISDIR(mode):
+        raise StreamerError(f"{url}: is a folder; give a video file")
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+        raise StreamerError(f"{url}: is a device or socket, not a video file; give a file (cameras: /dev/videoN)")
+    if not os.access(url, os.R_OK):
+        raise StreamerError(f"{url}: not readable; check its permissions")
 
 
 def _open_device(url: str, options: SourceOptions):

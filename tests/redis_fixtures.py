@@ -26,14 +26,18 @@ def free_port() -> int:
 class RedisServer:
     """redis-server on 127.0.0.1:<free port>, optionally with a password."""
 
-    def __init__(self, folder: Path, password: str | None = None):
-        self.folder, self.password = folder, password
+    def __init__(self, folder: Path, password: str | None = None, aclfile: Path | None = None, user: str = ""):
+        """With `aclfile`, the users it defines; `user` and `password` are then those the fixture connects as."""
+        self.folder, self.password, self.aclfile, self.user = folder, password, aclfile, user
         self.port = free_port()
         self.process = None
 
     @property
     def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
+        return self.url_for(self.user, self.password)
+
+    def url_for(self, user: str = "", password: str | None = None) -> str:
+        auth = f"{user}:{password}@" if password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> "RedisServer":
@@ -53,7 +57,9 @@ class RedisServer:
             "--dir",
             str(self.folder),
         ]
-        if self.password:
+        if self.aclfile:
+            command += ["--aclfile", str(self.aclfile)]
+        elif self.password:
             command += ["--requirepass", self.password]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)

@@ -62,8 +62,10 @@ def batch(fs, *extra, model=LEFT_HALF):
 
 
 def finish(process):
+    """(exit code, the report: one JSON line per video, stderr)."""
     out, err = process.communicate(timeout=120)
-    return process.returncode, json.loads(out) if out.strip() else None, err
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+    return process.returncode, {"videos": lines, "frames": sum(video["frames"] for video in lines)}, err
 
 
 def same_as_embedded(fs, tmp_path, name, source):
@@ -86,6 +88,7 @@ def test_batch_with_a_corrupt_video_then_a_rerun(s3, tmp_path):
     for name in ("a.mp4", "b.mp4"):
         same_as_embedded(s3, tmp_path, name, sources[name])
     assert sorted(s3.ls("videos/out", detail=False)) == [
+        "videos/out/.streamer",
         "videos/out/a.mp4",
         "videos/out/b.mp4",
         "videos/out/manifest.json",
@@ -104,7 +107,7 @@ def test_a_killed_batch_finishes_on_rerun(s3, tmp_path):
     for name in ("d.mp4", "e.mp4"):
         sources[name] = make_video(tmp_path / name, frames=40)
         s3.put_file(str(sources[name]), f"videos/in/{name}")
-    first = batch(s3, model="tests.models:slow")
+    first = batch(s3, "--stale", "2", model="tests.models:slow")
     deadline = time.time() + 60
     while not recorded_done(s3, "a.mp4"):
         assert time.time() < deadline and first.poll() is None
@@ -112,11 +115,11 @@ def test_a_killed_batch_finishes_on_rerun(s3, tmp_path):
     first.send_signal(signal.SIGKILL)
     first.wait()
     s3.invalidate_cache()
-    done_before = {path.rsplit("/", 1)[1] for path in s3.ls("videos/out", detail=False)} - {"manifest.json"}
+    done_before = {path.rsplit("/", 1)[1] for path in s3.ls("videos/out", detail=False)} - {".streamer"}
     assert "a.mp4" in done_before and "e.mp4" not in done_before
     assert not [path for path in s3.ls("videos/out", detail=False) if ".part" in path]
 
-    code, report, err = finish(batch(s3, model="tests.models:slow"))
+    code, report, err = finish(batch(s3, "--stale", "2", model="tests.models:slow"))
     assert code == 0, err
     states = {video["input"].rsplit("/", 1)[1]: video["state"] for video in report["videos"]}
     assert states["a.mp4"] == "skipped" and states["e.mp4"] == "done"
@@ -133,6 +136,7 @@ def test_batch_writes_each_videos_detections_beside_it_in_the_bucket(s3, tmp_pat
     )
     assert code == 0, err
     assert sorted(s3.ls("videos/out", detail=False)) == [
+        "videos/out/.streamer",
         "videos/out/a.jsonl",
         "videos/out/a.mp4",
         "videos/out/b.jsonl",
@@ -147,12 +151,17 @@ def test_batch_writes_each_videos_detections_beside_it_in_the_bucket(s3, tmp_pat
         assert square.shape == (48, width) and square[:24, : width // 2].all() and square.sum() == 24 * (width // 2)
 
 
-def recorded_done(fs, name):
+def state_of(fs, name):
+    """The per-video state object a runner keeps in DEST/.streamer (None before the video starts)."""
     fs.invalidate_cache()
-    if not fs.exists("videos/out/manifest.json"):
-        return False
-    videos = json.loads(fs.cat_file("videos/out/manifest.json"))["videos"]
-    return videos.get(f"s3://videos/in/{name}", {}).get("state") == "done"
+    try:
+        return json.loads(fs.cat_file(f"videos/out/.streamer/{name}.json"))
+    except FileNotFoundError:
+        return None
+
+
+def recorded_done(fs, name):
+    return (state_of(fs, name) or {}).get("state") == "done"
 
 
 def probe_remote(fs, tmp_path, name):
@@ -161,16 +170,17 @@ def probe_remote(fs, tmp_path, name):
     return probe(local)["frames"]
 
 
-def test_local_folders_in_parallel_and_over_redis(tmp_path, redis_server, workers, run_cli):
+def test_local_folders_in_parallel_and_on_a_workers_runner(tmp_path, redis_server, workers, run_cli):
     folder = tmp_path / "in"
     folder.mkdir()
     sources = {name: make_video(folder / name, frames=10 + 5 * i) for i, name in enumerate(("x.mp4", "y.mkv"))}
     code, out, err = run_cli(
-        "batch", str(folder / "*"), "-o", tmp_path / "out", "--model", LEFT_HALF, "--parallel", "2", "--json"
+        "batch", str(folder / "*"), "-o", tmp_path / "out", "--model", LEFT_HALF, "--workers", "2", "--json"
     )
     assert code == 0, err
-    assert json.loads(out)["done"] == 2
-    workers.start()
+    assert [json.loads(line)["state"] for line in out.splitlines()] == ["done", "done"]
+    # a `streamer worker` whose runner takes the queued videos (allowed to read and write there)
+    workers.start("--allow-input", str(folder), "--allow-output", str(tmp_path / "out-redis"), jobs=1)
     code, out, err = run_cli(
         "batch",
         str(folder / "*"),
@@ -180,6 +190,8 @@ def test_local_folders_in_parallel_and_over_redis(tmp_path, redis_server, worker
         LEFT_HALF,
         "--redis",
         redis_server.url,
+        "--workers",
+        "0",
         "--json",
     )
     assert code == 0, err
@@ -187,7 +199,8 @@ def test_local_folders_in_parallel_and_over_redis(tmp_path, redis_server, worker
         local, distributed = probe(tmp_path / "out" / name), probe(tmp_path / "out-redis" / name)
         assert local["frames"] == distributed["frames"] == probe(source)["frames"]
         assert all(np.array_equal(a, b) for a, b in zip(local["images"], distributed["images"]))
-    client = redis_server.client()  # the Redis run really went through the workers: one done job per video
+    client = redis_server.client()  # one done job per video, run by the worker's runner
     jobs = client.zrange(KEYS.jobs, 0, -1)
-    assert len(jobs) == 2 and {client.hget(KEYS.job(job.decode()), "state") for job in jobs} == {b"done"}
-    assert client.xlen(KEYS.work(LEFT_HALF)) == 0
+    records = [client.hgetall(KEYS.job(job.decode())) for job in jobs]
+    assert len(jobs) == 2 and {record[b"state"] for record in records} == {b"done"}
+    assert all(b"-runner0" in record[b"runner"] for record in records)

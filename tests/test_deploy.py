@@ -17,8 +17,6 @@ import json
 import os
 import re
 import shlex
-import subprocess
-import sys
 import threading
 import tomllib
 from pathlib import Path
@@ -432,6 +430,56 @@ def test_worker_deployment():
         for port in service["spec"]["ports"]
     )
     assert "preStop" not in container.get("lifecycle", {}), "SIGTERM already drains: no preStop hook"
+    for service in metrics:  # the pods carry prometheus.io/*: on the Service too, Prometheus scrapes twice
+        assert not any(key.startswith("prometheus.io/") for key in service["metadata"].get("annotations", {}))
+
+
+def test_worker_disruption_budget():
+    deployment, _, _ = worker_deployment()
+    [budget] = objects_of("PodDisruptionBudget", "policy/v1")
+    selector = budget["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert budget["spec"].get("maxUnavailable") == 1 and "minAvailable" not in budget["spec"]
+
+
+def test_monitoring_service_monitors():
+    """deploy/k8s/monitoring: ServiceMonitors (Prometheus Operator) for the workers' and serve's /metrics,
+    each selecting exactly the Service of deploy/k8s whose named port serves them."""
+    folder = K8S / "monitoring"
+    kustomization = load_documents(folder / "kustomization.yaml")[0]
+    assert sorted(kustomization["resources"]) == sorted(
+        p.name for p in folder.glob("*.yaml") if p.stem != "kustomization"
+    )
+    monitors = [doc for name in kustomization["resources"] for doc in load_documents(folder / name)]
+    assert {doc["kind"] for doc in monitors} == {"ServiceMonitor"}
+    services = objects_of("Service", "v1")
+    targets = {}
+    for monitor in monitors:
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        check_keys(
+            monitor, {"apiVersion", "kind", "metadata", "spec"}, {"apiVersion", "kind", "metadata", "spec"}, "SM"
+        )
+        check_keys(
+            monitor["spec"],
+            {"selector", "endpoints", "namespaceSelector", "jobLabel"},
+            {"selector", "endpoints"},
+            "spec",
+        )
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        [service] = [s for s in services if selector.items() <= s["metadata"].get("labels", {}).items()]
+        for endpoint in monitor["spec"]["endpoints"]:
+            check_keys(endpoint, {"port", "path", "interval", "scrapeTimeout", "scheme"}, {"port"}, "endpoint")
+            assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+            assert endpoint.get("path", "/metrics") == "/metrics"
+        targets[service["metadata"]["name"]] = monitor
+    assert set(targets) == {"streamer-worker-metrics", "streamer-serve"}
+    # the worker Service's port reaches the worker's --metrics-port; serve's reaches its --port
+    deployment, container, args = worker_deployment()
+    [port] = by_name("Service", "streamer-worker-metrics")["spec"]["ports"]
+    assert resolve_port(port["targetPort"], container) == int(args.metrics_port)
+    [(_, serve)] = [(d, c) for d, c in streamer_containers() if c["args"][0] == "serve"]
+    [port] = by_name("Service", "streamer-serve")["spec"]["ports"]
+    assert resolve_port(port["targetPort"], serve) == int(parse_streamer(serve["args"], container_env(serve)).port)
 
 
 def test_serve_deployment():
@@ -556,6 +604,15 @@ def test_keda_objects():
         secret_url = urlsplit(load_documents(SECRET)[0]["stringData"]["url"])
         assert metadata.get("databaseIndex", "0") == (secret_url.path.strip("/") or "0")
         assert metadata.get("enableTLS", "false") == ("true" if secret_url.scheme == "rediss" else "false")
+    # lag (not yet delivered) and pending (being worked on): busy workers are not scaled down
+    counted = {
+        key for trigger in spec["triggers"] for key in ("lagCount", "pendingEntriesCount") if key in trigger["metadata"]
+    }
+    assert counted == {"lagCount", "pendingEntriesCount"}
+    for trigger in spec["triggers"]:
+        assert not {"lagCount", "pendingEntriesCount"} <= set(trigger["metadata"]), "one count per trigger"
+    [pending] = [t["metadata"] for t in spec["triggers"] if "pendingEntriesCount" in t["metadata"]]
+    assert int(pending["pendingEntriesCount"]) <= args.batch, "a worker busy with one batch counts as a replica"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -708,31 +765,60 @@ def test_dockerfile(path):
                     assert source.rstrip("/") in allowed, f"{path.name}: {source} is excluded by the .dockerignore"
 
     builder = " ".join(rest for word, rest in all_stages[0] if word == "RUN")
-    assert "deploy/requirements.py" in builder
-    assert ("--cuda" in builder) == path.name.endswith(".gpu")
+    assert "pip install -c deploy/requirements.lock " in builder, "dependencies at the lock's versions"
+    assert '".[models' in builder, "the image runs models: the models extra"
+    assert ('"tensorflow[and-cuda]"' in builder) == path.name.endswith(".gpu")
 
 
-def test_requirements_script_follows_pyproject():
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    dependencies = pyproject["project"]["dependencies"]
+def lock_pins() -> dict[str, str]:
+    """{normalised name: version} of deploy/requirements.lock."""
+    pins = {}
+    for line in (DEPLOY / "requirements.lock").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"requirements.lock: {line!r} is not pinned with =="
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
 
-    def run(*args):
-        result = subprocess.run(
-            [sys.executable, str(DEPLOY / "requirements.py"), str(ROOT / "pyproject.toml"), *args],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return result.stdout.split()
 
-    assert run() == [d.replace(" ", "") for d in dependencies]
-    cloud = run("--extras", "cloud")
-    assert cloud[len(dependencies) :] == pyproject["project"]["optional-dependencies"]["cloud"]
-    cuda = run("--cuda")
-    tensorflow = [d for d in dependencies if re.match(r"tensorflow\b(?![-_.\w])", d)]
-    assert tensorflow and [d for d in cuda if d.startswith("tensorflow[")] == [
-        d.replace("tensorflow", "tensorflow[and-cuda]", 1) for d in tensorflow
+def test_lock_pins_every_requirement_of_the_images():
+    """deploy/requirements.lock (pip-compile) pins a version that satisfies each requirement of the package
+    and of the extras the images install; stale after a pyproject.toml change until regenerated."""
+    from packaging.requirements import Requirement
+
+    text = (DEPLOY / "requirements.lock").read_text()
+    assert "autogenerated by pip-compile" in text
+    command = re.search(r"#\s+(pip-compile .*)", text)[1].split()
+    extras = {word.split("=", 1)[1] for word in command if word.startswith("--extra=")}
+    assert extras == {"models", "cloud"} and command[-1] == "pyproject.toml"
+    assert "--allow-unsafe" in command, "setuptools (a TensorFlow dependency) is pinned too"
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = lock_pins()
+    wanted = pyproject["dependencies"] + [
+        r for extra in sorted(extras) for r in pyproject["optional-dependencies"][extra]
     ]
+    for line in wanted:
+        requirement = Requirement(line)
+        name = re.sub(r"[-_.]+", "-", requirement.name).lower()
+        assert name in pins, f"{requirement.name}: not in deploy/requirements.lock; regenerate it (deploy/README.md)"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"{line}: the lock has {pins[name]}; regenerate it (deploy/README.md)"
+        )
+    assert "tensorflow" in pins and "keras" in pins
+
+
+def test_models_are_an_extra():
+    """`pip install streamer` runs submit/status/cancel/serve without TensorFlow; the models extra adds it."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[^A-Za-z0-9_.-]", line, maxsplit=1)[0].lower() for line in pyproject["dependencies"]}
+    assert not names & {"tensorflow", "keras", "albumentations", "h5py"}
+    models = {
+        re.split(r"[^A-Za-z0-9_.-]", line, maxsplit=1)[0].lower()
+        for line in pyproject["optional-dependencies"]["models"]
+    }
+    assert {"tensorflow", "keras", "albumentations", "h5py"} <= models
+    assert "streamer[models]" in pyproject["optional-dependencies"]["test"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -950,3 +1036,102 @@ def test_files_run_the_commands_the_readme_gives():
             if line.lstrip("# ").startswith("docker build")
         ]
         assert header and all(shlex.split(line) in builds for line in header), path.name
+
+
+# ---------------------------------------------------------------------------------------------------
+# batch: an Indexed Job for `batch --shard`, a KEDA ScaledJob of runner pods (deploy/k8s/batch/)
+
+BATCH = K8S / "batch"
+
+
+def batch_pod_checks(pod: dict, where: str) -> dict:
+    """The pod runs one streamer container as non-root, read-only, with an emptyDir scratch at /tmp."""
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0, where
+    assert pod["restartPolicy"] in ("Never", "OnFailure"), where
+    [container] = pod["containers"]
+    assert container["image"].split(":")[0] == "streamer" and "command" not in container, where
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True, where
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False, where
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    scratch = [mount for mount in container["volumeMounts"] if mount["mountPath"] == "/tmp"]
+    assert scratch and "emptyDir" in volumes[scratch[0]["name"]], f"{where}: no writable scratch volume at /tmp"
+    assert container_env(container).get("HOME") == "/tmp", where
+    return container
+
+
+def test_batch_indexed_job_covers_every_shard():
+    from streamer.cli.batch import parse_shard
+
+    [job] = load_documents(BATCH / "batch-shards.yaml")
+    assert validate_k8s(job) == []
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    container = batch_pod_checks(spec["template"]["spec"], "batch-shards.yaml")
+    env = {item["name"]: item for item in container["env"]}
+    args = [str(arg) for arg in container["args"]]
+    shard = args[args.index("--shard") + 1]
+    variable, count = re.fullmatch(r"\$\((\w+)\)/(\d+)", shard).groups()
+    assert env[variable]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    )
+    assert int(count) == spec["completions"], "one pod per slice"
+    slices = set()
+    for index in range(spec["completions"]):
+        parsed = parse_streamer([arg.replace(f"$({variable})", str(index)) for arg in args])
+        assert parsed.output and parsed.inputs and not parsed.redis
+        slices.add(parse_shard(parsed.shard))
+    assert slices == {(index, int(count)) for index in range(int(count))}
+
+
+def test_batch_scaled_job_starts_runners_for_queued_videos():
+    from streamer.distributed.connection import RUNNER_GROUP, Keys
+
+    [scaled] = load_documents(BATCH / "keda-scaledjob.yaml")
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1" and scaled["kind"] == "ScaledJob"
+    check_keys(
+        scaled, {"apiVersion", "kind", "metadata", "spec"}, {"apiVersion", "kind", "metadata", "spec"}, "ScaledJob"
+    )
+    spec = scaled["spec"]
+    check_keys(
+        spec,
+        {
+            "jobTargetRef",
+            "pollingInterval",
+            "successfulJobsHistoryLimit",
+            "failedJobsHistoryLimit",
+            "envSourceContainerName",
+            "minReplicaCount",
+            "maxReplicaCount",
+            "rolloutStrategy",
+            "rollout",
+            "scalingStrategy",
+            "triggers",
+        },
+        {"jobTargetRef", "triggers"},
+        "ScaledJob.spec",
+    )
+    errors: list[str] = []
+    check_model(spec["jobTargetRef"], kubernetes_client.V1JobSpec, "jobTargetRef", errors)
+    assert errors == []
+    assert spec["scalingStrategy"]["strategy"] in ("default", "custom", "accurate", "eager")
+    container = batch_pod_checks(spec["jobTargetRef"]["template"]["spec"], "keda-scaledjob.yaml")
+    args = parse_streamer(container["args"], container_env(container))
+    assert args.join and args.redis and args.idle > 0
+    assert args.allow_input and args.allow_output, "a runner pod reads and writes only where it is allowed"
+    [trigger] = spec["triggers"]
+    check_keys(trigger, TRIGGER_FIELDS, {"type", "metadata"}, "trigger")
+    metadata = trigger["metadata"]
+    check_keys(metadata, REDIS_STREAMS_METADATA, {"stream", "consumerGroup"}, "redis-streams metadata")
+    assert all(isinstance(value, str) for value in metadata.values())
+    assert metadata["stream"] == Keys(args.namespace).submitted and metadata["consumerGroup"] == RUNNER_GROUP
+    assert metadata["lagCount"] == "1"
+    by_name("TriggerAuthentication", trigger["authenticationRef"]["name"])  # the one deploy/k8s applies
+    secret = load_documents(SECRET)[0]
+    ref = next(item for item in container["env"] if item["name"] == "STREAMER_REDIS")["valueFrom"]["secretKeyRef"]
+    assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
+
+
+def test_images_carry_the_cloud_extra():
+    for path in DOCKERFILES:
+        builder = dict(instruction for instruction in stages(path)[0] if instruction[0] == "ARG")
+        assert builder["ARG"].replace('"', "") == "EXTRAS=cloud", path.name

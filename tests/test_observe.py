@@ -192,7 +192,14 @@ def test_status_page_shows_a_running_job_in_chromium(tmp_path, redis_server, wor
             time.sleep(1.5)
             done_after = int(page.locator("#jobs tbody tr").first.locator("td").nth(3).inner_text().split("/")[0])
             assert done_after > done_before
+            row = page.locator("#jobs tbody tr").first
+            assert row.locator("td").nth(6).inner_text() == str(source)  # input and output of `process --redis`
+            assert row.locator("td").nth(7).inner_text() == str(tmp_path / "out.mp4")
             page.screenshot(path=str(tmp_path / "status.png"))
+            page.on("dialog", lambda dialog: dialog.accept())
+            row.locator("button:text('cancel')").click()
+            page.wait_for_selector("#jobs tbody tr td:text('cancelled')", timeout=10_000)
+            assert producer.wait(timeout=30) != 0, "the producer stops when its job is cancelled"
             browser.close()
     finally:
         producer.kill()

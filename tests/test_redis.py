@@ -138,7 +138,7 @@ def test_workers_restarted_mid_job(tmp_path, redis_server, workers):
 def test_submit_status_and_cancel(tmp_path, redis_server, workers, run_cli):
     source = make_video(tmp_path / "in.mp4", frames=300)
     output = tmp_path / "out.mp4"
-    workers.start("--batch", "1", model=SLOW, jobs=1)
+    workers.start("--batch", "1", "--allow-input", tmp_path, "--allow-output", tmp_path, model=SLOW, jobs=1)
     code, out, err = run_cli(
         "submit", source, "-o", output, "--model", SLOW, "--batch", "1", "--redis", redis_server.url
     )

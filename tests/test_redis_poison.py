@@ -21,6 +21,11 @@ def rejected(client) -> int:
     return int(client.hget(KEYS.stats, "rejected") or 0)
 
 
+def failure(client, job) -> str:
+    """What workers told the job's producer when they gave up on it ("" when nothing)."""
+    return "".join(entry[b"failed"].decode() for _, entry in client.xrange(KEYS.results(job)) if b"failed" in entry)
+
+
 def test_poison_messages_and_records_are_dead_lettered(tmp_path, redis_server, workers):
     client = redis_server.client()
     worker = workers.start(jobs=1)
@@ -42,14 +47,50 @@ def test_poison_messages_and_records_are_dead_lettered(tmp_path, redis_server, w
     client.xadd(KEYS.submitted, {"job": "nospec", "input": "in.mp4", "output": "out.mp4"})
     client.xadd(KEYS.submitted, {"job": b"\xff\xfe", "spec": b"\x80"})
     wait_for(lambda: rejected(client) >= 5, what="5 rejections")
-    wait_for(lambda: client.hget(KEYS.job("sparkles"), "state") == b"failed", what="the sparkles job failed")
+    wait_for(lambda: failure(client, "sparkles"), what="the sparkles job failed")
     reasons = [entry[b"reason"].decode() for _, entry in client.xrange(KEYS.dead)]
     assert any("nested 100000 deep" in reason for reason in reasons), reasons
     assert any("declares 9000x9000" in reason for reason in reasons), reasons
     assert any("malformed spec" in reason for reason in reasons), reasons
     assert sum("malformed job entry" in reason for reason in reasons) == 2, reasons
-    assert client.hget(KEYS.job("broken"), "state") == b"failed"
-    assert b"sparkles" in client.hget(KEYS.job("sparkles"), "reason")
+    assert "malformed spec" in failure(client, "broken")  # told to its producer, which records it
+    assert "sparkles" in failure(client, "sparkles")
+    assert client.hget(KEYS.job("broken"), "state") == b"running"  # workers never write job records
+    assert client.xlen(stream) == 0 and client.xlen(KEYS.submitted) == 0
+    assert worker.poll() is None
+    source = make_video(tmp_path / "in.mp4", frames=8)
+    assert distributed(source, tmp_path / "out.mp4", redis_server.url).frames == 8
+    assert worker.poll() is None
+
+
+def test_every_kind_of_bad_record_is_counted_and_dead_lettered(tmp_path, redis_server, workers):
+    client = redis_server.client()
+    worker = workers.start(jobs=1)
+    stream = KEYS.work(LEFT_HALF)
+    wait_for(lambda: client.exists(stream) and client.exists(KEYS.submitted), what="the worker's groups")
+    good = {"model": LEFT_HALF}
+    records = {
+        "unknownkey": json.dumps({**good, "bogus": 1}),  # a key JobSpec does not have
+        "listspec": "[1, 2]",  # JSON, but not an object
+        "effectstr": json.dumps({**good, "effect": "splash"}),  # effect not an object
+        "deepspec": "[" * 100_000,  # nested past the parser's recursion limit
+    }
+    for job, spec in records.items():
+        client.hset(KEYS.job(job), mapping={"state": "running", "spec": spec})
+        client.xadd(stream, frame_fields(job=job))
+    client.hset(KEYS.job("nospec"), mapping={"state": "running"})  # a running job without a spec
+    client.xadd(stream, frame_fields(job="nospec"))
+    entry = {"job": "j", "input": "in.mp4", "output": "out.mp4", "spec": json.dumps(good)}
+    client.xadd(KEYS.submitted, {**entry, "spec": json.dumps({**good, "bogus": 1})})
+    client.xadd(KEYS.submitted, {**entry, "overwrite": "maybe"})
+    client.xadd(KEYS.submitted, {**entry, "batch": "many"})
+    client.xadd(KEYS.submitted, {**entry, "spec": json.dumps({**good, "effect": {"name": "splash", "color": 7}})})
+    wait_for(lambda: rejected(client) >= 9, what="9 rejections")
+    reasons = [entry[b"reason"].decode() for _, entry in client.xrange(KEYS.dead)]
+    for job in records:
+        assert "malformed spec" in failure(client, job), job
+    assert "without a spec" in failure(client, "nospec")
+    assert sum("malformed job entry" in reason for reason in reasons) == 4, reasons
     assert client.xlen(stream) == 0 and client.xlen(KEYS.submitted) == 0
     assert worker.poll() is None
     source = make_video(tmp_path / "in.mp4", frames=8)

@@ -12,13 +12,14 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import redis
 
 from streamer.distributed.connection import RedisConfig, connect
-from streamer.distributed.jobs import JobSpec
+from streamer.distributed.jobs import FINAL, JobSpec
 from streamer.distributed.messages import MAX_PAYLOAD, MessageError
 from streamer.distributed.work import Delivery, WorkQueue
 from streamer.errors import StreamerError
@@ -27,6 +28,12 @@ from streamer.models import Model, ModelConfig, load_model
 from streamer.render import RenderStage
 
 log = logging.getLogger(__name__)
+# A job's start and end on this worker are shown at the default level (the root logger's is WARNING)
+jobs_log = logging.getLogger(f"{__name__}.jobs")
+jobs_log.setLevel(logging.INFO)
+
+FPS_WINDOW = 10.0  # seconds of frames the announced fps is measured over
+JOB_IDLE = 2.0  # seconds without frames of a job before checking whether it ended
 
 MODELS_KEPT = 4  # models kept loaded for different job thresholds
 
@@ -71,6 +78,9 @@ class Worker:
         self._load = load
         self._models: dict[float | None, Model] = {}
         self._started = time.monotonic()
+        self._samples = deque([(self._started, 0)])  # (time, frames) of recent heartbeats, for the fps
+        self._active: dict[str, list[float]] = {}  # job -> [first frame, frames, last frame] on this worker
+        self._checked = 0.0
 
     def serve(self, stop: threading.Event) -> None:
         self.queue.join()
@@ -84,6 +94,7 @@ class Worker:
                 if deliveries:
                     self.metrics.frames_in.inc(len(deliveries))
                     self.process(deliveries)
+                self._check_ended()
         finally:
             stop.set()
             beat.join()
@@ -102,6 +113,7 @@ class Worker:
                 continue
             if spec is None:
                 self.queue.discard(items)  # the job ended or was cancelled
+                self._ended(job, "ended")
                 continue
             try:
                 stage = self._stage(spec)
@@ -123,6 +135,7 @@ class Worker:
                 )
                 continue
             self.queue.complete(job, items, rendered, spec)
+            self._track(job, spec, len(items))
             self.frames += len(items)
             self.metrics.wrote(len(items))
 
@@ -143,16 +156,66 @@ class Worker:
             self._models[threshold] = self._load(replace(self.config.model, threshold=threshold))
         return self._models[threshold]
 
+    def _track(self, job: str, spec: JobSpec, count: int) -> None:
+        now = time.monotonic()
+        seen = self._active.get(job)
+        if seen is None:
+            seen = self._active[job] = [now, 0, now]
+            jobs_log.info(
+                "%s: job %s started (model %s, effect %s)", self.config.name, job, spec.model, spec.effect.name
+            )
+        seen[1] += count
+        seen[2] = now
+
+    def _ended(self, job: str, state: str) -> None:
+        seen = self._active.pop(job, None)
+        if seen is not None:
+            started, frames, last = seen
+            took = max(last - started, 1e-6)
+            jobs_log.info(
+                "%s: job %s %s: %d frames here in %.1f s (%.1f fps)",
+                self.config.name,
+                job,
+                state,
+                frames,
+                took,
+                frames / took if frames > 1 else 0.0,
+            )
+
+    def _check_ended(self) -> None:
+        """Jobs that sent no frames for JOB_IDLE seconds: logged as ended once their record is final or gone."""
+        now = time.monotonic()
+        if not self._active or now - self._checked < 1.0:
+            return
+        self._checked = now
+        for job, (_, _, last) in list(self._active.items()):
+            if now - last < JOB_IDLE:
+                continue
+            try:
+                state = self.queue.jobs.state(job)
+            except (AttributeError, redis.RedisError):
+                state = None if now - last > 60 else "running"
+            if state is None or state in FINAL:
+                self._ended(job, state or "ended")
+
+    def _fps(self) -> float:
+        """Frames per second over the last FPS_WINDOW seconds (not since the start: an idle worker shows 0)."""
+        now = time.monotonic()
+        self._samples.append((now, self.frames))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= FPS_WINDOW:
+            self._samples.popleft()
+        since, frames = self._samples[0]
+        return round((self.frames - frames) / (now - since), 2) if now > since else 0.0
+
     def _heartbeat(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            elapsed = time.monotonic() - self._started
             try:
                 self.queue.announce(
                     {
                         "model": self.config.model.name,
                         "batch": self.config.model.batch_size,
                         "frames": self.frames,
-                        "fps": round(self.frames / elapsed, 2) if elapsed else 0,
+                        "fps": self._fps(),
                         "last_seen": time.time(),
                         "pid": os.getpid(),
                         "host": socket.gethostname(),

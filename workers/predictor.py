@@ -4,6 +4,8 @@ workers.maskrcnn's predictors.
 A package's predictor builds its model inside `self.building()` and implements `predict_batch(frames)`
 for exactly `config.batch_size` frames. The base class
 
+* sets up the GPUs once per process (before TensorFlow initialises them): memory growth, so several
+  workers share a GPU, or a fixed `gpu_memory_limit` (MB) per process;
 * checks the ModelConfig's threshold, in [0, 1] (None: the package's default), and device, one TensorFlow
   can see (ModelConfig itself checks the batch size);
 * checks the frames (uint8[B,H,W,3] RGB), with a StreamerError saying what was wrong;
@@ -17,6 +19,7 @@ for exactly `config.batch_size` frames. The base class
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -30,6 +33,7 @@ from streamer.prediction import Prediction
 # Keras' dtype policy is global: models are built one at a time, so a float32 model built in one thread
 # never picks up the float16 policy another thread set for its own model.
 _BUILDING = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 class Predictor:
@@ -38,6 +42,7 @@ class Predictor:
     name = ""
 
     def __init__(self, config: ModelConfig, default_threshold: float) -> None:
+        configure_gpus(config.gpu_memory_limit)
         threshold = default_threshold if config.threshold is None else config.threshold
         if not 0.0 <= threshold <= 1.0:
             raise StreamerError(f"threshold {threshold}: must be between 0 and 1")
@@ -89,6 +94,25 @@ class Predictor:
         import tensorflow as tf
 
         return tf.device(self.config.device)
+
+
+def configure_gpus(memory_limit_mb: int | None = None) -> list:
+    """Memory growth on every visible GPU (TensorFlow otherwise takes all of a GPU's memory for one process),
+    or a fixed limit of `memory_limit_mb` per GPU. Takes effect only before TensorFlow initialises the GPUs
+    (the first model of the process); later calls keep what is set. Returns the GPUs found."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            if memory_limit_mb:
+                config = tf.config.LogicalDeviceConfiguration(memory_limit=int(memory_limit_mb))
+                tf.config.set_logical_device_configuration(gpu, [config])
+            else:
+                tf.config.experimental.set_memory_growth(gpu, True)
+        except (RuntimeError, ValueError) as error:  # already initialised by an earlier model of this process
+            log.debug("GPU %s keeps its memory settings: %s", gpu.name, error)
+    return gpus
 
 
 def check_frames(frames) -> np.ndarray:

@@ -120,6 +120,10 @@ class RunLog:
         self.best.setdefault("value", None)
         self.started = time.monotonic()
 
+    def saved_config(self) -> dict:
+        """The run's config as state.json holds it (JSON values)."""
+        return json.loads(json.dumps(asdict(self.config)))
+
     def begin_epoch(self) -> None:
         """Start the epoch clock."""
         self.started = time.monotonic()

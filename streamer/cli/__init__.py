@@ -12,22 +12,96 @@ import threading
 import time
 
 from streamer.errors import StreamerError
+from streamer.secrets import install_log_filter, redact
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from streamer.cli import batch, evaluate, process, sample, serve, status, submit, train, worker
+    from streamer.cli import batch, evaluate, export, inspect, process, sample, serve, status, submit, train, worker
 
     parser = argparse.ArgumentParser(prog="streamer", description="Video segmentation service.")
+    parser.add_argument("--version", action="version", version=f"streamer {_version()}")
     parser.add_argument(
         "--log-format",
         choices=("text", "json"),
         default="text",
         help="text, or one JSON object per line for log collectors (default: text)",
     )
+    add_logging_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (process, batch, worker, submit, status, serve, sample, train, evaluate):
+    for module in (process, batch, worker, submit, status, serve, sample, train, evaluate, inspect, export):
         module.add_parser(commands)
+    for command in commands.choices.values():  # also accepted after the command: `streamer process -v …`
+        command.add_argument(
+            "--log-format", choices=("text", "json"), default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
+        add_logging_arguments(command, default=argparse.SUPPRESS)
     return parser
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def add_logging_arguments(parser: argparse.ArgumentParser, default=None) -> None:
+    """-v/--verbose and --log-level (on the command line before or after the command)."""
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0 if default is None else default,
+        help="more detail: info logs and TensorFlow's own start-up lines (hidden otherwise); -vv: debug",
+    )
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, default=default, help="debug, info, warning or error (default: warning)"
+    )
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line; an unknown option is reported with the command's own usage and the closest
+    option name (`--detection` → did you mean --detections?)."""
+    import difflib
+
+    args, unknown = parser.parse_known_args(argv)
+    if not unknown:
+        return args
+    command = parser._subparsers._group_actions[0].choices.get(getattr(args, "command", None), parser)
+    options = [option for action in command._actions for option in action.option_strings]
+    hints = []
+    for word in unknown:
+        if word.startswith("-"):
+            close = difflib.get_close_matches(word.split("=")[0], options, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"{word}: did you mean {close[0]}?")
+    command.error(f"unrecognized arguments: {' '.join(unknown)}" + ("; " + "; ".join(hints) if hints else ""))
+
+
+def apply_verbosity(args: argparse.Namespace) -> None:
+    """-v/--log-level: the level of the root logger, and whether native libraries' lines are shown."""
+    from streamer import progress
+
+    verbose = getattr(args, "verbose", 0) or 0
+    level = getattr(args, "log_level", None) or ("debug" if verbose > 1 else "info" if verbose else None)
+    if level:
+        logging.getLogger().setLevel(level.upper())
+    if verbose or level == "debug":
+        progress.SHOW_NATIVE_LOGS = True
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    progress.LOG_FORMAT = args.log_format
+
+
+def _version() -> str:
+    """The installed package's version, with the FFmpeg that PyAV reads and writes with."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        own = version("streamer")
+    except PackageNotFoundError:
+        own = "unknown"
+    try:
+        import av
+
+        return f"{own} (PyAV {av.__version__}, FFmpeg {av.ffmpeg_version_info})"
+    except ImportError:
+        return own
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,19 +110,60 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         # Ctrl-C must work even when started from a shell that ignores SIGINT (background jobs, CI)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     configure_logging(args.log_format)
+    apply_verbosity(args)
     try:
-        return args.run(args) or 0
+        return run_command(args)
     except StreamerError as error:
+        message = redact(str(error))
         if args.log_format == "json":
-            print(json.dumps({"time": round(time.time(), 3), "level": "error", "message": str(error)}), file=sys.stderr)
+            print(json.dumps({"time": round(time.time(), 3), "level": "error", "message": message}), file=sys.stderr)
         else:
-            print(f"streamer: error: {error}", file=sys.stderr)
+            print(f"streamer: error: {message}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("streamer: interrupted", file=sys.stderr)
         return 130
+
+
+# Top-level modules of the optional dependency groups (pyproject.toml), for the message when one is missing.
+EXTRAS = {
+    "tensorflow": "models",
+    "keras": "models",
+    "albumentations": "models",
+    "h5py": "models",
+    "matplotlib": "plots",
+}
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Runs the parsed command; a module of an optional group that is not installed becomes a StreamerError
+    that names the group to install (`pip install 'streamer[models]'`)."""
+    try:
+        return args.run(args) or 0
+    except (ImportError, StreamerError) as error:
+        missing = missing_extra(error)
+        if missing is None:
+            raise
+        raise missing from None
+
+
+def missing_extra(error: BaseException | None) -> StreamerError | None:
+    """A StreamerError naming the extra to install when `error` (or what it was raised from) is a
+    ModuleNotFoundError for a module of an optional group; None otherwise."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, ImportError) and error.name:
+            module = error.name.split(".")[0]
+            if module in EXTRAS:
+                extra = EXTRAS[module]
+                return StreamerError(
+                    f"this command needs {module}, which is not installed: pip install 'streamer[{extra}]'"
+                )
+        error = error.__cause__ or error.__context__
+    return None
 
 
 class JsonFormatter(logging.Formatter):
@@ -61,8 +176,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry)
 
 
@@ -73,6 +188,7 @@ def configure_logging(style: str) -> None:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    install_log_filter()
     root.setLevel(logging.INFO if os.environ.get("STREAMER_VERBOSE") else logging.WARNING)
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import threading
+import time
 
 from rich.console import Console
 from rich.table import Table
 
-from streamer.batch import DONE, FAILED, BatchConfig, run_batch
+from streamer.batch import DONE, FAILED, STALE, BatchConfig, run_batch, runner_name, write_manifest
 from streamer.cli.common import (
     add_effect_arguments,
     add_frame_arguments,
@@ -18,6 +21,7 @@ from streamer.cli.common import (
     model_config,
     producer_config,
 )
+from streamer.distributed.confine import Confinement
 from streamer.effects import effect_function
 from streamer.errors import StreamerError
 from streamer.pipeline import ProcessConfig
@@ -27,8 +31,10 @@ from streamer.sink import EncodeConfig
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("batch", help="process many videos (local or s3://, gs://, az:// globs) into DEST")
-    parser.add_argument("inputs", nargs="+", help="files, globs or URLs with globs, e.g. 's3://bucket/in/*.mp4'")
-    parser.add_argument("-o", "--output", required=True, metavar="DEST", help="folder or bucket prefix")
+    parser.add_argument(
+        "inputs", nargs="*", help="files, globs or URLs with globs, e.g. 's3://bucket/in/*.mp4' (not with --join)"
+    )
+    parser.add_argument("-o", "--output", metavar="DEST", help="folder or bucket prefix")
     add_model_arguments(parser)
     effect = add_effect_arguments(parser)
     effect.add_argument(
@@ -38,7 +44,59 @@ def add_parser(commands) -> None:
     )
     parser.add_argument("--crf", type=int, default=23, help="x264 quality (default: 23)")
     parser.add_argument("--preset", default="veryfast", help="x264 preset (default: veryfast)")
-    parser.add_argument("--parallel", type=int, default=1, help="videos processed at once (default: 1)")
+    parser.add_argument(
+        "--workers",
+        "--parallel",
+        dest="workers",
+        type=int,
+        default=1,
+        help="local runners: videos this command processes at once (default: 1; 0 with --redis: only queue)",
+    )
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="only the I-th (0..N-1) of N disjoint slices of the inputs, stable by name "
+        "(Kubernetes Indexed Jobs, Argo, AWS Batch arrays)",
+    )
+    parser.add_argument(
+        "--stale",
+        type=float,
+        default=STALE,
+        help=f"seconds without a heartbeat before a running video counts as interrupted and is redone "
+        f"(default: {STALE:g})",
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="write DEST/manifest.json from the videos' state and print the progress; process nothing",
+    )
+    parser.add_argument(
+        "--join",
+        action="store_true",
+        help="with --redis: run --workers runners on the queued videos of any batch, exit when none is left",
+    )
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=30.0,
+        help="with --join: seconds with nothing queued before exiting (default: 30)",
+    )
+    parser.add_argument(
+        "--allow-input",
+        action="append",
+        default=[],
+        metavar="FOLDER|URL",
+        help="with --join: folder or URL prefix queued videos may be read from (repeatable; default: the "
+        "current folder)",
+    )
+    parser.add_argument(
+        "--allow-output",
+        action="append",
+        default=[],
+        metavar="FOLDER|URL",
+        help="with --join: folder or URL prefix (e.g. s3://bucket/out/) queued videos may be written to "
+        "(repeatable; default: the current folder)",
+    )
     parser.add_argument(
         "--storage-option",
         action="append",
@@ -47,7 +105,9 @@ def add_parser(commands) -> None:
         help="fsspec option for cloud paths, e.g. anon=true or key=... (repeatable)",
     )
     parser.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO, Ceph), e.g. http://127.0.0.1:9000")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON line per video: input, state, output, frames, seconds"
+    )
     add_redis_arguments(parser, required=False)
     add_frame_arguments(parser)
     parser.set_defaults(run=run)
@@ -65,50 +125,89 @@ def storage_options(args: argparse.Namespace) -> dict:
     return options
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise StreamerError(f"--shard {text}: give I/N, e.g. 0/4 for the first of four slices") from None
+    if count < 1 or not 0 <= index < count:
+        raise StreamerError(f"--shard {text}: I must be 0..N-1 and N at least 1")
+    return index, count
+
+
 def run(args: argparse.Namespace) -> int:
     effect_function(args.effect)
-    if args.parallel < 1:
-        raise StreamerError("--parallel: must be at least 1")
+    if args.workers < 0:
+        raise StreamerError("--workers: must be 0 or more")
+    if args.stale <= 0:
+        raise StreamerError("--stale: must be more than 0 seconds")
+    redis = producer_config(args)
+    if args.join:
+        if redis is None:
+            raise StreamerError("--join: give --redis URL (the queue to take videos from)")
+        allowed = Confinement(inputs=args.allow_input, outputs=args.allow_output)
+        return join_batches(redis, max(1, args.workers), storage_options(args), args.stale, args.idle, allowed)
+    if not args.output:
+        raise StreamerError("batch: give -o DEST")
+    if args.report:
+        summary = write_manifest(args.output, storage_options(args))["summary"]
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            say(_summary_line(summary))
+        return 1 if summary["failed"] else 0
+    if not args.inputs:
+        raise StreamerError("batch: give the inputs (files, globs or URLs)")
+    if args.workers == 0 and redis is None:
+        raise StreamerError("--workers 0: only with --redis (other runners take the queued videos)")
+    shard = parse_shard(args.shard)
+    if shard and redis is not None:
+        raise StreamerError("--shard: not with --redis (the runners share the videos through Redis already)")
     job = ProcessConfig(
         input="",
         model=model_config(args),
         effect=effect_config(args),
         parallel_batches=args.parallel_batches,
         encode=EncodeConfig(crf=args.crf, preset=args.preset),
-        redis=producer_config(args),
     )
     config = BatchConfig(
         inputs=args.inputs,
         dest=args.output,
         job=job,
-        parallel=args.parallel,
+        workers=args.workers,
         storage=storage_options(args),
         detections=args.detections,
+        shard=shard,
+        stale=args.stale,
+        redis=redis,
     )
 
     def progress(report):
-        if not args.json:
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "input": report.input,
+                        "state": report.state,
+                        "output": report.output,
+                        "frames": report.frames,
+                        "seconds": round(report.seconds, 3),
+                        **({"reason": report.reason} if report.reason else {}),
+                    }
+                ),
+                flush=True,
+            )
+        else:
             say(f"{report.state:>7}  {report.input}" + (f": {report.reason}" if report.reason else ""))
 
     reports = run_batch(config, progress)
     done = [r for r in reports if r.state == DONE]
     failed = [r for r in reports if r.state == FAILED]
     frames = sum(r.frames for r in done)
-    seconds = sum(r.seconds for r in reports)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "videos": [r.__dict__ for r in reports],
-                    "done": len(done),
-                    "failed": len(failed),
-                    "skipped": len(reports) - len(done) - len(failed),
-                    "frames": frames,
-                    "seconds": round(seconds, 3),
-                }
-            )
-        )
-    else:
+    seconds = sum(r.seconds for r in done + failed)
+    if not args.json:
         table = Table("video", "state", "frames", "seconds", "fps", title="batch")
         for r in reports:
             table.add_row(
@@ -119,8 +218,46 @@ def run(args: argparse.Namespace) -> int:
                 f"{r.frames / r.seconds:.1f}" if r.seconds and r.frames else "",
             )
         Console(stderr=True).print(table)
-        say(
-            f"{len(done)} done, {len(failed)} failed, {len(reports) - len(done) - len(failed)} skipped; "
-            f"{frames} frames in {seconds:.1f} s ({frames / seconds if seconds else 0:.1f} fps)"
-        )
+    say(
+        f"{len(done)} done, {len(failed)} failed, {len(reports) - len(done) - len(failed)} skipped; "
+        f"{frames} frames in {seconds:.1f} s of processing ({frames / seconds if seconds else 0:.1f} fps per runner)"
+    )
     return 1 if failed else 0
+
+
+def _summary_line(summary: dict) -> str:
+    eta = f", ETA {summary['eta']:.0f} s" if summary.get("eta") else ""
+    return (
+        f"{summary['videos']} videos: {summary['done']} done, {summary['failed']} failed, {summary['running']} "
+        f"running, {summary['interrupted']} interrupted; {summary['frames']} frames, {summary['fps']:.1f} fps{eta}"
+    )
+
+
+def join_batches(redis, workers: int, storage: dict, stale: float, idle: float, allowed: Confinement) -> int:
+    """Run `workers` runners on the submitted queue until it has been empty for `idle` seconds."""
+    from streamer.distributed.connection import Keys, connect
+    from streamer.distributed.runner import Runner
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    threads = []
+    for slot in range(workers):
+        runner = Runner(connect(redis), redis, f"{runner_name()}-{slot}", abandoned=stale, storage=storage)
+        runner.confinement = allowed
+        thread = threading.Thread(target=runner.serve, args=(stop,), name=f"runner{slot}", daemon=True)
+        thread.start()
+        threads.append(thread)
+    client, stream = connect(redis), Keys(redis.namespace).submitted
+    empty_since = time.monotonic()
+    while not stop.wait(1.0):
+        if client.xlen(stream):
+            empty_since = time.monotonic()
+        elif time.monotonic() - empty_since >= idle:
+            break
+        if not any(thread.is_alive() for thread in threads):
+            raise StreamerError("the runners stopped (Redis lost?); check Redis and start again")
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=600)
+    return 0

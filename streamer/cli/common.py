@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 from streamer.distributed.connection import RedisConfig
 from streamer.distributed.messages import CODECS
 from streamer.effects import EFFECTS, EffectConfig
 from streamer.errors import StreamerError
-from streamer.models import ModelConfig
+from streamer.models import ModelConfig, read_settings_file
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +36,97 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--device", help="TensorFlow device such as /GPU:0 (default: automatic)")
     group.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")
+    add_gpu_memory_argument(group)
+    add_runtime_argument(group)
+    add_model_settings_arguments(group)
+
+
+def add_runtime_argument(group) -> None:
+    group.add_argument(
+        "--runtime",
+        choices=("tf", "onnx", "openvino"),
+        default="tf",
+        help="semantic models (unet, semantic): TensorFlow (default), ONNX Runtime or OpenVINO",
+    )
+
+
+def add_gpu_memory_argument(group) -> None:
+    group.add_argument(
+        "--gpu-memory-limit",
+        type=int,
+        metavar="MB",
+        help="GPU memory this process may take on each GPU, so several workers share one "
+        "(default: TensorFlow's memory growth, taking memory as needed)",
+    )
+
+
+def add_model_settings_arguments(group) -> None:
+    """--config, --set and --class-names: what a user's own weights file does not say about itself."""
+    group.add_argument(
+        "--config",
+        dest="model_config_file",
+        metavar="FILE",
+        help="model settings, JSON or YAML (maskrcnn: matterport's Config names, e.g. IMAGE_MAX_DIM: 512)",
+    )
+    group.add_argument(
+        "--set",
+        dest="model_settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one model setting over --config's, e.g. --set DETECTION_MIN_CONFIDENCE=0.9 (JSON values); repeatable",
+    )
+    group.add_argument(
+        "--class-names",
+        metavar="NAMES|FILE",
+        help="names of the model's classes, background first: BG,balloon or a file with one name per line "
+        "(default: the names the weights file carries)",
+    )
+
+
+def parse_settings(items) -> dict:
+    """--set KEY=VALUE items → {KEY: VALUE}; values are JSON when they parse as JSON, else strings."""
+    out = {}
+    for item in items or []:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise StreamerError(f"--set {item!r}: write KEY=VALUE, e.g. --set IMAGE_MAX_DIM=512")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def parse_class_names(text: str | None) -> tuple[str, ...] | None:
+    """'BG,balloon' or a file with one name per line → ('BG', 'balloon')."""
+    if not text:
+        return None
+    if os.path.isfile(text):
+        if os.path.getsize(text) > 1_000_000:
+            raise StreamerError(f"--class-names {text}: larger than 1 MB; give one class name per line")
+        with open(text, encoding="utf-8", errors="replace") as f:
+            names = [line.strip() for line in f if line.strip()]
+    else:
+        names = [name.strip() for name in text.split(",")]
+    if len(names) < 2 or not all(names):
+        raise StreamerError(
+            f"--class-names {text}: give at least two names, background first (e.g. BG,balloon), or a file "
+            "with one name per line"
+        )
+    return tuple(names)
+
+
+def model_settings(args: argparse.Namespace) -> dict:
+    """ModelConfig's config_file, settings and class_names from --config, --set and --class-names."""
+    config_file = getattr(args, "model_config_file", None)
+    if config_file:
+        read_settings_file(config_file)  # a bad file fails here, before anything starts
+    return {
+        "config_file": config_file,
+        "settings": parse_settings(getattr(args, "model_settings", [])),
+        "class_names": parse_class_names(getattr(args, "class_names", None)),
+    }
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
@@ -48,6 +140,9 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
         threshold=args.threshold,
         device=args.device,
         mixed_precision=args.mixed_precision,
+        gpu_memory_limit=getattr(args, "gpu_memory_limit", None),
+        runtime=getattr(args, "runtime", "tf"),
+        **model_settings(args),
     )
 
 
@@ -58,6 +153,12 @@ def add_effect_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
     group.add_argument("--color", default="255,0,255", help="overlay colour R,G,B (default: 255,0,255)")
     group.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1 (default: 0.5)")
     group.add_argument("--classes", help="instance models: only these classes, e.g. balloon or person,car")
+    group.add_argument(
+        "--track",
+        action="store_true",
+        help="instance models: give each object a track id that persists across frames; the instances "
+        "effect colours objects by track and --detections rows carry track_ids",
+    )
     return group
 
 
@@ -65,7 +166,13 @@ def effect_config(args: argparse.Namespace) -> EffectConfig:
     if not 0.0 <= args.alpha <= 1.0:
         raise StreamerError(f"--alpha {args.alpha}: must be between 0 and 1")
     classes = tuple(name.strip() for name in args.classes.split(",")) if args.classes else None
-    return EffectConfig(name=args.effect, color=parse_color(args.color), alpha=args.alpha, classes=classes)
+    return EffectConfig(
+        name=args.effect,
+        color=parse_color(args.color),
+        alpha=args.alpha,
+        classes=classes,
+        track=bool(getattr(args, "track", False)),
+    )
 
 
 def parse_color(text: str) -> tuple[int, int, int]:

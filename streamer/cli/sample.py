@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 from fractions import Fraction
+from pathlib import Path
 
 from streamer.cli.common import parse_size
 from streamer.errors import StreamerError
 from streamer.progress import ProgressBar, say
+from streamer.publish import atomic_path
 from streamer.sink import EncodeConfig, VideoSink, check_output
 
 SAMPLES = ("road", "shapes")
@@ -25,6 +28,12 @@ def add_parser(commands) -> None:
     parser.add_argument("--fps", default="30", help="frame rate, e.g. 30 or 30000/1001 (default: 30)")
     parser.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT (default: 1280x720)")
     parser.add_argument("--seed", type=int, default=0, help="scene seed (default: 0)")
+    parser.add_argument(
+        "--annotations",
+        metavar="FILE.json",
+        help="also write the ground truth of every frame as COCO json (RLE masks, boxes, instance ids), "
+        "for `streamer evaluate MODEL --data video:VIDEO:FILE.json`",
+    )
     parser.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output if it exists")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
     parser.set_defaults(run=run)
@@ -47,22 +56,58 @@ def run(args: argparse.Namespace) -> int:
     rate = parse_rate(args.fps)
     count = max(1, round(args.seconds * rate))
     output = check_output(args.output, args.overwrite)
-    if args.kind == "road":
-        from workers.unet.synthetic import road_frames as frames
-    else:
-        from workers.maskrcnn.shapes import shapes_frames as frames
+    annotations = None
+    if args.annotations:
+        annotations = check_output(args.annotations, args.overwrite)
+        if str(annotations) == str(output):
+            raise StreamerError("--annotations: give a file other than the video, e.g. shapes.json")
+    frames, categories = _renderer(args.kind)
+    truth = None
+    if annotations is not None:
+        from workers.annotations import VideoAnnotations
+
+        info = {"video": str(Path(str(output)).name), "sample": args.kind, "seed": args.seed, "fps": str(rate)}
+        truth = VideoAnnotations(categories, width, height, info)
 
     time_base = 1 / rate
     sink = VideoSink(output, width, height, rate, time_base, encode=EncodeConfig())
     try:
         with ProgressBar("rendering", enabled=not args.quiet) as progress:
-            for index, (image, _) in enumerate(frames(args.seed, width, height, float(rate), count)):
+            for index, (image, masks, class_ids, instances) in enumerate(
+                frames(args.seed, width, height, float(rate), count)
+            ):
                 sink.write(image, index, time_base)
+                if truth is not None:
+                    truth.add(index, masks, class_ids, instances)
                 progress(index + 1, count)
     except BaseException:
         sink.abort()
         raise
     sink.close()
+    if truth is not None:
+        with atomic_path(annotations) as tmp:
+            Path(tmp).write_text(json.dumps(truth.to_dict()))
     if not args.quiet:
         say(f"{count} frames ({float(count / rate):.1f} s at {rate} fps, {width}x{height}) → {output}")
+        if annotations is not None:
+            say(f"ground truth of {count} frames ({len(truth.annotations)} objects) → {annotations}")
     return 0
+
+
+def _renderer(kind: str):
+    """(frames(seed, width, height, fps, count) yielding (image, masks H×W×N, class ids, instance ids), class names)."""
+    if kind == "road":
+        from workers.unet.synthetic import road_frames
+
+        def road(seed, width, height, fps, count):
+            for image, mask in road_frames(seed, width, height, fps, count):
+                yield image, mask[:, :, None] > 0, [1], [1]
+
+        return road, ["road"]
+    from workers.maskrcnn.shapes import SHAPES, shapes_video
+
+    def shapes(seed, width, height, fps, count):
+        for image, truth, instances in shapes_video(seed, width, height, fps, count):
+            yield image, truth.masks, truth.class_ids, instances
+
+    return shapes, list(SHAPES)

@@ -9,10 +9,12 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from streamer.batch import batch_progress
 from streamer.cli.common import add_redis_arguments, redis_config
 from streamer.distributed.connection import WORKER_GROUP, Keys, connect
-from streamer.distributed.jobs import CANCELLED, FINAL, JobStore
+from streamer.distributed.jobs import CANCELLED, FINAL, JobStore, shown_state
 from streamer.errors import StreamerError
+from streamer.secrets import redact_record
 
 
 def add_parser(commands) -> None:
@@ -42,7 +44,7 @@ def snapshot(client, keys: Keys, job: str | None = None) -> dict:
         listed.append(
             {
                 "job": job_id,
-                "state": record.get("state"),
+                "state": shown_state(record),
                 "done": done,
                 "total": total,
                 "fps": fps,
@@ -80,7 +82,8 @@ def snapshot(client, keys: Keys, job: str | None = None) -> dict:
                 "lag": group.get("lag"),
             }
         )
-    return {"jobs": listed, "workers": workers, "backlogs": backlogs}
+    batches = batch_progress(client, keys.ns)
+    return redact_record({"jobs": listed, "workers": workers, "backlogs": backlogs, "batches": batches})
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -110,6 +113,12 @@ def run_status(args: argparse.Namespace) -> int:
     table = Table("stream", "length", "pending", "lag", title="backlogs")
     for backlog in state["backlogs"]:
         table.add_row(backlog["stream"], str(backlog["length"]), str(backlog["pending"]), str(backlog["lag"]))
+    console.print(table)
+    table = Table("batch", "dest", "done", "failed", "left", "fps", "ETA", title="batches")
+    for item in state["batches"]:
+        eta = f"{item['eta']:.0f} s" if item["eta"] is not None else ""
+        row = (item["batch"], item["dest"], item["done"], item["failed"], item["left"], f"{item['fps']:.1f}", eta)
+        table.add_row(*map(str, row))
     console.print(table)
     return 0
 

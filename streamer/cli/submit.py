@@ -6,9 +6,11 @@ import argparse
 
 from streamer.cli.common import (
     add_effect_arguments,
+    add_model_settings_arguments,
     add_redis_arguments,
     check_frame_codec,
     effect_config,
+    model_settings,
     redis_config,
 )
 from streamer.distributed.connection import connect
@@ -25,6 +27,7 @@ def add_parser(commands) -> None:
     parser.add_argument("-o", "--output", required=True, help="output path, as the workers see it")
     parser.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output if it exists")
     parser.add_argument("--model", default="unet", help="model name (default: unet)")
+    parser.add_argument("--weights", help="weights file, as the workers see it (default: the workers')")
     parser.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
     parser.add_argument(
         "--threshold",
@@ -33,6 +36,7 @@ def add_parser(commands) -> None:
         type=float,
         help="mask threshold or minimum detection confidence (default: the model's)",
     )
+    add_model_settings_arguments(parser)
     add_effect_arguments(parser)
     parser.add_argument("--frame-codec", default="raw", help=f"{' | '.join(CODECS)} (default: raw)")
     parser.add_argument("--quality", type=int, default=90, help="jpeg/webp quality (default: 90)")
@@ -41,7 +45,7 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = ModelConfig(name=args.model, batch_size=args.batch, threshold=args.threshold)
+    model = ModelConfig(name=args.model, batch_size=args.batch, threshold=args.threshold, **model_settings(args))
     effect_function(args.effect)
     check_frame_codec(args.frame_codec)
     config = redis_config(args)
@@ -49,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
         model=model.name,
         effect=effect_config(args),
         threshold=args.threshold,
+        weights=args.weights,
+        settings=model.all_settings(),  # --config is read here: its settings travel with the job
+        class_names=list(model.class_names) if model.class_names else None,
         frame_codec=args.frame_codec,
         quality=args.quality,
     )

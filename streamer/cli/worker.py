@@ -7,7 +7,15 @@ import logging
 import signal
 import threading
 
-from streamer.cli.common import add_redis_arguments, redis_config
+from streamer.cli.common import (
+    add_gpu_memory_argument,
+    add_model_settings_arguments,
+    add_redis_arguments,
+    add_runtime_argument,
+    model_settings,
+    redis_config,
+)
+from streamer.distributed.confine import Confinement
 from streamer.distributed.connection import connect
 from streamer.distributed.runner import Runner
 from streamer.errors import StreamerError
@@ -25,6 +33,9 @@ def add_parser(commands) -> None:
     parser.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
     parser.add_argument("--device", help="TensorFlow device such as /GPU:0")
     parser.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")
+    add_gpu_memory_argument(parser)
+    add_runtime_argument(parser)
+    add_model_settings_arguments(parser)
     parser.add_argument("--name", help="worker name (default: host-pid)")
     parser.add_argument(
         "--claim-idle",
@@ -45,6 +56,22 @@ def add_parser(commands) -> None:
         help="submitted jobs this worker also runs (decode and mux) at once (default: 1; 0: none)",
     )
     parser.add_argument(
+        "--allow-input",
+        action="append",
+        default=[],
+        metavar="FOLDER|URL",
+        help="folder or URL prefix submitted jobs may read (repeatable; default: the current folder, and "
+        "http(s)/rtsp/rtmp streams from hosts that are not loopback or link-local)",
+    )
+    parser.add_argument(
+        "--allow-output",
+        action="append",
+        default=[],
+        metavar="FOLDER|URL",
+        help="folder or URL prefix (e.g. s3://bucket/out/) submitted jobs may write (repeatable; "
+        "default: the current folder)",
+    )
+    parser.add_argument(
         "--metrics-port", type=int, help="serve /metrics (Prometheus), /healthz and /readyz on this port"
     )
     add_redis_arguments(parser, required=True)
@@ -59,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch,
             device=args.device,
             mixed_precision=args.mixed_precision,
+            gpu_memory_limit=args.gpu_memory_limit,
+            runtime=args.runtime,
+            **model_settings(args),
         ),
         redis=redis_config(args),
         claim_idle=args.claim_idle,
@@ -69,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    confinement = Confinement(inputs=args.allow_input, outputs=args.allow_output)
     for slot in range(args.jobs):
         runner = Runner(connect(config.redis), config.redis, f"{config.name}-runner{slot}")
+        runner.confinement = confinement
         threading.Thread(target=_keep_running, args=(runner, stop), name=f"runner{slot}", daemon=True).start()
     log.info("worker %s serving %s", config.name, args.model)
     worker = Worker(config)

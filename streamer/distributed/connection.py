@@ -6,11 +6,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from streamer.errors import StreamerError
+from streamer.secrets import redact
 
 T = TypeVar("T")
 
@@ -24,6 +26,7 @@ class RedisConfig:
     grace: float = 10.0  # seconds to keep retrying when Redis goes away
     in_flight: int = 64  # frames of one job sent but not yet back: bounds Redis memory
     job_ttl: float = 24 * 3600  # seconds a finished job's record stays
+    lease: float = 60.0  # seconds a running job's keys outlive its producer's last heartbeat
     frame_codec: str = "raw"  # how frames travel: raw (lossless) | png | jpeg | webp
     quality: int = 90  # jpeg/webp quality
 
@@ -83,20 +86,33 @@ def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
             raise
 
 
+class RedisLost(StreamerError):
+    """Redis stayed unreachable for the whole grace period."""
+
+
 def redacted(url: str) -> str:
     """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
+    return redact(url)
+
+
+def socket_timeout(grace: float) -> float:
+    """Seconds one Redis call may block: a share of the grace period, so that `retrying` gives up
+    within grace + this (a frozen Redis accepts connections but never answers)."""
+    return max(1.0, min(grace / 2, 30.0))
 
 
 def connect(config: RedisConfig) -> redis.Redis:
     """A client for the URL; fails with a clear message when Redis cannot be reached."""
+    timeout = socket_timeout(config.grace)
     try:
-        client = redis.Redis.from_url(config.url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=15)
+        client = redis.Redis.from_url(
+            config.url,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            health_check_interval=15,
+            # `retrying` owns retries and their deadline; redis-py's own (3 by default) would multiply the wait
+            retry=Retry(NoBackoff(), 0),
+        )
     except ValueError as error:
         raise StreamerError(
             f"--redis {redacted(config.url)}: {error}; use redis://[user:password@]host:port/db"
@@ -106,7 +122,9 @@ def connect(config: RedisConfig) -> redis.Redis:
 
 
 def retrying(config: RedisConfig, call: Callable[[], T], what: str) -> T:
-    """Run a Redis call, retrying connection errors for up to `config.grace` seconds."""
+    """Run a Redis call, retrying connection errors for up to `config.grace` seconds (exponential backoff,
+    at most 1 s apart); no new attempt starts after the deadline, so this returns or raises `RedisLost`
+    within grace + one socket timeout."""
     deadline = time.monotonic() + config.grace
     delay = 0.1
     while True:
@@ -118,10 +136,11 @@ def retrying(config: RedisConfig, call: Callable[[], T], what: str) -> T:
                 raise StreamerError(f"Redis at {where} needs a password: give redis://[user]:PASSWORD@host") from None
             raise StreamerError(f"Redis at {where} refused the credentials ({error}); check the URL") from None
         except (redis.ConnectionError, redis.TimeoutError) as error:
-            if time.monotonic() >= deadline:
-                raise StreamerError(
-                    f"lost Redis at {redacted(config.url)} ({what}: {error}); "
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RedisLost(
+                    f"lost Redis at {redacted(config.url)} ({what}: {redact(error)}); "
                     f"gave up after {config.grace:g} s, check that it is running"
                 ) from None
-            time.sleep(delay)
+            time.sleep(min(delay, left))
             delay = min(delay * 2, 1.0)

@@ -13,6 +13,7 @@ from streamer.distributed.connection import Keys
 from streamer.effects import EffectConfig
 
 RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
+LOST = "lost"  # shown for a running job whose producer stopped beating (killed, or cut off from Redis)
 FINAL = (DONE, FAILED, CANCELLED)
 
 
@@ -23,12 +24,27 @@ class JobSpec:
     model: str = "unet"
     effect: EffectConfig = field(default_factory=EffectConfig)
     threshold: float | None = None
+    weights: str | None = None  # a weights file as the workers see it; None: the workers' own
+    settings: dict = field(default_factory=dict)  # model settings (--config, --set) for this job's model
+    class_names: list[str] | None = None  # names of the model's classes, background first
     frame_codec: str = "raw"  # raw (lossless) | png | jpeg | webp
     quality: int = 90  # jpeg/webp quality
     detections: bool = False  # send detections back with each frame
+    lease: float = 60.0  # seconds the job's result stream outlives its last write (a dead producer's expires)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
+
+    def model_options(self) -> dict:
+        """The job's own model options, as ModelConfig fields (empty when the job takes the workers' model)."""
+        options = {}
+        if self.weights:
+            options["weights"] = self.weights
+        if self.settings:
+            options["settings"] = dict(self.settings)
+        if self.class_names:
+            options["class_names"] = tuple(self.class_names)
+        return options
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "JobSpec":
@@ -48,25 +64,39 @@ class JobStore:
     def __init__(self, client: redis.Redis, keys: Keys):
         self.client, self.keys = client, keys
 
-    def create(self, job: str, spec: JobSpec, state: str = RUNNING, **fields) -> None:
+    def create(self, job: str, spec: JobSpec, state: str = RUNNING, lease: float | None = None, **fields) -> None:
+        """A job record; with `lease`, a running job whose keys expire unless `beat` renews them."""
         record = {"spec": spec.to_json(), "state": state, "created": time.time(), "done": 0, **fields}
+        if lease:
+            record.update(heartbeat=time.time(), lease=lease)
         pipe = self.client.pipeline()
         pipe.hset(self.keys.job(job), mapping={k: _text(v) for k, v in record.items()})
+        if lease:
+            pipe.expire(self.keys.job(job), _seconds(lease))
         pipe.zadd(self.keys.jobs, {job: time.time()})
         pipe.execute()
 
     def update(self, job: str, **fields) -> None:
         self.client.hset(self.keys.job(job), mapping={k: _text(v) for k, v in fields.items()})
 
+    def beat(self, job: str, lease: float, **fields) -> None:
+        """The producer is alive: record it with `fields` and renew the job's keys for `lease` seconds."""
+        pipe = self.client.pipeline()
+        pipe.hset(self.keys.job(job), mapping={k: _text(v) for k, v in {"heartbeat": time.time(), **fields}.items()})
+        pipe.expire(self.keys.job(job), _seconds(lease))
+        pipe.expire(self.keys.results(job), _seconds(lease))
+        pipe.execute()
+
     def finish(self, job: str, state: str, ttl: float, reason: str = "", **fields) -> None:
-        """Record the final state (a cancel stays a cancel); the job's keys expire `ttl` seconds later."""
+        """Record the final state (a cancel stays a cancel); the record expires `ttl` seconds later and the
+        job's other keys go now."""
         record = {"finished": time.time(), **fields}
         if self.state(job) != CANCELLED:
             record.update(state=state, reason=reason)
         pipe = self.client.pipeline()
         pipe.hset(self.keys.job(job), mapping={k: _text(v) for k, v in record.items()})
-        pipe.expire(self.keys.job(job), int(ttl))
-        pipe.expire(self.keys.results(job), int(ttl))
+        pipe.expire(self.keys.job(job), _seconds(ttl))
+        pipe.delete(self.keys.results(job), self.keys.preview(job))
         pipe.execute()
 
     def fail(self, job: str, reason: str) -> None:
@@ -97,6 +127,23 @@ class JobStore:
             else:
                 jobs.append((job, record))
         return jobs
+
+
+def shown_state(record: dict[str, str], now: float | None = None) -> str | None:
+    """The state to show: a running job whose producer missed its heartbeats for half its lease is `lost`."""
+    state = record.get("state")
+    if state == RUNNING and record.get("heartbeat") and record.get("lease"):
+        try:
+            age = (now or time.time()) - float(record["heartbeat"])
+            if age > float(record["lease"]) / 2:
+                return LOST
+        except ValueError:
+            pass
+    return state
+
+
+def _seconds(value: float) -> int:
+    return max(1, round(value))
 
 
 def _text(value) -> str:

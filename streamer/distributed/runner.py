@@ -12,6 +12,7 @@ import threading
 
 import redis
 
+from streamer.distributed.confine import Confinement
 from streamer.distributed.connection import RUNNER_GROUP, Keys, RedisConfig, ensure_group, retrying
 from streamer.distributed.jobs import FAILED, FINAL, JobSpec, JobStore
 from streamer.distributed.messages import MessageError
@@ -32,8 +33,10 @@ def submit(
     output: str,
     overwrite: bool = False,
     batch: int = 4,
+    task: str | None = None,
 ) -> None:
-    """Queue a job for the runners."""
+    """Queue a job for the runners; `task` (JSON): a video of a batch, which the runner processes whole
+    (decode, inference and encode on its own machine; streamer.batch.VideoTask)."""
     keys = Keys(config.namespace)
     JobStore(client, keys).create(job, spec, state="queued", input=input, output=output)
     ensure_group(client, keys.submitted, RUNNER_GROUP)
@@ -46,6 +49,7 @@ def submit(
             "spec": spec.to_json(),
             "overwrite": json.dumps(overwrite),
             "batch": str(batch),
+            **({"task": task} if task else {}),
         },
     )
 
@@ -53,8 +57,12 @@ def submit(
 class Runner:
     """Takes queued jobs one at a time and runs each through the Redis pipeline."""
 
-    def __init__(self, client: redis.Redis, config: RedisConfig, name: str, abandoned: float = 60.0):
+    def __init__(
+        self, client: redis.Redis, config: RedisConfig, name: str, abandoned: float = 60.0, storage: dict | None = None
+    ):
         self.client, self.config, self.name, self.abandoned = client, config, name, abandoned
+        self.storage = storage  # fsspec options (credentials) added to those a batch video's job carries
+        self.confinement = Confinement()  # what submitted jobs may read and write (worker --allow-input/-output)
         self.keys = Keys(config.namespace)
         self.jobs = JobStore(client, self.keys)
 
@@ -62,6 +70,9 @@ class Runner:
         retrying(self.config, lambda: ensure_group(self.client, self.keys.submitted, RUNNER_GROUP), "create group")
         while not stop.is_set():
             for entry_id, fields in self._next():
+                if b"task" in fields and b"job" in fields:
+                    self._run_task(entry_id, fields)
+                    continue
                 try:
                     job, config = self._parse(fields)
                 except MessageError as error:
@@ -141,12 +152,43 @@ class Runner:
         if self.jobs.state(job) in FINAL:
             self._done(entry_id)
             return
+        try:  # checked before anything touches the path, so a refusal says nothing about what exists here
+            self.confinement.check_input(config.input)
+            self.confinement.check_output(config.output)
+        except StreamerError as error:
+            self.jobs.finish(job, FAILED, self.config.job_ttl, str(error))
+            log.warning("job %s: %s", job, error)
+            self._done(entry_id)
+            return
         alive = threading.Event()
         keeper = threading.Thread(target=self._keep_claim, args=(entry_id, alive), daemon=True)
         keeper.start()
         log.info("%s: running job %s (%s → %s)", self.name, job, config.input, config.output)
         try:
             Pipeline(config).run()
+        except Exception as error:  # one job's failure never stops the runner
+            reason = str(error) if isinstance(error, StreamerError) else f"{type(error).__name__}: {error}"
+            self.jobs.finish(job, FAILED, self.config.job_ttl, reason)
+            log.warning("job %s: %s", job, reason)
+        finally:
+            alive.set()
+            keeper.join()
+        self._done(entry_id)
+
+    def _run_task(self, entry_id, fields: dict[bytes, bytes]) -> None:
+        """A video of a batch: processed whole here (streamer.batch.run_queued), its job finished."""
+        from streamer.batch import run_queued
+
+        job = fields[b"job"].decode(errors="replace")
+        if self.jobs.state(job) in FINAL:
+            self._done(entry_id)
+            return
+        alive = threading.Event()
+        keeper = threading.Thread(target=self._keep_claim, args=(entry_id, alive), daemon=True)
+        keeper.start()
+        try:
+            task = fields[b"task"].decode()
+            run_queued(self.client, self.config, job, task, self.name, self.storage, self.confinement)
         except Exception as error:  # one job's failure never stops the runner
             reason = str(error) if isinstance(error, StreamerError) else f"{type(error).__name__}: {error}"
             self.jobs.finish(job, FAILED, self.config.job_ttl, reason)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from streamer.models import ModelConfig
 
 
 def worker_command(model: ModelConfig, redis: RedisConfig) -> list[str]:
+    """The worker's command line; the Redis URL travels in STREAMER_REDIS."""
     command = [
         sys.executable,
         "-m",
@@ -20,8 +23,6 @@ def worker_command(model: ModelConfig, redis: RedisConfig) -> list[str]:
         "worker",
         "--model",
         model.name,
-        "--redis",
-        redis.url,
         "--namespace",
         redis.namespace,
         "--batch",
@@ -33,13 +34,29 @@ def worker_command(model: ModelConfig, redis: RedisConfig) -> list[str]:
         command += ["--weights", model.weights]
     if model.device:
         command += ["--device", model.device]
+    if model.mixed_precision:
+        command += ["--mixed-precision"]
+    if model.runtime != "tf":
+        command += ["--runtime", model.runtime]
+    if model.gpu_memory_limit:
+        command += ["--gpu-memory-limit", str(model.gpu_memory_limit)]
+    if model.config_file:
+        command += ["--config", model.config_file]
+    for key, value in model.settings.items():
+        command += ["--set", f"{key}={json.dumps(value)}"]
+    if model.class_names:
+        command += ["--class-names", ",".join(model.class_names)]
     return command
 
 
 @contextlib.contextmanager
 def local_workers(count: int, model: ModelConfig, redis: RedisConfig) -> Iterator[list[subprocess.Popen]]:
     """Start `count` workers; on exit ask them to drain (SIGTERM) and wait for them."""
-    processes = [subprocess.Popen(worker_command(model, redis), stdin=subprocess.DEVNULL) for _ in range(count)]
+    # the URL (which may hold a password) goes by environment, not argv, where `ps` would show it
+    environment = dict(os.environ, STREAMER_REDIS=redis.url)
+    processes = [
+        subprocess.Popen(worker_command(model, redis), stdin=subprocess.DEVNULL, env=environment) for _ in range(count)
+    ]
     try:
         yield processes
     finally:

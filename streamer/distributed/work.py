@@ -17,13 +17,48 @@ import redis
 
 from streamer.distributed.connection import WORKER_GROUP, Keys, RedisConfig, ensure_group, retrying
 from streamer.distributed.jobs import RUNNING, JobSpec, JobStore
-from streamer.distributed.messages import MAX_PAYLOAD, Message, MessageError, decode, encode, job_of
+from streamer.distributed.messages import MAX_PAYLOAD, VERSION, Message, MessageError, decode, encode, job_of
 from streamer.frames import Rendered
 from streamer.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 SPEC_REFRESH = 2.0  # seconds a job's spec and state are cached (so a cancel is seen quickly)
+POLL = 0.05  # seconds between reads while the work stream is empty
+HEADER_ROOM = 64 * 1024  # bytes of a message besides its payload
+
+# Reads (or claims) entries inside Redis and replaces any entry larger than the limit by its size and
+# the fields naming its job, so an oversized message never crosses the network or fills this process's
+# memory. Scripts cannot block: `_read` polls instead.
+TAKE = """
+local entries
+if ARGV[1] == 'new' then
+  local reply = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4], 'STREAMS', KEYS[1], '>')
+  if not reply then return {} end
+  entries = reply[1][2]
+else
+  entries = redis.call('XAUTOCLAIM', KEYS[1], ARGV[2], ARGV[3], ARGV[6], '0-0', 'COUNT', ARGV[4])[2]
+end
+local limit = tonumber(ARGV[5])
+for _, entry in ipairs(entries) do
+  local fields = entry[2]
+  if type(fields) == 'table' then
+    local total = 0
+    for i = 2, #fields, 2 do total = total + string.len(fields[i]) end
+    if total > limit then
+      local kept = {'oversize', tostring(total)}
+      for i = 1, #fields, 2 do
+        if fields[i] == 'job' or fields[i] == 'index' then
+          table.insert(kept, fields[i])
+          table.insert(kept, string.sub(fields[i + 1], 1, 256))
+        end
+      end
+      entry[2] = kept
+    end
+  end
+end
+return entries
+"""
 
 
 @dataclass(frozen=True)
@@ -56,6 +91,10 @@ class WorkQueue:
         self.stream = self.keys.work(model)
         self._specs: dict[str, tuple[float, JobSpec | None, str | None]] = {}
         self._last_claim = 0.0
+        self._take = client.register_script(TAKE)
+        self._limit = max_payload + HEADER_ROOM
+        self._last_sweep = time.monotonic()
+        self.forget_idle = max(claim_idle * 6, 1.0)  # seconds idle before a consumer with nothing pending is removed
 
     def join(self) -> None:
         self._call(lambda: ensure_group(self.client, self.stream, WORKER_GROUP), "create group")
@@ -67,6 +106,10 @@ class WorkQueue:
         deliveries = []
         for entry_id, fields in entries:
             try:
+                if b"oversize" in fields:
+                    raise MessageError(
+                        f"message of {int(fields[b'oversize'])} bytes is over the {self._limit} byte limit"
+                    )
                 deliveries.append(Delivery(entry_id, decode(fields, self.max_payload)))
             except MessageError as error:
                 self._reject(entry_id, fields, str(error))
@@ -82,19 +125,29 @@ class WorkQueue:
             except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as error:
                 raise MessageError(f"job {job} has a malformed spec ({type(error).__name__}: {error})") from None
             state = self._call(lambda: self.jobs.state(job), "read job")
+            if spec is None and state == RUNNING:
+                raise MessageError(f"job {job} has a malformed record (running, without a spec)")
             self._specs = {k: v for k, v in self._specs.items() if now - v[0] <= 60}
             cached = self._specs[job] = (now, spec, state)
         _, spec, state = cached
         return spec if state == RUNNING else None
 
     def fail(self, job: str, reason: str) -> None:
-        self._call(lambda: self.jobs.fail(job, reason), "fail job")
+        """Tell the job's producer that the job cannot go on: a failure entry on its result stream (workers
+        write results only, never job records; the producer records the failure)."""
+        cached = self._specs.get(job)
+        lease = cached[1].lease if cached and cached[1] else JobSpec.lease
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(self.keys.results(job), {"v": VERSION, "job": job, "failed": reason[:2000]})
+        pipe.expire(self.keys.results(job), max(1, round(lease)))
+        self._call(pipe.execute, "fail job")
 
     def complete(self, job: str, deliveries: list[Delivery], rendered: list[Rendered], spec: JobSpec) -> None:
         """Write the results and acknowledge their frames in one transaction."""
         pipe = self.client.pipeline(transaction=True)
         for frame in rendered:
             pipe.xadd(self.keys.results(job), encode(Message(job, frame), spec.frame_codec, spec.quality))
+        pipe.expire(self.keys.results(job), max(1, round(spec.lease)))  # a dead producer's results expire
         self._acknowledge(pipe, [delivery.entry_id for delivery in deliveries])
         with self._regrouping():
             self._call(pipe.execute, "send results")
@@ -134,19 +187,20 @@ class WorkQueue:
             return False
 
     def _read(self, count: int, block: float):
-        with self._regrouping():
-            reply = self._call(
-                lambda: self.client.xreadgroup(
-                    WORKER_GROUP,
-                    self.consumer,
-                    {self.stream: ">"},
-                    count=count,
-                    block=int(block * 1000),
-                ),
-                "read frames",
-            )
-            return reply[0][1] if reply else []
-        return []
+        deadline = time.monotonic() + block
+        while True:
+            with self._regrouping():
+                entries = self._call(
+                    lambda: self._take(
+                        keys=[self.stream], args=["new", WORKER_GROUP, self.consumer, count, self._limit]
+                    ),
+                    "read frames",
+                )
+                if entries:
+                    return _entries(entries)
+            if time.monotonic() + POLL > deadline:
+                return []
+            time.sleep(POLL)
 
     @contextlib.contextmanager
     def _regrouping(self):
@@ -159,25 +213,40 @@ class WorkQueue:
             log.warning("%s: the work stream's group is gone (Redis restarted?); joining it again", self.consumer)
             self.join()
 
+    def sweep(self) -> list[str]:
+        """Remove consumers of the group (dead workers) idle for `forget_idle` seconds with nothing pending;
+        a live one that was merely idle is added back by its next read. Returns the names removed."""
+        removed = []
+        with self._regrouping():
+            for consumer in self._call(lambda: self.client.xinfo_consumers(self.stream, WORKER_GROUP), "list workers"):
+                name = consumer["name"].decode() if isinstance(consumer["name"], bytes) else consumer["name"]
+                if name == self.consumer or consumer["pending"] or consumer["idle"] < self.forget_idle * 1000:
+                    continue
+                self._call(lambda name=name: self.client.xgroup_delconsumer(self.stream, WORKER_GROUP, name), "forget")
+                removed.append(name)
+        if removed:
+            log.info("%s: removed %d idle consumers from the group: %s", self.consumer, len(removed), removed)
+        return removed
+
     def _claim(self, count: int):
         """Take over frames another worker left unacknowledged for `claim_idle` seconds."""
         now = time.monotonic()
         if now - self._last_claim < self.claim_idle / 4:
             return []
         self._last_claim = now
+        if now - self._last_sweep >= self.forget_idle / 2:
+            self._last_sweep = now
+            self.sweep()
         idle_ms = int(self.claim_idle * 1000)
         entries = []
         with self._regrouping():
-            _, entries, *_ = self._call(
-                lambda: self.client.xautoclaim(
-                    self.stream,
-                    WORKER_GROUP,
-                    self.consumer,
-                    idle_ms,
-                    "0-0",
-                    count=count,
-                ),
-                "claim frames",
+            entries = _entries(
+                self._call(
+                    lambda: self._take(
+                        keys=[self.stream], args=["claim", WORKER_GROUP, self.consumer, count, self._limit, idle_ms]
+                    ),
+                    "claim frames",
+                )
             )
         entries = [(entry_id, fields) for entry_id, fields in entries if fields]
         if not entries:
@@ -230,3 +299,12 @@ class WorkQueue:
 
     def _call(self, call, what: str):
         return retrying(self.config, call, what)
+
+
+def _entries(reply) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """Stream entries as a script returns them (flat field lists) as (id, fields) pairs."""
+    entries = []
+    for entry_id, flat in reply:
+        fields = dict(zip(flat[::2], flat[1::2])) if isinstance(flat, list) else {}
+        entries.append((entry_id, fields))
+    return entries

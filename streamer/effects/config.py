@@ -14,3 +14,4 @@ class EffectConfig:
     alpha: float = 0.5  # overlay opacity; the seed blends at 50 %
     classes: tuple[str, ...] | None = None  # instance models: draw only these classes
     class_names: tuple[str, ...] | None = None  # the model's class names, filled in from the model
+    track: bool = False  # instance models: track ids across frames; instances are coloured by track

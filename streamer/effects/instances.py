@@ -15,6 +15,15 @@ def random_colors(count: int, bright: bool = True) -> list[tuple[int, int, int]]
     return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb(*v)) for v in hsv]
 
 
+def track_colors(track_ids) -> list[tuple[int, int, int]]:
+    """One colour per track id, the same for an id in every frame (untracked instances, id < 0, are grey)."""
+    hues = [((int(i) * 0.618033988749895) % 1.0) for i in track_ids]
+    return [
+        tuple(int(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.85, 1.0)) if int(i) >= 0 else (160, 160, 160)
+        for hue, i in zip(hues, track_ids)
+    ]
+
+
 def apply_mask(image: np.ndarray, mask: np.ndarray, color, alpha: float = 0.5) -> np.ndarray:
     """Blend `color` into `image` where mask (bool or 0/1 uint8) is set, in place; returns image."""
     tinted = cv2.addWeighted(image, 1.0 - alpha, np.full_like(image, color), alpha, 0.0)
@@ -22,10 +31,12 @@ def apply_mask(image: np.ndarray, mask: np.ndarray, color, alpha: float = 0.5) -
     return image
 
 
-def instances(frame: np.ndarray, prediction, options) -> np.ndarray:
+def instances(frame: np.ndarray, prediction, options, colors=None, track_ids=None) -> np.ndarray:
     """frame uint8 H×W×3 RGB; prediction with masks [H,W,N], boxes [N,4], class_ids, scores.
     options: .alpha (mask opacity, default 0.5); optional .class_names (list indexed by class id),
-    .show_boxes / .show_labels (default True). Returns a new frame; the input is not modified."""
+    .show_boxes / .show_labels (default True). `colors`: one RGB colour per instance (default: by index
+    within the frame); `track_ids`: shown in the labels (`--track`). Returns a new frame; the input is
+    not modified."""
     out = np.array(frame, dtype=np.uint8, copy=True)
     masks = getattr(prediction, "masks", None)
     if masks is None or masks.shape[-1] == 0:
@@ -38,7 +49,7 @@ def instances(frame: np.ndarray, prediction, options) -> np.ndarray:
     boxes = prediction.boxes if prediction.boxes is not None else np.zeros((count, 4), np.int32)
     class_ids = prediction.class_ids if prediction.class_ids is not None else np.zeros(count, np.int32)
     scores = prediction.scores
-    colors = random_colors(count)
+    colors = list(colors) if colors is not None else random_colors(count)
     h, w = out.shape[:2]
     scale = max(0.35, min(h, w) / 900.0)
     thickness = max(1, int(round(min(h, w) / 400.0)))
@@ -57,6 +68,8 @@ def instances(frame: np.ndarray, prediction, options) -> np.ndarray:
         if show_labels:
             cid = int(class_ids[i])
             name = names[cid] if names is not None and 0 <= cid < len(names) else f"class {cid}"
+            if track_ids is not None and int(track_ids[i]) >= 0:
+                name = f"{name} #{int(track_ids[i])}"
             label = name if scores is None else f"{name} {float(scores[i]):.2f}"
             (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
             ty = max(th + base, y1)

@@ -1,5 +1,7 @@
 """Box utilities (NumPy and TensorFlow): IoU, NMS, delta encode/decode, normalisation.
 
+The *_graph functions import TensorFlow when called, so the NumPy ones (used to draw samples) do not.
+
 Boxes are [y1, x1, y2, x2]; pixel boxes from masks have exclusive y2/x2 (matterport).
 Deltas are (dy, dx, log dh, log dw) relative to the reference box's centre and size.
 """
@@ -7,7 +9,6 @@ Deltas are (dy, dx, log dh, log dw) relative to the reference box's centre and s
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
 
 def extract_bboxes(mask: np.ndarray) -> np.ndarray:
@@ -92,6 +93,8 @@ def apply_box_deltas(boxes: np.ndarray, deltas: np.ndarray) -> np.ndarray:
 
 
 def box_refinement_graph(box, gt_box):
+    import tensorflow as tf
+
     box = tf.cast(box, tf.float32)
     gt_box = tf.cast(gt_box, tf.float32)
     h = box[:, 2] - box[:, 0]
@@ -107,6 +110,8 @@ def box_refinement_graph(box, gt_box):
 
 def apply_box_deltas_graph(boxes, deltas):
     """boxes [..., 4], deltas [..., 4] → refined boxes [..., 4]."""
+    import tensorflow as tf
+
     h = boxes[..., 2] - boxes[..., 0]
     w = boxes[..., 3] - boxes[..., 1]
     cy = boxes[..., 0] + 0.5 * h + deltas[..., 0] * h
@@ -118,6 +123,8 @@ def apply_box_deltas_graph(boxes, deltas):
 
 def clip_boxes_graph(boxes, window):
     """Clip [..., 4] boxes to window [4] or broadcastable [..., 4] (y1, x1, y2, x2)."""
+    import tensorflow as tf
+
     wy1, wx1, wy2, wx2 = tf.unstack(tf.cast(window, boxes.dtype), axis=-1)
     if len(wy1.shape) > 0:
         wy1, wx1, wy2, wx2 = (tf.expand_dims(v, -1) for v in (wy1, wx1, wy2, wx2))
@@ -146,6 +153,8 @@ def denorm_boxes(boxes, shape):
 
 def norm_boxes_graph(boxes, shape):
     """boxes [..., 4] pixels; shape: tensor (h, w)."""
+    import tensorflow as tf
+
     h = tf.cast(shape[0], tf.float32)
     w = tf.cast(shape[1], tf.float32)
     scale = tf.stack([h - 1.0, w - 1.0, h - 1.0, w - 1.0])
@@ -155,6 +164,8 @@ def norm_boxes_graph(boxes, shape):
 
 def overlaps_graph(boxes1, boxes2):
     """IoU [N1, N2] in TensorFlow."""
+    import tensorflow as tf
+
     b1 = tf.expand_dims(boxes1, 1)
     b2 = tf.expand_dims(boxes2, 0)
     y1 = tf.maximum(b1[..., 0], b2[..., 0])

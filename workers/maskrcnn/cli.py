@@ -132,6 +132,12 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides", help=SET_HELP)
     parser.add_argument(
+        "--config",
+        dest="config_file",
+        metavar="FILE",
+        help="Config settings, JSON or YAML with matterport's names (--set overrides them)",
+    )
+    parser.add_argument(
         "--iou",
         type=float,
         default=EVALUATE.iou_threshold,
@@ -152,7 +158,7 @@ def evaluate_config(args: argparse.Namespace) -> EvaluateConfig:
         seed=args.seed,
         split=args.split,
         backbone=args.backbone,
-        overrides=parse_overrides(args.overrides),
+        overrides={**settings_file(args.config_file), **parse_overrides(args.overrides)},
         iou_threshold=args.iou,
         coco=args.coco,
         batch_size=args.batch_size,
@@ -180,6 +186,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"detect: {result.ms_per_image:.1f} ms/image")
     sys.stdout.flush()
     return 0
+
+
+def settings_file(path: str | None) -> dict:
+    """The settings of a --config file ({} without one); computed names (BATCH_SIZE, …) are left out."""
+    from streamer.models import read_settings_file
+
+    from .predictor import COMPUTED
+
+    settings = read_settings_file(path) if path else {}
+    return {key: value for key, value in settings.items() if key not in COMPUTED}
 
 
 def parse_overrides(items) -> dict:

@@ -10,6 +10,10 @@ defaults. Extensions (not in matterport):
 * RPN_CONV_DEPTH (matterport hard-codes 512) and MASK_HEAD_DEPTH (256).
 * CLASS_NAMES: class names including "BG", saved with the weights.
 * OPTIMIZER: "sgd" (matterport: SGD with LEARNING_MOMENTUM) or "adam".
+* RESIZE_COMPAT: how detect() resizes frames and pastes masks: "opencv" (OpenCV: area averaging when
+  shrinking, bilinear with edge replication when pasting) or "matterport" (matterport's scikit-image
+  bilinear with zeros outside the image, truncated to uint8; masks pasted the same way), which gives
+  matterport's masks. See README, "Mask R-CNN numerics".
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from streamer.errors import StreamerError
 
 BACKBONES = ("resnet50", "resnet101", "light")
 RESIZE_MODES = ("none", "square", "pad64", "crop")
+RESIZE_COMPATS = ("opencv", "matterport")
 ARRAYS = ("MEAN_PIXEL", "RPN_BBOX_STD_DEV", "BBOX_STD_DEV")
 
 
@@ -69,6 +74,7 @@ class Config:
     IMAGE_MAX_DIM: int = 1024
     IMAGE_MIN_SCALE: float = 0
     IMAGE_CHANNEL_COUNT: int = 3
+    RESIZE_COMPAT: str = "opencv"
     MEAN_PIXEL: np.ndarray = _default(np.array([123.7, 116.8, 103.9]))
     TRAIN_ROIS_PER_IMAGE: int = 200
     ROI_POSITIVE_RATIO: float = 0.33
@@ -113,6 +119,10 @@ class Config:
         if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:
             raise StreamerError(
                 f"IMAGE_RESIZE_MODE {self.IMAGE_RESIZE_MODE!r} is unknown: choose one of {', '.join(RESIZE_MODES)}"
+            )
+        if self.RESIZE_COMPAT not in RESIZE_COMPATS:
+            raise StreamerError(
+                f"RESIZE_COMPAT {self.RESIZE_COMPAT!r} is unknown: choose one of {', '.join(RESIZE_COMPATS)}"
             )
         if int(self.NUM_CLASSES) < 2:
             raise StreamerError("NUM_CLASSES must count the background too (at least 2): set NUM_CLASSES = 1 + classes")

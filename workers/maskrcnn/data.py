@@ -18,7 +18,11 @@ from .config import EvaluateConfig, TrainConfig
 from .dataset import Dataset
 from .image import minimize_mask, mold_image, resize_image, resize_mask
 
-DATA_HELP = "via:DIR (DIR/train, DIR/val with via_region_data.json) | coco:ANNOTATIONS.json:IMAGES_DIR | shapes"
+DATA_HELP = (
+    "via:DIR (DIR/train, DIR/val with via_region_data.json) | coco:ANNOTATIONS.json:IMAGES_DIR | shapes | "
+    "shapes-video (frames like `streamer sample shapes`, through H.264) | "
+    "video:VIDEO:ANNOTATIONS.json (from `streamer sample shapes --annotations`; evaluation only)"
+)
 SHAPES_TRAINING = 10000  # shapes: generated training images when --samples is not given
 SHAPES_VALIDATION = 50
 SHAPES_EVALUATION = 100  # shapes: generated evaluation images when --samples is not given
@@ -44,10 +48,14 @@ class Data:
 def parse_data(spec: str) -> tuple[str, list[str]]:
     """'shapes' → ("shapes", []); 'via:DIR' → ("via", [DIR]); 'coco:ANN:IMAGES' → ("coco", [ANN, IMAGES])."""
     kind, _, rest = str(spec).partition(":")
-    if kind == "shapes":
-        return "shapes", []
+    if kind in ("shapes", "shapes-video") and not rest:
+        return kind, []
     if kind == "via" and rest:
         return "via", [rest]
+    if kind == "video" and rest:
+        from workers.annotations import parse_video_spec
+
+        return "video", list(parse_video_spec(spec, DATA_HELP))
     if kind == "coco" and rest:
         annotations, sep, images = rest.rpartition(":")
         if not sep or not annotations or not images:
@@ -61,10 +69,15 @@ def training_data(config: TrainConfig) -> Data:
     broken data). shapes: `samples` generated images; via: DIR/train and DIR/val; coco: a random
     `val_fraction` held out. `samples` keeps the first N training images of via/coco."""
     kind, parts = parse_data(config.data)
+    if kind == "video":
+        raise StreamerError(f"--data {config.data}: a video is for `streamer evaluate`; train on shapes, via or coco")
     if kind == "shapes":
         size = _shapes_size(config.overrides)
         train = _shapes(config.samples or SHAPES_TRAINING, size, config.seed)
         return Data(kind, train, _shapes(SHAPES_VALIDATION, size, config.seed + HELD_OUT))
+    if kind == "shapes-video":  # the shapes model's settings, on video frames
+        train = _video_frames(config.samples or SHAPES_TRAINING, config.seed)
+        return Data("shapes", train, _video_frames(SHAPES_VALIDATION, config.seed + HELD_OUT))
     if kind == "via":
         splits = _via_splits(parts[0])
         if "train" not in splits:
@@ -88,6 +101,10 @@ def evaluation_data(config: EvaluateConfig) -> Data:
     if kind == "shapes":
         count = config.samples or SHAPES_EVALUATION
         return Data(kind, None, _shapes(count, _shapes_size(config.overrides), config.seed + HELD_OUT))
+    if kind == "video":
+        return Data(kind, None, VideoDataset(*parts, limit=config.samples))
+    if kind == "shapes-video":
+        return Data("shapes", None, _video_frames(config.samples or SHAPES_EVALUATION, config.seed + HELD_OUT))
     if kind == "via":
         splits = _via_splits(parts[0])
         dataset = splits.get(config.split) or splits.get("val") or splits["train"]
@@ -108,6 +125,48 @@ def _shapes(count: int, size: int, seed: int) -> Dataset:
 
     dataset = ShapesDataset()
     dataset.load_shapes(count, size, size, seed=seed)
+    dataset.prepare()
+    return dataset
+
+
+class VideoDataset(Dataset):
+    """The annotated frames of a video (`streamer sample … --annotations`), in frame order; one image per
+    annotated frame, decoded in order (reading them in order decodes the video once)."""
+
+    def __init__(self, video: str, annotations: str, limit: int | None = None):
+        from workers.annotations import VideoFrames
+
+        super().__init__()
+        self.frames = VideoFrames(video, annotations, limit)
+        for class_id, name in enumerate(self.frames.class_names[1:], start=1):
+            self.add_class("video", class_id, name)
+        for entry in self.frames.images:
+            self.add_image(
+                "video",
+                entry["file_name"],
+                video,
+                frame=int(entry["frame"]),
+                width=entry["width"],
+                height=entry["height"],
+            )
+        self.prepare()
+
+    def load_image(self, image_id):
+        return self.frames.frame(int(image_id)).image
+
+    def load_mask(self, image_id):
+        frame = self.frames.frame(int(image_id))
+        return frame.masks, frame.class_ids
+
+    def image_reference(self, image_id):
+        return f"{self.frames.video} frame {self.image_info[image_id]['frame']}"
+
+
+def _video_frames(count: int, seed: int) -> Dataset:
+    from .shapes import VideoFramesDataset
+
+    dataset = VideoFramesDataset()
+    dataset.load_frames(count, seed=seed)
     dataset.prepare()
     return dataset
 

@@ -6,8 +6,25 @@ import cv2
 import numpy as np
 
 
-def resize_image(image: np.ndarray, min_dim=None, max_dim=None, min_scale=None, mode="square", rng=None):
-    """Resize keeping the aspect ratio (matterport's modes none/square/pad64/crop).
+def resize_bilinear_zero(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """matterport's resize (scikit-image's order-1 resize, mode "constant", no anti-aliasing): bilinear with
+    pixel centres aligned and zeros outside the image, computed in float64; uint8 images are clipped and
+    truncated back to uint8 as matterport's `astype` does, float images stay float."""
+    from scipy import ndimage
+
+    source = np.asarray(image, dtype=np.float64)
+    zoom = (height / source.shape[0], width / source.shape[1]) + (1.0,) * (source.ndim - 2)
+    out = ndimage.zoom(source, zoom, order=1, mode="grid-constant", cval=0.0, grid_mode=True, prefilter=False)
+    if image.dtype == np.uint8:
+        return np.clip(out, 0, 255).astype(np.uint8)
+    return out.astype(image.dtype if np.issubdtype(image.dtype, np.floating) else np.float64)
+
+
+def resize_image(
+    image: np.ndarray, min_dim=None, max_dim=None, min_scale=None, mode="square", rng=None, compat="opencv"
+):
+    """Resize keeping the aspect ratio (matterport's modes none/square/pad64/crop); `compat` "opencv" (area
+    averaging when shrinking, bilinear when enlarging) or "matterport" (resize_bilinear_zero).
 
     Returns (image, window (y1, x1, y2, x2) of the image inside the result, scale, padding, crop)."""
     h, w = image.shape[:2]
@@ -24,7 +41,9 @@ def resize_image(image: np.ndarray, min_dim=None, max_dim=None, min_scale=None, 
     if max_dim and mode == "square":
         if round(max(h, w) * scale) > max_dim:
             scale = max_dim / max(h, w)
-    if scale != 1:
+    if scale != 1 and compat == "matterport":
+        image = resize_bilinear_zero(image, max(1, round(h * scale)), max(1, round(w * scale)))
+    elif scale != 1:
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interpolation)
     h, w = image.shape[:2]
@@ -96,9 +115,13 @@ def expand_mask(bbox: np.ndarray, mini_mask: np.ndarray, image_shape) -> np.ndar
     return out
 
 
-def paste_masks(masks: np.ndarray, boxes: np.ndarray, image_shape, threshold: float = 0.5) -> np.ndarray:
+def paste_masks(
+    masks: np.ndarray, boxes: np.ndarray, image_shape, threshold: float = 0.5, compat: str = "opencv"
+) -> np.ndarray:
     """Paste soft masks [N, h, w] (e.g. 28×28) into their pixel boxes [N, 4] (y1, x1, y2, x2; exclusive
-    ends) of a bool [H, W, N] array. Only each box's crop is resized and written."""
+    ends) of a bool [H, W, N] array. Only each box's crop is resized and written. `compat` "opencv":
+    bilinear with the mask's edge replicated; "matterport": bilinear with zeros outside the mask
+    (resize_bilinear_zero), so edge pixels fall below the threshold as in matterport's unmold_mask."""
     height, width = image_shape[:2]
     count = len(boxes)
     out = np.zeros((height, width, count), dtype=bool)
@@ -106,7 +129,10 @@ def paste_masks(masks: np.ndarray, boxes: np.ndarray, image_shape, threshold: fl
         y1, x1, y2, x2 = (int(v) for v in boxes[i])
         if y2 <= y1 or x2 <= x1:
             continue
-        m = cv2.resize(np.asarray(masks[i], dtype=np.float32), (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
+        if compat == "matterport":
+            m = resize_bilinear_zero(np.asarray(masks[i], dtype=np.float32), y2 - y1, x2 - x1)
+        else:
+            m = cv2.resize(np.asarray(masks[i], dtype=np.float32), (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
         cy1, cx1 = max(y1, 0), max(x1, 0)
         cy2, cx2 = min(y2, height), min(x2, width)
         if cy2 <= cy1 or cx2 <= cx1:

@@ -232,6 +232,7 @@ class MaskRCNN:
                 max_dim=config.IMAGE_MAX_DIM,
                 min_scale=config.IMAGE_MIN_SCALE,
                 mode="square" if config.IMAGE_RESIZE_MODE == "crop" else config.IMAGE_RESIZE_MODE,
+                compat=config.RESIZE_COMPAT,
             )
             molded.append(mold_image(resized, config))
             windows.append(window)
@@ -278,5 +279,5 @@ class MaskRCNN:
         boxes = denorm_boxes((boxes - shift) / scale, original_shape[:2]).reshape(-1, 4)
         keep = np.flatnonzero((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)
         boxes, class_ids, scores = boxes[keep], class_ids[keep], scores[keep]
-        full = paste_masks(masks[:count][keep], boxes, original_shape)
+        full = paste_masks(masks[:count][keep], boxes, original_shape, compat=self.config.RESIZE_COMPAT)
         return {"rois": boxes.astype(np.int32), "class_ids": class_ids, "scores": scores, "masks": full}

@@ -15,8 +15,10 @@ from streamer.errors import StreamerError
 from streamer.models import ModelConfig
 from streamer.prediction import Prediction
 from workers.maskrcnn.config import Config
-from workers.maskrcnn.weights import COCO_CLASS_NAMES, DEMO_WEIGHTS, read_config
+from workers.maskrcnn.weights import COCO_CLASS_NAMES, DEMO_WEIGHTS, architecture_from_keras2, read_config
 from workers.predictor import Predictor
+
+COMPUTED = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE")
 
 
 def load(config: ModelConfig) -> MaskRCNNPredictor:
@@ -24,20 +26,38 @@ def load(config: ModelConfig) -> MaskRCNNPredictor:
     return MaskRCNNPredictor(config)
 
 
-def saved_settings(path: str | Path) -> Config:
-    """The Config saved in one of our weights files; for a file without one (a matterport file such as
-    mask_rcnn_coco.h5), matterport's COCO model: 81 classes on ResNet-101 at 512×512."""
+def saved_settings(path: str | Path, options: ModelConfig | None = None) -> Config:
+    """The Config to build for the weights file at `path`, with `options`' settings (--config, --set) and
+    class names (--class-names) applied.
+
+    One of our files carries its Config. For another Keras 2 HDF5 file (matterport's `mask_rcnn_coco.h5`,
+    `mask_rcnn_balloon.h5`, their checkpoints) the architecture is read from the file (the backbone from its
+    layer names, NUM_CLASSES and the layer sizes from its shapes), the rest is matterport's defaults, with
+    matterport's resizing (RESIZE_COMPAT "matterport") so the masks are the ones matterport gives; an
+    81-class file is named with COCO's classes."""
+    options = options or ModelConfig(name="maskrcnn")
+    # BATCH_SIZE, IMAGE_SHAPE and IMAGE_META_SIZE (in a dump of matterport's config.display()) follow from the rest
+    overrides = {k: v for k, v in options.all_settings().items() if k not in COMPUTED}
+    names = list(options.class_names) if options.class_names else None
     saved = read_config(path)
     if saved is not None:
-        return Config.from_dict(saved)
-    return Config(
-        NAME="coco",
-        NUM_CLASSES=81,
-        CLASS_NAMES=COCO_CLASS_NAMES,
-        BACKBONE="resnet101",
-        IMAGE_MIN_DIM=512,
-        IMAGE_MAX_DIM=512,
-    )
+        values = dict(saved)
+    else:
+        values = {"NAME": Path(path).stem, "RESIZE_COMPAT": "matterport", **architecture_from_keras2(path)}
+        if values.get("NUM_CLASSES") == len(COCO_CLASS_NAMES) and names is None:
+            values["CLASS_NAMES"] = COCO_CLASS_NAMES
+    if names is not None:
+        classes = overrides.get("NUM_CLASSES", values.get("NUM_CLASSES"))
+        if classes is not None and int(classes) != len(names):
+            raise StreamerError(
+                f"--class-names gives {len(names)} names ({', '.join(names)}) but the weights {path} have "
+                f"{classes} classes: give {classes} names, background first"
+            )
+        values["CLASS_NAMES"] = names
+        values.setdefault("NUM_CLASSES", len(names))
+    elif "NUM_CLASSES" in overrides and "CLASS_NAMES" not in overrides:
+        values["CLASS_NAMES"] = None  # the saved names no longer fit
+    return Config.from_dict(values, **overrides)
 
 
 class MaskRCNNPredictor(Predictor):
@@ -46,12 +66,15 @@ class MaskRCNNPredictor(Predictor):
     name = "maskrcnn"
 
     def __init__(self, config: ModelConfig, settings: Config | None = None) -> None:
-        """`settings`: the Config to build (default: `saved_settings` of the weights file); the batch size and
-        the threshold (DETECTION_MIN_CONFIDENCE, by default the settings') come from `config`."""
+        """`settings`: the Config to build (default: `saved_settings` of the weights file and `config`'s
+        settings and class names); the batch size and the threshold (DETECTION_MIN_CONFIDENCE, by default the
+        settings') come from `config`."""
+        if config.runtime != "tf":
+            raise StreamerError(f"--runtime {config.runtime}: maskrcnn runs on tf only (export it to run elsewhere)")
         path = Path(config.weights) if config.weights else DEMO_WEIGHTS
         if not path.is_file():
             raise StreamerError(f"maskrcnn weights {path} not found: pass an existing .weights.h5 or .h5 file")
-        settings = settings or saved_settings(path)
+        settings = settings or saved_settings(path, config)
         super().__init__(config, default_threshold=float(settings.DETECTION_MIN_CONFIDENCE))
         settings = settings.replace(
             GPU_COUNT=1, IMAGES_PER_GPU=self.config.batch_size, DETECTION_MIN_CONFIDENCE=self.threshold

@@ -23,14 +23,16 @@ def roi_align_flat(boxes, box_indices, feature_maps, pool_size: int, image_shape
     pooled, where = [], []
     for level, feature_map in zip(range(2, 6), feature_maps):
         ix = tf.where(tf.equal(levels, level))[:, 0]
-        pooled.append(
-            tf.image.crop_and_resize(
-                tf.cast(feature_map, tf.float32),
-                tf.gather(boxes, ix),
-                tf.gather(box_indices, ix),
-                [pool_size, pool_size],
-            )
-        )
+        # crop_and_resize samples box edges at exactly the map's first and last rows and columns, and a
+        # sample a rounding error beyond them reads zeros: a box touching the image border could lose its
+        # last column depending on float noise (which differs with the batch size). With the map's edge
+        # replicated one pixel all round (and the boxes moved onto the padded map) such a sample reads the
+        # edge value instead; inside the map the sampling points are the same.
+        padded = tf.pad(tf.cast(feature_map, tf.float32), [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+        size = tf.cast(tf.shape(feature_map)[1:3], tf.float32)
+        scale = tf.concat([size - 1.0, size - 1.0], axis=0)
+        level_boxes = (tf.gather(boxes, ix) * scale + 1.0) / tf.concat([size + 1.0, size + 1.0], axis=0)
+        pooled.append(tf.image.crop_and_resize(padded, level_boxes, tf.gather(box_indices, ix), [pool_size, pool_size]))
         where.append(ix)
     pooled = tf.concat(pooled, axis=0)
     # Back to the boxes' order: `where` is a permutation, so a gather by its inverse does it

@@ -96,6 +96,20 @@ def shapes_frames(seed: int, width: int, height: int, fps: float, count: int):
     """Yield `count` frames (uint8 H×W×3 RGB, Prediction ground truth) of 3–6 shapes moving and
     bouncing over a background; shapes may overlap (later ones occlude earlier ones, and the
     ground-truth masks show only what is visible). Empty (fully hidden) instances are dropped."""
+    for image, truth, _ in shapes_video(seed, width, height, fps, count):
+        yield image, truth
+
+
+def shapes_video(seed: int, width: int, height: int, fps: float, count: int):
+    """As `shapes_frames`, with each visible shape's instance id (1-based, the same for one shape in every
+    frame): yields (image, Prediction ground truth, instance ids int32 [N])."""
+    for scene, instances in _scenes(seed, width, height, fps, count):
+        image, truth, present = _frame(height, width, *scene)
+        yield image, truth, instances[present]
+
+
+def _scenes(seed: int, width: int, height: int, fps: float, count: int):
+    """The video's scene at each frame: ((background, shapes), instance ids), without drawing."""
     rng = np.random.default_rng(int(seed))
     scale = min(width, height)
     background = tuple(int(c) for c in rng.integers(0, 256, 3))
@@ -109,22 +123,92 @@ def shapes_frames(seed: int, width: int, height: int, fps: float, count: int):
         angle = rng.uniform(0, 2 * math.pi)
         velocity = np.array([math.cos(angle), math.sin(angle)]) * speed
         movers.append([shape, color, size, pos, velocity])
+    instances = np.arange(1, len(movers) + 1, dtype=np.int32)
     dt = 1.0 / float(fps or 25)
     for _ in range(int(count)):
         shapes = [(m[0], m[1], (int(round(m[3][0])), int(round(m[3][1])), int(round(m[2])))) for m in movers]
-        image, masks, class_ids = render(height, width, background, shapes)
-        present = masks.reshape(-1, masks.shape[-1]).any(axis=0) if masks.shape[-1] else np.zeros(0, bool)
-        masks, class_ids = masks[:, :, present], class_ids[present]
-        truth = Prediction(
-            masks=masks,
-            class_ids=class_ids.astype(np.int32),
-            scores=np.ones(len(class_ids), dtype=np.float32),
-            boxes=extract_bboxes(masks),
-        )
-        yield image, truth
+        yield (background, shapes), instances
         for m in movers:
             m[3] = m[3] + m[4] * dt
             for axis, limit in ((0, width), (1, height)):
                 if m[3][axis] < m[2] or m[3][axis] > limit - m[2]:
                     m[4][axis] = -m[4][axis]
                     m[3][axis] = min(max(m[3][axis], m[2]), limit - m[2])
+
+
+def _frame(height, width, background, shapes):
+    """→ (image, Prediction ground truth, which shapes are visible) of one scene; hidden shapes are dropped."""
+    image, masks, class_ids = render(height, width, background, shapes)
+    present = masks.reshape(-1, masks.shape[-1]).any(axis=0) if masks.shape[-1] else np.zeros(0, bool)
+    masks, class_ids = masks[:, :, present], class_ids[present]
+    truth = Prediction(
+        masks=masks,
+        class_ids=class_ids.astype(np.int32),
+        scores=np.ones(len(class_ids), dtype=np.float32),
+        boxes=extract_bboxes(masks),
+    )
+    return image, truth, present
+
+
+# frame sizes (W, H) of the video-frame training images: the sample's 16:9 and other common shapes, scaled down
+# (the demo model sees frames at IMAGE_MAX_DIM anyway; encoding artefacts survive at these sizes)
+VIDEO_SIZES = ((320, 180), (384, 216), (448, 252), (256, 256), (320, 240), (180, 320), (400, 300), (512, 288))
+
+
+def encode_h264(image: np.ndarray, crf: int = 23) -> np.ndarray:
+    """The image after one trip through the H.264 encoder (libx264, yuv420p), as `streamer sample` writes."""
+    import av
+
+    height, width = image.shape[:2]
+    codec = av.CodecContext.create("libx264", "w")
+    codec.width, codec.height = width - width % 2, height - height % 2
+    codec.pix_fmt = "yuv420p"
+    codec.options = {"crf": str(crf), "preset": "veryfast"}
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: codec.height, : codec.width]), format="rgb24")
+    packets = list(codec.encode(frame)) + list(codec.encode(None))
+    decoder = av.CodecContext.create("h264", "r")
+    decoded = []
+    for packet in packets:
+        decoded += decoder.decode(packet)
+    decoded += decoder.decode(None)
+    out = image.copy()
+    out[: codec.height, : codec.width] = decoded[-1].to_ndarray(format="rgb24")
+    return out
+
+
+class VideoFramesDataset(Dataset):
+    """`load_frames(count, seed)`: frames like `streamer sample shapes` renders (3–6 shapes moving over a
+    background, at a random frame of a random scene, at one of VIDEO_SIZES), through the H.264 encoder."""
+
+    def load_frames(self, count, seed=0, encode=True):
+        for i, name in enumerate(SHAPES, start=1):
+            self.add_class("shapes", i, name)
+        for i in range(count):
+            rng = np.random.default_rng([int(seed), i, 7])
+            width, height = VIDEO_SIZES[int(rng.integers(len(VIDEO_SIZES)))]
+            scene, index = int(rng.integers(2**31)), int(rng.integers(0, 300))
+            self.add_image("shapes", i, None, width=width, height=height, scene=scene, index=index, encode=encode)
+        self._cache = (None, None)
+
+    def _render(self, image_id):
+        if self._cache[0] == image_id:
+            return self._cache[1]
+        info = self.image_info[image_id]
+        width, height = info["width"], info["height"]
+        *_, ((background, shapes), _) = _scenes(info["scene"], width, height, 30.0, info["index"] + 1)
+        image, truth, _ = _frame(height, width, background, shapes)
+        if info["encode"]:
+            image = encode_h264(image)
+        self._cache = (image_id, (image, truth))
+        return image, truth
+
+    def load_image(self, image_id):
+        return self._render(image_id)[0]
+
+    def load_mask(self, image_id):
+        truth = self._render(image_id)[1]
+        return truth.masks, truth.class_ids
+
+    def image_reference(self, image_id):
+        info = self.image_info[image_id]
+        return f"shapes video scene {info['scene']} frame {info['index']} at {info['width']}x{info['height']}"

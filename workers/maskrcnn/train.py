@@ -75,7 +75,10 @@ def train(config: TrainConfig, log=log_line) -> TrainResult:
     )
     validation_steps = settings.VALIDATION_STEPS if config.validation_steps is None else config.validation_steps
     run = RunLog(config, state, monitor="val_loss" if validation_steps > 0 else "loss", log=log)
+    from workers.report import TrainingReport
+
     trainer = Trainer(model, out, log=log)
+    trainer.report = TrainingReport(out, f"Mask R-CNN training: {settings.NAME} on {config.data}", run.saved_config())
     trainer.epoch = done
     started = time.time()
     trainer.train(
@@ -146,6 +149,7 @@ class Trainer:
         self.log = log
         self.epoch = 0
         self.optimizer = None
+        self.report = None  # a workers.report.TrainingReport, rewritten after every epoch
 
     def checkpoint_path(self, epoch):
         name = (self.config.NAME or "model").lower()
@@ -230,19 +234,25 @@ class Trainer:
                     self.log(f"epoch {epoch} step {i + 1}/{steps} loss {sums['loss'] / (i + 1):.4f}")
             record = {k: round(v / steps, 5) for k, v in sums.items()}
             if val_dataset is not None and vsteps > 0:
-                record["val_loss"] = round(
-                    self.validation_loss(val_dataset, anchors_norm, anchors_pixels, vsteps, seed), 5
-                )
+                losses = self.validation_losses(val_dataset, anchors_norm, anchors_pixels, vsteps, seed)
+                record.update({f"val_{k}": round(v, 5) for k, v in losses.items()})
+            record["learning_rate"] = float(learning_rate)
             path = self.model.save_weights(self.checkpoint_path(epoch), extra={"epoch": epoch, "history": record})
             self.epoch = epoch
             history.append({"epoch": epoch, **record})
             if run is not None:
                 run.end_epoch(epoch, record, os.path.basename(path), record.get(run.monitor))
+                if self.report is not None:
+                    self.report.epoch(run.history, self.prediction_grid(val_dataset or train_dataset))
         self.log(f"trained {len(history)} epoch(s) in {time.time() - started:.0f} s")
         return history
 
     def validation_loss(self, dataset, anchors_norm, anchors_pixels, steps, seed):
         """Mean total loss over `steps` batches in training mode without updates (BN in inference mode)."""
+        return self.validation_losses(dataset, anchors_norm, anchors_pixels, steps, seed)["loss"]
+
+    def validation_losses(self, dataset, anchors_norm, anchors_pixels, steps, seed) -> dict[str, float]:
+        """Mean of each loss component and of their sum ("loss") over `steps` validation batches."""
         model = self.model
         fn = getattr(self, "_val_fn", None)
         if fn is None:
@@ -252,8 +262,26 @@ class Trainer:
                 losses = model.training_graph(
                     images, rpn_match, rpn_bbox, gt_class_ids, gt_boxes, gt_masks, anchors_constant, training=False
                 )
-                return tf.add_n(list(losses.values()))
+                losses["loss"] = tf.add_n(list(losses.values()))
+                return losses
 
             fn = self._val_fn = tf.function(val)
         batches = data_generator(dataset, self.config, anchors_pixels, shuffle=False, seed=seed)
-        return float(np.mean([float(fn(**next(batches))) for _ in range(steps)]))
+        results = [fn(**next(batches)) for _ in range(steps)]
+        return {k: float(np.mean([float(r[k]) for r in results])) for k in results[0]}
+
+    def prediction_grid(self, dataset, count: int = 4):
+        """Rows of (image, ground truth, detections) on the first `count` images of `dataset` (the same images
+        after every epoch), for the report."""
+        from workers.report import overlay
+
+        ids = list(dataset.image_ids)[:count]
+        if not ids:
+            return None
+        images = [dataset.load_image(i) for i in ids]
+        rows = []
+        for image_id, image in zip(ids, images):
+            masks, _ = dataset.load_mask(image_id)
+            found = self.model.detect([image])[0]
+            rows.append([image, overlay(image, masks), overlay(image, found["masks"])])
+        return rows, ["image", "ground truth", "detections"]

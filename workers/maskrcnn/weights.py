@@ -85,8 +85,9 @@ def _attr_list(group, name):
     return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
 
 
-def read_keras2_h5(path) -> dict:
-    """{layer name: [(weight name, array), …]} from a Keras 2 HDF5 weights or model file."""
+def read_keras2_h5(path, arrays: bool = True) -> dict:
+    """{layer name: [(weight name, array), …]} from a Keras 2 HDF5 weights or model file (with
+    `arrays=False`, each array's shape instead: nothing is read but the layout)."""
     _check_file(path)
     with h5py.File(path, "r") as f:
         root = f
@@ -103,8 +104,63 @@ def read_keras2_h5(path) -> dict:
             if name not in root:
                 continue
             group = root[name]
-            out[name] = [(w, np.asarray(group[w])) for w in _attr_list(group, "weight_names")]
+            names_ = _attr_list(group, "weight_names")
+            out[name] = [(w, np.asarray(group[w]) if arrays else tuple(group[w].shape)) for w in names_]
         return out
+
+
+def _kernel_shape(weights) -> tuple | None:
+    """The kernel's shape among a layer's [(weight name, shape)] (the first array if none is named so)."""
+    for wname, shape in weights:
+        if "kernel" in wname.rsplit("/", 1)[-1]:
+            return tuple(shape)
+    return tuple(weights[0][1]) if weights else None
+
+
+def architecture_from_keras2(path) -> dict:
+    """The Config settings a Keras 2 HDF5 file (matterport's layout) fixes by its layer names and shapes:
+    BACKBONE (resnet101 when stage 4 has blocks a..w, resnet50 for a..f, light for basic blocks, with its
+    BACKBONE_WIDTH), NUM_CLASSES (mrcnn_class_logits), TOP_DOWN_PYRAMID_SIZE, RPN_CONV_DEPTH,
+    FPN_CLASSIF_FC_LAYERS_SIZE, POOL_SIZE and MASK_HEAD_DEPTH. Settings whose layers the file lacks are
+    left out."""
+    layers = read_keras2_h5(path, arrays=False)
+    flat = {}  # also the inner layers of the nested rpn_model, by their weight-name prefix
+    for name, weights in layers.items():
+        flat.setdefault(name, weights)
+        for wname, shape in weights:
+            parts = wname.split("/")
+            if len(parts) >= 2 and parts[-2] != name:
+                flat.setdefault(parts[-2], []).append((wname, shape))
+    out = {}
+    stage4 = {m.group(1) for name in flat if (m := re.fullmatch(r"res4([a-z])_branch2a", name))}
+    if stage4:
+        if "res2a_branch2c" not in flat:
+            out["BACKBONE"] = "light"
+            width = _kernel_shape(flat.get("conv1", []))
+            if width:
+                out["BACKBONE_WIDTH"] = int(width[-1])
+        elif len(stage4) == 23:
+            out["BACKBONE"] = "resnet101"
+        elif len(stage4) == 6:
+            out["BACKBONE"] = "resnet50"
+        else:
+            raise StreamerError(
+                f"weights file {path}: its ResNet has {len(stage4)} stage-4 blocks; only ResNet-50 (6) and "
+                "ResNet-101 (23) are supported"
+            )
+    sizes = {
+        "NUM_CLASSES": ("mrcnn_class_logits", -1),
+        "TOP_DOWN_PYRAMID_SIZE": ("fpn_c5p5", -1),
+        "RPN_CONV_DEPTH": ("rpn_conv_shared", -1),
+        "FPN_CLASSIF_FC_LAYERS_SIZE": ("mrcnn_class_conv1", -1),
+        "POOL_SIZE": ("mrcnn_class_conv1", 0),
+        "MASK_HEAD_DEPTH": ("mrcnn_mask_conv1", -1),
+    }
+    for key, (layer, axis) in sizes.items():
+        shape = _kernel_shape(flat.get(layer, []))
+        if shape:
+            out[key] = int(shape[axis])
+    return out
 
 
 def _excluded(name, exclude):
@@ -166,7 +222,8 @@ def assign_by_name(model, stored: dict, exclude=(), source="weights file") -> di
     """Assign {layer: [(weight name, array)]} to the model's layers with the same names.
 
     Layers in the file that the model lacks are skipped (as Keras' by_name); a layer whose weight
-    count or shapes differ is an error unless excluded. Nothing is assigned if anything fails."""
+    count or shapes differ, and a layer of the model with weights that the file lacks, are errors unless
+    excluded. Nothing is assigned if anything fails."""
     exclude = list(exclude or [])
     layers = model.layers_by_name()
     rpn_name = model.keras_model.rpn.name
@@ -194,6 +251,20 @@ def assign_by_name(model, stored: dict, exclude=(), source="weights file") -> di
             + "; ".join(problems)
             + f". Pass --exclude {','.join(names)} to skip those layers, or set NUM_CLASSES/BACKBONE"
             " (and the other sizes) to match the file"
+        )
+    covered = set(loaded)
+    if rpn_name in covered:
+        covered.update(inner.name for inner in model.keras_model.rpn.layers)
+    missing = [
+        name
+        for name, layer in layers.items()
+        if layer.weights and name not in covered and name != rpn_name and not _excluded(name, exclude)
+    ]
+    if missing and loaded:
+        shown = ", ".join(missing[:12]) + (f", … ({len(missing)} layers in all)" if len(missing) > 12 else "")
+        raise StreamerError(
+            f"{source} does not fit this model: it has no weights for {shown}. Set BACKBONE (and the other "
+            "sizes) to match the file, or pass --exclude with those layers to leave them as initialised"
         )
     if not loaded:
         raise StreamerError(

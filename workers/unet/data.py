@@ -21,17 +21,51 @@ from workers.unet.config import EvaluateConfig, TrainConfig
 from workers.unet.sources import DEFAULT_SCENES, SyntheticSource, kitti_source, limit, render_size
 
 SYNTHETIC = "synthetic-roads"
-DATA_HELP = "synthetic-roads (generated scenes) or kitti:DIR (DIR/image_2/*.png + DIR/semantic/*.png)"
+DATA_HELP = (
+    "synthetic-roads (generated scenes), kitti:DIR (DIR/image_2/*.png + DIR/semantic/*.png) or, to evaluate, "
+    "video:VIDEO:ANNOTATIONS.json (from `streamer sample road --annotations`)"
+)
 EVALUATION_SCENES = 200  # synthetic-roads evaluation scenes when --samples is not given
 
 
 def parse_data(spec: str) -> tuple[str, Path | None]:
-    """'kitti:DIR' → ("kitti", DIR); 'synthetic-roads' → ("synthetic", None); anything else → StreamerError."""
+    """'kitti:DIR' → ("kitti", DIR); 'synthetic-roads' → ("synthetic", None); 'video:VIDEO:ANN.json' →
+    ("video", None) (see `video_spec`); anything else → StreamerError."""
     if spec == SYNTHETIC:
         return "synthetic", None
     if spec.startswith("kitti:") and len(spec) > len("kitti:"):
         return "kitti", Path(spec[len("kitti:") :])
-    raise StreamerError(f"data {spec!r}: expected kitti:DIR (KITTI semantic layout) or {SYNTHETIC}")
+    if spec.startswith("video:"):
+        video_spec(spec)
+        return "video", None
+    raise StreamerError(
+        f"data {spec!r}: expected kitti:DIR (KITTI semantic layout), video:VIDEO:ANNOTATIONS.json (to evaluate) "
+        f"or {SYNTHETIC}"
+    )
+
+
+def video_spec(spec: str) -> tuple[str, str]:
+    """'video:VIDEO:ANNOTATIONS.json' → (VIDEO, ANNOTATIONS.json)."""
+    from workers.annotations import parse_video_spec
+
+    return parse_video_spec(spec, DATA_HELP)
+
+
+class VideoSource:
+    """The annotated frames of a video (`streamer sample road --annotations`) as a source: (image, road mask,
+    name), the mask the union of the annotations; frames decoded in order."""
+
+    def __init__(self, video: str, annotations: str, limit: int | None = None):
+        from workers.annotations import VideoFrames
+
+        self.frames = VideoFrames(video, annotations, limit)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray, str]:
+        frame = self.frames.frame(index)
+        return frame.image, frame.masks.any(axis=-1).astype(np.uint8), frame.name
 
 
 def training_data(config: TrainConfig) -> tuple[object, object | None]:
@@ -51,6 +85,8 @@ def training_sources(
     if not 0.0 <= val_fraction < 1.0:
         raise StreamerError(f"validation fraction {val_fraction}: must be in [0, 1)")
     kind, path = parse_data(spec)
+    if kind == "video":
+        raise StreamerError(f"data {spec}: a video is for `streamer evaluate`; train on {SYNTHETIC} or kitti:DIR")
     if kind == "kitti":
         pairs = kitti_source(path)
         total = limit(len(pairs), samples)
@@ -73,6 +109,8 @@ def evaluation_data(config: EvaluateConfig):
     """The evaluation images at their own size: KITTI pairs (the first `samples`), or held-out synthetic
     scenes (the "test" stream of `seed`) rendered at `frame_size`."""
     kind, path = parse_data(config.data)
+    if kind == "video":
+        return VideoSource(*video_spec(config.data), limit=config.samples)
     if kind == "kitti":
         pairs = kitti_source(path)
         return pairs.subset(0, limit(len(pairs), config.samples))

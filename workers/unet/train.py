@@ -16,6 +16,7 @@ from workers.unet.config import RESUMABLE, TrainConfig
 
 LAST = "last.keras"
 BEST = "best.keras"
+REPORT_IMAGES = 4  # fixed validation images whose predictions the report shows after every epoch
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -57,6 +58,11 @@ def train(config: TrainConfig) -> TrainResult:
         flush=True,
     )
     run = RunLog(config, state, monitor="val_iou" if val_batches is not None else "loss", log=_print)
+    from workers.report import TrainingReport
+
+    report = TrainingReport(out, f"U-Net training: {config.arch} on {config.data}", run.saved_config())
+    shown = val_batches if val_batches is not None else train_batches
+    samples = [shown.item(i) for i in range(min(REPORT_IMAGES, len(shown.source)))]
     model.fit(
         train_batches,
         validation_data=val_batches,
@@ -64,7 +70,7 @@ def train(config: TrainConfig) -> TrainResult:
         initial_epoch=done,
         shuffle=False,
         verbose=0,
-        callbacks=[_checkpoint_callback(run)],
+        callbacks=[_checkpoint_callback(run, report, samples)],
     )
     return result(out, read_state(out), out / BEST)
 
@@ -121,9 +127,30 @@ def _print(line: str) -> None:
     print(line, flush=True)
 
 
-def _checkpoint_callback(run: RunLog):
+def _prediction_grid(model, samples) -> tuple[list[list], list[str]]:
+    """Rows of (image, ground truth, road probability, predicted mask) for the report's fixed images."""
+    import numpy as np
+
+    from workers.report import overlay
+
+    if not samples:
+        return [], []
+    images = np.stack([image for image, _ in samples]).astype(np.float32) / 255.0
+    output = model.predict(images, verbose=0)
+    if isinstance(output, list | tuple):
+        output = output[-1]
+    output = np.asarray(output)
+    probability = output[..., 0] if output.shape[-1] == 1 else output[..., 1]
+    rows = []
+    for (image, mask), p in zip(samples, probability):
+        rows.append([image, overlay(image, mask == 1), (p * 255).astype(np.uint8), overlay(image, p > 0.5)])
+    return rows, ["image", "ground truth", "road probability", "prediction"]
+
+
+def _checkpoint_callback(run: RunLog, report=None, samples=()):
     """A Keras callback that, after each epoch, saves last.keras (and best.keras when the monitored metric
-    improved) and records the epoch in the run's state (the class needs Keras, imported here)."""
+    improved), records the epoch in the run's state and rewrites the run's report (the class needs Keras,
+    imported here)."""
     import keras
 
     class EpochCheckpoint(keras.callbacks.Callback):
@@ -132,6 +159,7 @@ def _checkpoint_callback(run: RunLog):
 
         def on_epoch_end(self, epoch, logs=None):
             logs = {k: float(v) for k, v in (logs or {}).items()}
+            logs.setdefault("learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
             with publish(run.out / LAST) as tmp:
                 self.model.save(tmp)
             value = _metric(logs, run.monitor)
@@ -139,5 +167,7 @@ def _checkpoint_callback(run: RunLog):
                 with publish(run.out / BEST) as tmp:
                     _inference_copy(self.model).save(tmp)
             run.end_epoch(epoch + 1, logs, LAST, value)
+            if report is not None:
+                report.epoch(run.history, _prediction_grid(self.model, samples))
 
     return EpochCheckpoint()

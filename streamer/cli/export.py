@@ -1,0 +1,45 @@
+"""`streamer export unet|maskrcnn --format savedmodel|onnx|tflite -o OUT`: a model in another format."""
+
+from __future__ import annotations
+
+import argparse
+
+from streamer.cli.common import add_model_settings_arguments, model_settings
+from streamer.models import ModelConfig
+
+FORMATS = ("savedmodel", "onnx", "tflite")
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser(
+        "export",
+        help="write a model as a TensorFlow SavedModel, ONNX or TFLite file",
+        description="Write a model as a SavedModel folder, an ONNX or a TFLite file (unet: all three; maskrcnn: "
+        "SavedModel, ONNX where its ops convert).",
+    )
+    parser.add_argument("model", choices=("unet", "maskrcnn"), help="which model")
+    parser.add_argument("--format", required=True, choices=FORMATS, help="savedmodel (a folder), onnx or tflite")
+    parser.add_argument("-o", "--output", required=True, help="the folder (savedmodel) or file to write")
+    parser.add_argument("-y", "--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--weights", help="the model's weights (default: its bundled demo weights)")
+    add_model_settings_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.model == "unet":
+        from workers.unet.export import export
+
+        options = model_settings(args)
+        if options["config_file"] or options["settings"] or options["class_names"]:
+            from streamer.errors import StreamerError
+
+            raise StreamerError("--config/--set/--class-names: unet export takes none (the file fixes them)")
+        out = export(args.weights, args.format, args.output, args.overwrite)
+    else:
+        from workers.maskrcnn.export import export
+
+        options = ModelConfig(name="maskrcnn", weights=args.weights, **model_settings(args))
+        out = export(args.weights, args.format, args.output, args.overwrite, options)
+    print(f"exported {args.model} ({args.format}) → {out}")
+    return 0

@@ -1,0 +1,132 @@
+"""Semantic models in every common format (.keras, Keras 2 .h5, SavedModel, ONNX, TFLite) and on every runtime
+(TensorFlow, ONNX Runtime, OpenVINO): the same masks as TensorFlow on a real frame."""
+
+import numpy as np
+import pytest
+
+from streamer.errors import StreamerError
+from streamer.models import ModelConfig, load_model
+
+pytest.importorskip("tf2onnx")
+
+
+def tiny_model(classes: int = 3, size=(32, 48), channels: int = 3):
+    """A small conv net with a fixed random init: image → per-pixel class scores."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    image = keras.Input(size + (channels,))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(image)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    activation = "sigmoid" if classes == 1 else "softmax"
+    return keras.Model(image, keras.layers.Conv2D(classes, 1, activation=activation)(x))
+
+
+def write_formats(model, folder) -> dict:
+    """The model saved as each format a user may bring: {format: path}."""
+    import tensorflow as tf
+    import tf2onnx
+
+    paths = {
+        "keras": folder / "model.keras",
+        "h5": folder / "model.h5",
+        "savedmodel": folder / "saved",
+        "onnx": folder / "model.onnx",
+        "tflite": folder / "model.tflite",
+    }
+    model.save(paths["keras"])
+    model.save(paths["h5"])  # the legacy Keras 2 HDF5 full model
+    model.export(str(paths["savedmodel"]), verbose=False)
+    spec = [tf.TensorSpec((None,) + tuple(model.inputs[0].shape[1:]), tf.float32, name="image")]
+    function = tf.function(lambda x: model(x, training=False), input_signature=spec)
+    tf2onnx.convert.from_function(function, input_signature=spec, opset=17, output_path=str(paths["onnx"]))
+    paths["tflite"].write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    return paths
+
+
+def real_frame(height=72, width=96) -> np.ndarray:
+    """A frame with texture, edges and flat areas (a drawn scene, not noise)."""
+    from workers.unet.synthetic import road_frames
+
+    return next(road_frames(5, width, height, 25, 1))[0]
+
+
+@pytest.fixture(scope="module")
+def formats(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("formats")
+    return write_formats(tiny_model(), folder)
+
+
+@pytest.fixture(scope="module")
+def expected(formats):
+    """The masks of the Keras model on TensorFlow."""
+    masks = segment(formats["keras"])[1]
+    assert len(np.unique(masks)) == 3  # the scene gives every class somewhere
+    return masks
+
+
+def segment(weights, runtime="tf", model="semantic", batch=2):
+    predictor = load_model(ModelConfig(name=model, weights=str(weights), runtime=runtime, batch_size=batch))
+    frames = np.stack([real_frame(), real_frame()[::-1].copy()])
+    return predictor, np.stack([p.semantic for p in predictor.predict(frames)])
+
+
+@pytest.mark.parametrize(
+    "kind,runtime",
+    [
+        ("h5", "tf"),
+        ("savedmodel", "tf"),
+        ("onnx", "onnx"),
+        ("tflite", "tf"),
+        ("keras", "openvino"),
+        ("onnx", "openvino"),
+    ],
+)
+def test_every_format_and_runtime_gives_tensorflows_masks(formats, expected, kind, runtime):
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
+    predictor, got = segment(formats[kind], runtime)
+    assert (predictor.input_size, predictor.channels, predictor.classes) == ((32, 48), 3, 3)
+    assert (got == expected).mean() >= 0.999
+
+
+def test_the_demo_unet_on_onnx_and_openvino_matches_tensorflow():
+    pytest.importorskip("openvino")
+    frames = np.stack([real_frame(128, 256)] * 2)
+    masks = {}
+    for runtime in ("tf", "onnx", "openvino"):
+        predictor = load_model(ModelConfig(name="unet", runtime=runtime, batch_size=2))
+        masks[runtime] = np.stack([p.semantic for p in predictor.predict(frames)])
+    assert masks["tf"].any() and not masks["tf"].all()
+    for runtime in ("onnx", "openvino"):
+        assert (masks[runtime] == masks["tf"]).mean() >= 0.999
+
+
+def test_sizes_come_from_the_file(tmp_path):
+    import tf2onnx  # noqa: F401
+
+    binary = write_formats(tiny_model(classes=1, size=(24, 40), channels=1), tmp_path)
+    predictor, masks = segment(binary["onnx"], "onnx", model="unet")
+    assert (predictor.input_size, predictor.channels, predictor.classes) == ((24, 40), 1, 1)
+    assert masks.shape == (2, 72, 96) and set(np.unique(masks)) <= {0, 1}
+
+
+def test_files_that_are_not_segmentation_models_are_refused(tmp_path):
+    import keras
+
+    image = keras.Input((32, 32, 3))
+    classifier = keras.Model(image, keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(image)))
+    classifier.save(tmp_path / "classifier.h5")
+    with pytest.raises(StreamerError, match=r"not a segmentation model: input \[None, 32, 32, 3\] but output"):
+        load_model(ModelConfig(name="semantic", weights=str(tmp_path / "classifier.h5")))
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(StreamerError, match="not a model format"):
+        load_model(ModelConfig(name="semantic", weights=str(tmp_path / "notes.txt")))
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(StreamerError, match="without saved_model.pb"):
+        load_model(ModelConfig(name="semantic", weights=str(tmp_path / "folder")))
+    (tmp_path / "broken.onnx").write_bytes(b"not onnx")
+    with pytest.raises(StreamerError, match="ONNX Runtime cannot load it"):
+        load_model(ModelConfig(name="semantic", weights=str(tmp_path / "broken.onnx"), runtime="onnx"))
+    with pytest.raises(StreamerError, match="maskrcnn runs on tf only"):
+        load_model(ModelConfig(name="maskrcnn", runtime="onnx"))

@@ -1,0 +1,296 @@
+"""A segmentation model from a file in any common format, on a chosen runtime: `open_semantic(path, runtime)`.
+
+Formats: a Keras 3 `.keras` file, a Keras 2 `.h5` full model (`model.save("unet.h5")`), a TensorFlow
+SavedModel folder, an ONNX `.onnx` file and a TFLite `.tflite` file. What the model takes and gives is read
+from the file: input size, channels (3: RGB, 1: grey) and output classes (1: a probability per pixel, more:
+one per class). Inputs are frames scaled to [0, 1], NHWC or (ONNX) NCHW.
+
+Runtimes: "tf" (Keras or TensorFlow; a TFLite file on tf.lite.Interpreter), "onnx" (ONNX Runtime; Keras and
+SavedModel files are converted with tf2onnx first; `pip install "streamer[onnx]"`) and "openvino" (OpenVINO at
+float32 precision, from ONNX; `pip install "streamer[openvino]"`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from streamer.errors import StreamerError
+
+RUNTIMES = ("tf", "onnx", "openvino")
+FORMATS = ".keras, .h5 (Keras 2 full model), a SavedModel folder, .onnx or .tflite"
+EXTRAS = {"onnx": "onnx", "openvino": "openvino", "tf2onnx": "onnx"}
+
+
+@dataclass
+class SemanticModel:
+    """A loaded segmentation model. Exactly one of `keras_model`, `tf_call` (TensorFlow tensors in and out)
+    and `run` (numpy in and out) is set; all take a float32 NHWC batch in [0, 1] and give NHWC scores."""
+
+    path: Path
+    format: str  # keras | h5 | savedmodel | onnx | tflite
+    runtime: str
+    input_size: tuple[int, int] | None  # (height, width); None: any size (frames are rounded up to 32)
+    channels: int
+    classes: int
+    keras_model: object | None = None
+    tf_call: Callable | None = None
+    run: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+def file_format(path: Path) -> str:
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return "savedmodel"
+        raise StreamerError(f"weights {path}: a folder without saved_model.pb; give {FORMATS}")
+    if not path.is_file():
+        raise StreamerError(f"weights file {path}: not found; give {FORMATS}")
+    suffix = path.suffix.lower()
+    formats = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".onnx": "onnx", ".tflite": "tflite"}
+    if suffix not in formats:
+        raise StreamerError(f"weights file {path}: {suffix or 'no extension'} is not a model format; give {FORMATS}")
+    return formats[suffix]
+
+
+def check_shapes(path, input_shape, output_shape, channels_first: bool = False):
+    """(input size or None, channels, classes) of a model with these shapes; a StreamerError naming the
+    mismatch for anything that is not an image → per-pixel map model."""
+    shape_in = [None if not isinstance(v, int) or v < 0 else int(v) for v in input_shape]
+    shape_out = [None if not isinstance(v, int) or v < 0 else int(v) for v in output_shape]
+    if len(shape_in) != 4:
+        raise StreamerError(
+            f"weights {path}: not a segmentation model: its input has shape {list(input_shape)}, "
+            "expected (batch, height, width, channels)"
+        )
+    if channels_first:
+        shape_in = [shape_in[0], shape_in[2], shape_in[3], shape_in[1]]
+        if len(shape_out) == 4:
+            shape_out = [shape_out[0], shape_out[2], shape_out[3], shape_out[1]]
+    channels = shape_in[3]
+    if channels not in (1, 3):
+        raise StreamerError(
+            f"weights {path}: its input has {channels} channels (shape {list(input_shape)}); an image model takes 3 "
+            "(RGB) or 1 (grey)"
+        )
+    size = tuple(shape_in[1:3]) if None not in shape_in[1:3] else None
+    if (
+        len(shape_out) != 4
+        or not shape_out[3]
+        or (size and None not in shape_out[1:3] and tuple(shape_out[1:3]) != size)
+    ):
+        raise StreamerError(
+            f"weights {path}: not a segmentation model: input {list(input_shape)} but output {list(output_shape)}; "
+            "expected a per-pixel map (batch, height, width, classes) of the input's size"
+        )
+    return size, channels, int(shape_out[3])
+
+
+def _missing(package: str, runtime: str) -> StreamerError:
+    extra = EXTRAS.get(package, package)
+    return StreamerError(f"--runtime {runtime}: needs {package}; install it with pip install 'streamer[{extra}]'")
+
+
+def open_semantic(path, runtime: str = "tf", keras_loader: Callable | None = None, hint: str = "") -> SemanticModel:
+    """The model in `path` (any of FORMATS) ready on `runtime`; `keras_loader(path)` loads `.keras` files
+    (default: keras.saving.load_model); `hint` ends every error message about the file."""
+    try:
+        return _open(Path(path), runtime, keras_loader)
+    except StreamerError as error:
+        if hint and hint not in str(error):
+            raise StreamerError(f"{error}; {hint}") from None
+        raise
+
+
+def _open(path: Path, runtime: str, keras_loader: Callable | None) -> SemanticModel:
+    if runtime not in RUNTIMES:
+        raise StreamerError(f"--runtime {runtime}: choose one of {', '.join(RUNTIMES)}")
+    kind = file_format(path)
+    if kind in ("keras", "h5"):
+        model = (keras_loader if kind == "keras" and keras_loader else _load_keras)(path)
+        size, channels, classes = check_shapes(path, tuple(model.inputs[0].shape), tuple(model.outputs[0].shape))
+        if runtime == "tf":
+            return SemanticModel(path, kind, runtime, size, channels, classes, keras_model=model)
+        return _on_onnx_runtime(path, kind, runtime, _keras_to_onnx(model, runtime))
+    if kind == "savedmodel":
+        function, spec, output_spec = _saved_model(path)
+        size, channels, classes = check_shapes(path, tuple(spec.shape), tuple(output_spec.shape))
+        if runtime == "tf":
+            return SemanticModel(path, kind, runtime, size, channels, classes, tf_call=function)
+        return _on_onnx_runtime(path, kind, runtime, _function_to_onnx(function, spec, runtime))
+    if kind == "tflite":
+        if runtime == "tf":
+            return _tflite(path)
+        try:
+            import tf2onnx
+        except ImportError:
+            raise _missing("tf2onnx", runtime) from None
+        try:
+            proto, _ = tf2onnx.convert.from_tflite(str(path))
+        except Exception as error:  # the converter's own failures
+            raise StreamerError(f"weights {path}: tf2onnx cannot convert it ({_reason(error)})") from None
+        return _on_onnx_runtime(path, kind, runtime, proto.SerializeToString())
+    # ONNX
+    if runtime == "tf":
+        runtime = "onnx"  # an ONNX file runs on ONNX Runtime unless OpenVINO is asked for
+    return _on_onnx_runtime(path, kind, runtime, path.read_bytes())
+
+
+def _reason(error: Exception) -> str:
+    return " ".join(str(error).split())[:300] or type(error).__name__
+
+
+def _load_keras(path: Path):
+    import keras
+
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise StreamerError(f"weights file {path}: not a Keras archive; give {FORMATS}")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # any failure here means the file is not a usable Keras model
+        expected = "" if path.suffix == ".keras" else f"; expected a .keras file or a model in {FORMATS}"
+        raise StreamerError(f"weights file {path}: Keras could not load it ({_reason(error)}){expected}") from None
+
+
+def _saved_model(path: Path):
+    """The serving function of a SavedModel (tensor → tensor), its input spec and its output spec."""
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as error:
+        raise StreamerError(f"weights {path}: TensorFlow could not load the SavedModel ({_reason(error)})") from None
+    signatures = dict(getattr(loaded, "signatures", {}))
+    signature = signatures.get("serving_default") or next(iter(signatures.values()), None)
+    if signature is None:
+        raise StreamerError(f"weights {path}: the SavedModel has no serving signature; export it with one")
+    _, inputs = signature.structured_input_signature
+    outputs = signature.structured_outputs
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise StreamerError(
+            f"weights {path}: not a segmentation model: its signature takes {len(inputs)} inputs and gives "
+            f"{len(outputs)} outputs, expected one image in and one map out"
+        )
+    (input_name, spec), (output_name, output_spec) = next(iter(inputs.items())), next(iter(outputs.items()))
+
+    def function(x):
+        return signature(**{input_name: tf.cast(x, spec.dtype)})[output_name]
+
+    function.keep = loaded  # the signature's variables live as long as the loaded object
+    return function, spec, output_spec
+
+
+def _tflite(path: Path) -> SemanticModel:
+    import warnings
+
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its deprecation notice: the interpreter is still TensorFlow's
+        try:
+            interpreter = tf.lite.Interpreter(model_path=str(path))
+        except Exception as error:
+            raise StreamerError(f"weights {path}: not a TFLite model ({_reason(error)})") from None
+    source, target = interpreter.get_input_details(), interpreter.get_output_details()
+    if len(source) != 1 or len(target) != 1:
+        raise StreamerError(
+            f"weights {path}: not a segmentation model: {len(source)} inputs and {len(target)} outputs, "
+            "expected one image in and one map out"
+        )
+    input_shape = [int(v) for v in source[0].get("shape_signature", source[0]["shape"])]
+    output_shape = [int(v) for v in target[0].get("shape_signature", target[0]["shape"])]
+    size, channels, classes = check_shapes(path, input_shape, output_shape)
+    state = {"batch": None}
+
+    def run(x: np.ndarray) -> np.ndarray:
+        if state["batch"] != x.shape:
+            interpreter.resize_tensor_input(source[0]["index"], list(x.shape))
+            interpreter.allocate_tensors()
+            state["batch"] = x.shape
+        interpreter.set_tensor(source[0]["index"], x.astype(source[0]["dtype"]))
+        interpreter.invoke()
+        return interpreter.get_tensor(target[0]["index"]).astype(np.float32)
+
+    return SemanticModel(path, "tflite", "tf", size, channels, classes, run=run)
+
+
+def _function_to_onnx(function, spec, runtime: str) -> bytes:
+    import tensorflow as tf
+
+    try:
+        import tf2onnx
+    except ImportError:
+        raise _missing("tf2onnx", runtime) from None
+    signature = [tf.TensorSpec([None] + list(spec.shape[1:]), tf.float32, name="image")]
+    wrapped = tf.function(lambda x: function(x), input_signature=signature)
+    try:
+        proto, _ = tf2onnx.convert.from_function(wrapped, input_signature=signature, opset=17)
+    except Exception as error:  # the converter's own failures, e.g. an op ONNX lacks
+        raise StreamerError(f"tf2onnx cannot convert the model for --runtime {runtime} ({_reason(error)})") from None
+    return proto.SerializeToString()
+
+
+def _keras_to_onnx(model, runtime: str) -> bytes:
+    return _function_to_onnx(lambda x: model(x, training=False), model.inputs[0], runtime)
+
+
+def _on_onnx_runtime(path: Path, kind: str, runtime: str, onnx_bytes: bytes) -> SemanticModel:
+    """An ONNX model (bytes) on ONNX Runtime or OpenVINO; NCHW models are transposed around the call."""
+    if runtime == "openvino":
+        try:
+            import openvino as ov
+        except ImportError:
+            raise _missing("openvino", runtime) from None
+        core = ov.Core()
+        with tempfile.TemporaryDirectory() as folder:
+            file = os.path.join(folder, "model.onnx")
+            with open(file, "wb") as f:
+                f.write(onnx_bytes)
+            try:
+                compiled = core.compile_model(core.read_model(file), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            except Exception as error:
+                raise StreamerError(f"weights {path}: OpenVINO cannot read it ({_reason(error)})") from None
+        input_shape = [d.get_length() if d.is_static else None for d in compiled.inputs[0].get_partial_shape()]
+        output_shape = [d.get_length() if d.is_static else None for d in compiled.outputs[0].get_partial_shape()]
+
+        def call(x):
+            return compiled(x)[compiled.outputs[0]]
+    else:
+        try:
+            import onnxruntime
+        except ImportError:
+            raise _missing("onnxruntime", runtime) from None
+        options = onnxruntime.SessionOptions()
+        # no busy-waiting threads: TensorFlow's resizing runs in the same process between calls, and several
+        # workers may share the machine (spinning made calls 2x slower on a busy 2-core machine)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        try:
+            session = onnxruntime.InferenceSession(onnx_bytes, options, providers=onnxruntime.get_available_providers())
+        except Exception as error:
+            raise StreamerError(f"weights {path}: ONNX Runtime cannot load it ({_reason(error)})") from None
+        if len(session.get_inputs()) != 1:
+            raise StreamerError(
+                f"weights {path}: not a segmentation model: {len(session.get_inputs())} inputs, expected one image"
+            )
+        input_shape, output_shape = session.get_inputs()[0].shape, session.get_outputs()[0].shape
+        name = session.get_inputs()[0].name
+
+        def call(x):
+            return session.run(None, {name: x})[0]
+
+    dims = [v if isinstance(v, int) else None for v in input_shape]
+    channels_first = len(dims) == 4 and dims[1] in (1, 3) and dims[3] not in (1, 3)
+    size, channels, classes = check_shapes(path, dims, output_shape, channels_first)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2) if channels_first else x, dtype=np.float32)
+        out = np.asarray(call(x), dtype=np.float32)
+        return out.transpose(0, 2, 3, 1) if channels_first else out
+
+    return SemanticModel(path, kind, runtime, size, channels, classes, run=run)

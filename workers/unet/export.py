@@ -1,0 +1,36 @@
+"""`streamer export unet`: a segmentation model (the demo weights or a file) as a SavedModel, ONNX or TFLite file.
+
+Every format takes what the Keras model takes, float32 NHWC images in [0, 1] at its input size, and gives its
+per-pixel scores; `streamer process --model semantic --weights OUT` runs any of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamer.errors import StreamerError
+from workers.runtimes.export import FORMATS, check_target, function_to_onnx, publish_file, publish_folder
+from workers.unet.weights import DEMO_WEIGHTS, HINT, load_keras_model
+
+
+def export(weights: str | None, format: str, out: str, overwrite: bool = False) -> Path:
+    """Write the Keras model in `weights` (None: the demo weights) to `out` in `format`."""
+    if format not in FORMATS:
+        raise StreamerError(f"--format {format}: choose one of {', '.join(FORMATS)}")
+    target = check_target(out, overwrite)
+    import tensorflow as tf
+
+    from workers.runtimes.semantic import open_semantic
+
+    path = Path(weights) if weights else DEMO_WEIGHTS
+    model = open_semantic(path, "tf", keras_loader=load_keras_model, hint=HINT).keras_model
+    if model is None:
+        raise StreamerError(f"--weights {path}: export takes a Keras model (.keras or .h5); it is already exported")
+    spec = [tf.TensorSpec((None,) + tuple(model.inputs[0].shape[1:]), tf.float32, name="image")]
+    function = tf.function(lambda x: model(x, training=False), input_signature=spec)
+    if format == "savedmodel":
+        return publish_folder(target, lambda folder: model.export(str(folder), verbose=False))
+    if format == "onnx":
+        return publish_file(target, function_to_onnx(function, spec, f"model {path}"))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    return publish_file(target, converter.convert())
