@@ -71,8 +71,8 @@ def loop_fps(clip: Path, out: Path, step) -> float:
     started, count = time.perf_counter(), 0
     with av.open(str(clip)) as source, av.open(str(out), "w") as sink:
         video = source.streams.video[0]
-        stream = sink.add_stream(encode.codec, rate=video.average_rate)
-        stream.width, stream.height, stream.pix_fmt = video.width, video.height, encode.pix_fmt
+        stream = sink.add_stream(encode.codec or "libx264", rate=video.average_rate)
+        stream.width, stream.height, stream.pix_fmt = video.width, video.height, encode.pix_fmt or "yuv420p"
         stream.options = {"crf": str(encode.crf), "preset": encode.preset}
         for frame in source.decode(video):
             rendered = step(frame.to_ndarray(format="rgb24"))

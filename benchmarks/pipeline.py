@@ -74,8 +74,8 @@ def bare_transcode(path: Path, out: Path) -> float:
     with av.open(str(path)) as source, av.open(str(out), "w") as sink:
         video = source.streams.video[0]
         video.thread_type = "AUTO"
-        stream = sink.add_stream(encode.codec, rate=video.average_rate)
-        stream.width, stream.height, stream.pix_fmt = video.width, video.height, encode.pix_fmt
+        stream = sink.add_stream(encode.codec or "libx264", rate=video.average_rate)
+        stream.width, stream.height, stream.pix_fmt = video.width, video.height, encode.pix_fmt or "yuv420p"
         stream.codec_context.time_base = video.time_base
         stream.options = {"crf": str(encode.crf), "preset": encode.preset}
         for frame in source.decode(video):

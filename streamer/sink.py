@@ -54,12 +54,12 @@ STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5
 
 @dataclass
 class EncodeConfig:
-    """Video encoder settings; defaults give browser-playable H.264 mp4."""
+    """Video encoder settings; the defaults follow the container (an mp4 gets browser-playable H.264)."""
 
-    codec: str | None = "libx264"  # None: the container's (webm: VP9, gif: gif, mkv/mp4/others: H.264)
+    codec: str | None = None  # None: the container's (webm: VP9, gif: gif, mkv/mp4/others: H.264)
     crf: int = 23
     preset: str = "veryfast"
-    pix_fmt: str | None = "yuv420p"  # None: yuv420p, or what the codec takes (gif: rgb8)
+    pix_fmt: str | None = None  # None: yuv420p, or what the codec takes (gif: rgb8)
     threads: int = 0  # 0: FFmpeg picks
     tune: str | None = None  # x264 tune, e.g. zerolatency for live outputs
     gop: int | None = None  # frames between keyframes (None: the encoder's default)

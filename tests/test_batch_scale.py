@@ -244,3 +244,28 @@ def test_claims_on_a_store_without_a_conditional_create_go_through_a_redis_lock(
     assert one.create("x.mp4.1.claim", {"runner": "a", "time": 1.0})
     assert not other.create("x.mp4.1.claim", {"runner": "b", "time": 2.0})  # the lock, not the store, decided
     assert other.claim_time("x.mp4", 1) == 1.0 and other.create("x.mp4.2.claim", {"runner": "b", "time": 3.0})
+
+
+def test_a_queued_video_without_a_job_record_is_dead_lettered_not_run(tmp_path, redis_server):
+    import threading
+
+    from streamer.distributed.connection import RUNNER_GROUP, RedisConfig, ensure_group
+    from streamer.distributed.runner import Runner
+
+    client = redis_server.client()
+    ensure_group(client, KEYS.submitted, RUNNER_GROUP)
+    forged = {"input": str(tmp_path / "x.mp4"), "dest": str(tmp_path / "out")}
+    client.xadd(KEYS.submitted, {"job": "forged", "task": json.dumps(forged)})
+    runner = Runner(client, RedisConfig(url=redis_server.url), "r1")
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.serve, args=(stop,), daemon=True)
+    thread.start()
+    deadline = time.time() + 10
+    while client.xlen(KEYS.submitted) and time.time() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(timeout=10)
+    [(_, dead)] = client.xrange(KEYS.dead)
+    assert dead[b"reason"] == b"batch video without a job record" and dead[b"job"] == b"forged"
+    assert client.xlen(KEYS.submitted) == 0 and not client.exists(KEYS.job("forged"))
+    assert not (tmp_path / "out").exists()

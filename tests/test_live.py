@@ -110,7 +110,9 @@ def test_live_mode_drops_frames_when_behind(tmp_path, run_cli, policy):
 def test_unreachable_stream_fails_within_its_timeout(tmp_path, run_cli):
     url = f"rtsp://127.0.0.1:{free_port()}/nothing"
     started = time.time()
-    code, _, err = run_cli("process", url, "-o", tmp_path / "out.mp4", "--model", "identity", "--timeout", "2")
+    code, _, err = run_cli(
+        "process", url, "-o", tmp_path / "out.mp4", "--model", "identity", "--timeout", "2", "--give-up", "3"
+    )
     assert code == 2 and "cannot open the stream" in err and url in err
     assert time.time() - started < 10
     assert list(tmp_path.iterdir()) == []

@@ -45,7 +45,7 @@ def layer_arrays(model: MaskRCNN) -> dict:
     return out
 
 
-def write_keras2(path, arrays: dict) -> None:
+def write_keras2(path, arrays: dict, compression=None) -> None:
     """A Keras 2 HDF5 weights file (matterport's layout): layer_names, one group per layer, weight_names."""
     with h5py.File(path, "w") as f:
         f.attrs["layer_names"] = [name.encode() for name in arrays] + [b"input_image"]
@@ -55,7 +55,7 @@ def write_keras2(path, arrays: dict) -> None:
         for name, weights in arrays.items():
             group = f.create_group(name)
             for wname, array in weights:
-                group.create_dataset(wname, data=array)
+                group.create_dataset(wname, data=array, compression=compression)
             group.attrs["weight_names"] = [wname.encode() for wname, _ in weights]
 
 
@@ -238,7 +238,7 @@ def test_model_options_parse_and_travel_with_a_job(tmp_path):
     assert model.all_settings() == {"IMAGE_MAX_DIM": 512, "RESIZE_COMPAT": "opencv", "DETECTION_MIN_CONFIDENCE": 0.9}
 
     command = worker_command(model, RedisConfig(url="redis://localhost:1/0"))
-    worker = parser.parse_args(command[command.index("worker") :])
+    worker = parser.parse_args(command[command.index("worker") :] + ["--redis", "redis://localhost:1/0"])
     assert model_config_of_worker(worker) == (("BG", "balloon"), model.all_settings())
 
     spec = JobSpec(model="maskrcnn", weights="/w.h5", settings=model.all_settings(), class_names=["BG", "balloon"])
@@ -329,3 +329,21 @@ def test_evaluate_takes_a_config_file(tmp_path):
         ["evaluate", "maskrcnn", "--data", "shapes", "--config", str(settings), "--set", "IMAGE_MAX_DIM=128"]
     )
     assert evaluate_config(args).overrides == {"IMAGE_MAX_DIM": 128, "DETECTION_MIN_CONFIDENCE": 0.8}
+
+
+def test_a_resnet50_file_is_not_loaded_into_a_resnet101_model(tmp_path):
+    model = MaskRCNN(shapes_config(**{**TINY, "BACKBONE": "resnet101"}))
+    arrays = {
+        name: [(wname, np.zeros(array.shape, np.float32)) for wname, array in weights]
+        for name, weights in layer_arrays(model).items()
+        if not any(name.startswith(f"{kind}4{chr(98 + i)}_") for kind in ("res", "bn") for i in range(5, 22))
+    }
+    path = tmp_path / "resnet50.h5"
+    write_keras2(path, arrays, compression="gzip")  # zeros: small on disk
+    before = model.layers_by_name()["res4g_branch2a"].kernel.numpy().copy()
+    with pytest.raises(StreamerError) as info:
+        model.load_weights(str(path))
+    message = str(info.value)
+    assert "res4g_branch2a" in message and "(102 layers in all)" in message and "BACKBONE=resnet50" in message
+    np.testing.assert_array_equal(model.layers_by_name()["res4g_branch2a"].kernel.numpy(), before)  # nothing loaded
+    assert saved_settings(path).BACKBONE == "resnet50"  # read from the file, it is built right in the first place

@@ -110,3 +110,32 @@ def test_video_data_mistakes_are_one_line_errors(run_cli, shapes_sample, tmp_pat
     assert code == 2 and "bad.json" in err
     code, _, err = run_cli("train", "unet", "--data", f"video:{video}:{truth}", "--out", tmp_path / "run")
     assert code == 2 and "evaluate" in err
+
+
+def test_shapes_video_training_frames_look_like_the_sample():
+    from workers.maskrcnn.config import TrainConfig
+    from workers.maskrcnn.data import training_data
+    from workers.maskrcnn.shapes import VIDEO_SIZES, VideoFramesDataset, _frame, _scenes
+
+    data = training_data(TrainConfig(data="shapes-video", samples=12, seed=2))
+    assert data.kind == "shapes" and data.class_names == ["BG", "square", "circle", "triangle"]
+    dataset = data.train
+    assert isinstance(dataset, VideoFramesDataset) and len(dataset.image_ids) == 12
+    kinds = set()
+    for image_id in dataset.image_ids:
+        info = dataset.image_info[image_id]
+        image = dataset.load_image(image_id)
+        masks, class_ids = dataset.load_mask(image_id)
+        assert masks.shape[:2] == image.shape[:2] and masks.reshape(-1, masks.shape[-1]).any(axis=0).all()
+        if isinstance(info["scene"], tuple):  # one of the single 128×128 images
+            kinds.add("single")
+            assert image.shape == (128, 128, 3) and 1 <= len(class_ids) <= 4
+            continue
+        kinds.add("frame")
+        assert (image.shape[1], image.shape[0]) in VIDEO_SIZES and 1 <= len(class_ids) <= 6
+        *_, (scene, _) = _scenes(info["scene"], info["width"], info["height"], 30.0, info["index"] + 1)
+        raw, truth, _ = _frame(info["height"], info["width"], *scene)
+        difference = np.abs(image.astype(int) - raw)
+        assert 0 < difference.mean() < 4  # through the encoder: changed, but only by its artefacts
+        assert np.array_equal(truth.masks, masks)
+    assert kinds == {"single", "frame"}

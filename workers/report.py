@@ -173,7 +173,7 @@ class TrainingReport:
         axis.set_xlabel("epoch")
         axis.set_title(title)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         figure.tight_layout()
         save_figure(figure, self.out / name)
         return True

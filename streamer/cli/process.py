@@ -222,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM finalizes the outputs, as Ctrl-C does
+        signal.signal(signal.SIGHUP, _interrupt)  # and so does closing the terminal
     metrics = Metrics()
     health = HealthServer(metrics, args.metrics_port) if args.metrics_port else None
     try:

@@ -180,7 +180,11 @@ class Runner:
         from streamer.batch import run_queued
 
         job = fields[b"job"].decode(errors="replace")
-        if self.jobs.state(job) in FINAL:
+        state = self.jobs.state(job)
+        if state is None:  # `batch` makes the record before queueing: this entry is not one of its videos
+            self._reject(entry_id, fields, "batch video without a job record")
+            return
+        if state in FINAL:
             self._done(entry_id)
             return
         alive = threading.Event()

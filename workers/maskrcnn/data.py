@@ -20,7 +20,7 @@ from .image import minimize_mask, mold_image, resize_image, resize_mask
 
 DATA_HELP = (
     "via:DIR (DIR/train, DIR/val with via_region_data.json) | coco:ANNOTATIONS.json:IMAGES_DIR | shapes | "
-    "shapes-video (frames like `streamer sample shapes`, through H.264) | "
+    "shapes-video (frames like `streamer sample shapes` through H.264, and shapes images) | "
     "video:VIDEO:ANNOTATIONS.json (from `streamer sample shapes --annotations`; evaluation only)"
 )
 SHAPES_TRAINING = 10000  # shapes: generated training images when --samples is not given

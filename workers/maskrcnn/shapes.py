@@ -178,13 +178,19 @@ def encode_h264(image: np.ndarray, crf: int = 23) -> np.ndarray:
 
 class VideoFramesDataset(Dataset):
     """`load_frames(count, seed)`: frames like `streamer sample shapes` renders (3–6 shapes moving over a
-    background, at a random frame of a random scene, at one of VIDEO_SIZES), through the H.264 encoder."""
+    background, at a random frame of a random scene, at one of VIDEO_SIZES), through the H.264 encoder;
+    a `single` fraction of the images are the 128×128 single images of `ShapesDataset` instead (so a model
+    trained on them keeps both)."""
 
-    def load_frames(self, count, seed=0, encode=True):
+    def load_frames(self, count, seed=0, encode=True, single=0.4):
         for i, name in enumerate(SHAPES, start=1):
             self.add_class("shapes", i, name)
         for i in range(count):
             rng = np.random.default_rng([int(seed), i, 7])
+            if rng.random() < single:
+                background, shapes = random_image_spec(rng, 128, 128)
+                self.add_image("shapes", i, None, width=128, height=128, scene=(background, shapes), encode=False)
+                continue
             width, height = VIDEO_SIZES[int(rng.integers(len(VIDEO_SIZES)))]
             scene, index = int(rng.integers(2**31)), int(rng.integers(0, 300))
             self.add_image("shapes", i, None, width=width, height=height, scene=scene, index=index, encode=encode)
@@ -195,7 +201,10 @@ class VideoFramesDataset(Dataset):
             return self._cache[1]
         info = self.image_info[image_id]
         width, height = info["width"], info["height"]
-        *_, ((background, shapes), _) = _scenes(info["scene"], width, height, 30.0, info["index"] + 1)
+        if isinstance(info["scene"], tuple):  # a single image
+            background, shapes = info["scene"]
+        else:
+            *_, ((background, shapes), _) = _scenes(info["scene"], width, height, 30.0, info["index"] + 1)
         image, truth, _ = _frame(height, width, background, shapes)
         if info["encode"]:
             image = encode_h264(image)
@@ -211,4 +220,6 @@ class VideoFramesDataset(Dataset):
 
     def image_reference(self, image_id):
         info = self.image_info[image_id]
+        if isinstance(info["scene"], tuple):
+            return f"single shapes image {image_id}"
         return f"shapes video scene {info['scene']} frame {info['index']} at {info['width']}x{info['height']}"

@@ -262,9 +262,11 @@ def assign_by_name(model, stored: dict, exclude=(), source="weights file") -> di
     ]
     if missing and loaded:
         shown = ", ".join(missing[:12]) + (f", … ({len(missing)} layers in all)" if len(missing) > 12 else "")
+        resnet50 = all(re.fullmatch(r"(res|bn)4[g-w]_branch2[abc]", name) for name in missing)
+        hint = "it is a ResNet-50 file: set BACKBONE=resnet50" if resnet50 else "set BACKBONE (and the other sizes)"
         raise StreamerError(
-            f"{source} does not fit this model: it has no weights for {shown}. Set BACKBONE (and the other "
-            "sizes) to match the file, or pass --exclude with those layers to leave them as initialised"
+            f"{source} does not fit this model: it has no weights for {shown}. {hint[0].upper() + hint[1:]} to "
+            "match the file, or pass --exclude with those layers to leave them as initialised"
         )
     if not loaded:
         raise StreamerError(
