@@ -547,7 +547,15 @@ def _run_shared(config, entries, done, states, since, on_video) -> list[VideoRep
             pipe.hset(keys.videos, entry.name, json.dumps({"state": SKIPPED, "frames": record.get("frames", 0)}))
     pipe.execute()
 
-    spec = JobSpec(model=config.job.model.name, effect=config.job.effect, threshold=config.job.model.threshold)
+    model = config.job.model
+    spec = JobSpec(
+        model=model.name,
+        effect=config.job.effect,
+        threshold=model.threshold,
+        weights=model.weights,
+        settings=model.all_settings(),
+        class_names=list(model.class_names) if model.class_names else None,
+    )
     waiting: dict[str, str] = {}  # video name → job id
     for entry in entries:
         if entry.name in done:

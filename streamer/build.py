@@ -146,6 +146,9 @@ def _transport(
         frame_codec=config.redis.frame_codec,
         quality=config.redis.quality,
         detections=bool(config.detections or config.on_frame),
+        weights=config.model.weights,
+        settings=config.model.all_settings(),
+        class_names=list(config.model.class_names) if config.model.class_names else None,
     )
     if config.local_workers:
         helpers.enter_context(local_workers(config.local_workers, config.model, config.redis))

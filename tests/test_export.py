@@ -46,7 +46,7 @@ def exported_detect(model, frame, run):
     return model.unmold_detections(detections[0], masks[0], frame.shape, shape, windows[0])
 
 
-@pytest.mark.parametrize("format", ["savedmodel"])  # onnx: tf2onnx leaves part of the graph unconverted
+@pytest.mark.parametrize("format", ["savedmodel", "onnx"])
 def test_exported_maskrcnn_gives_the_keras_masks(tmp_path, run_cli, format):
     out = tmp_path / f"shapes.{format}"
     code, _, err = run_cli("export", "maskrcnn", "--format", format, "-o", out)

@@ -7,6 +7,7 @@ redelivered, then dead-lettered); a job this model cannot serve fails alone; the
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field, replace
 
 import redis
 
+from streamer.distributed.confine import Confinement
 from streamer.distributed.connection import RedisConfig, connect
 from streamer.distributed.jobs import FINAL, JobSpec
 from streamer.distributed.messages import MAX_PAYLOAD, MessageError
@@ -35,7 +37,7 @@ jobs_log.setLevel(logging.INFO)
 FPS_WINDOW = 10.0  # seconds of frames the announced fps is measured over
 JOB_IDLE = 2.0  # seconds without frames of a job before checking whether it ended
 
-MODELS_KEPT = 4  # models kept loaded for different job thresholds
+MODELS_KEPT = 4  # models kept loaded for jobs with different thresholds or model options
 
 
 @dataclass
@@ -60,8 +62,10 @@ class Worker:
         queue: WorkQueue | None = None,
         metrics: Metrics | None = None,
         load: Callable[[ModelConfig], Model] = load_model,
+        confinement: Confinement | None = None,
     ):
         self.config = config
+        self.confinement = confinement or Confinement()  # where a job's own weights file may be read
         self.metrics = metrics or Metrics()
         self.queue = queue or WorkQueue(
             connect(config.redis),
@@ -76,7 +80,7 @@ class Worker:
         self.last_loop = time.monotonic()  # liveness: the loop came round recently
         self.frames = 0
         self._load = load
-        self._models: dict[float | None, Model] = {}
+        self._models: dict[str, Model] = {}
         self._started = time.monotonic()
         self._samples = deque([(self._started, 0)])  # (time, frames) of recent heartbeats, for the fps
         self._active: dict[str, list[float]] = {}  # job -> [first frame, frames, last frame] on this worker
@@ -84,7 +88,7 @@ class Worker:
 
     def serve(self, stop: threading.Event) -> None:
         self.queue.join()
-        self._model(self.config.model.threshold)
+        self._model(self.config.model.threshold, {})
         beat = threading.Thread(target=self._heartbeat, args=(stop,), name="heartbeat", daemon=True)
         beat.start()
         try:
@@ -117,8 +121,9 @@ class Worker:
                 continue
             try:
                 stage = self._stage(spec)
-            except StreamerError as error:  # e.g. --classes this model lacks: the job fails, the worker goes on
-                self.queue.fail(job, str(error))
+            except Exception as error:  # e.g. --classes this model lacks: the job fails, the worker goes on
+                reason = str(error) if isinstance(error, StreamerError) else f"{type(error).__name__}: {error}"
+                self.queue.fail(job, reason)
                 self.queue.discard(items)
                 continue
             try:
@@ -147,14 +152,24 @@ class Worker:
         return time.monotonic() - self.last_loop < max(60.0, self.config.claim_idle * 2)
 
     def _stage(self, spec: JobSpec) -> RenderStage:
-        return RenderStage(self._model(spec.threshold), spec.effect, spec.detections, self.metrics)
+        own = {
+            "weights": self.config.model.weights,
+            "settings": self.config.model.all_settings(),
+            "class_names": self.config.model.class_names,
+        }
+        options = {key: value for key, value in spec.model_options().items() if own.get(key) != value}
+        if "weights" in options:  # a job's own weights file is read only where this worker may read
+            self.confinement.check_input(options["weights"])
+        return RenderStage(self._model(spec.threshold, options), spec.effect, spec.detections, self.metrics)
 
-    def _model(self, threshold: float | None) -> Model:
-        if threshold not in self._models:
+    def _model(self, threshold: float | None, options: dict) -> Model:
+        """The model for a job's threshold and own model options (weights, settings, class names), loaded once."""
+        key = json.dumps([threshold, options], sort_keys=True, default=list)
+        if key not in self._models:
             if len(self._models) >= MODELS_KEPT:
                 self._models.pop(next(iter(self._models)))
-            self._models[threshold] = self._load(replace(self.config.model, threshold=threshold))
-        return self._models[threshold]
+            self._models[key] = self._load(replace(self.config.model, threshold=threshold, **options))
+        return self._models[key]
 
     def _track(self, job: str, spec: JobSpec, count: int) -> None:
         now = time.monotonic()

@@ -15,7 +15,7 @@ def add_parser(commands) -> None:
         "export",
         help="write a model as a TensorFlow SavedModel, ONNX or TFLite file",
         description="Write a model as a SavedModel folder, an ONNX or a TFLite file (unet: all three; maskrcnn: "
-        "SavedModel, ONNX where its ops convert).",
+        "SavedModel or ONNX).",
     )
     parser.add_argument("model", choices=("unet", "maskrcnn"), help="which model")
     parser.add_argument("--format", required=True, choices=FORMATS, help="savedmodel (a folder), onnx or tflite")

@@ -96,16 +96,16 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.name:
         config.name = args.name
+    confinement = Confinement(inputs=args.allow_input, outputs=args.allow_output)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    confinement = Confinement(inputs=args.allow_input, outputs=args.allow_output)
     for slot in range(args.jobs):
         runner = Runner(connect(config.redis), config.redis, f"{config.name}-runner{slot}")
         runner.confinement = confinement
         threading.Thread(target=_keep_running, args=(runner, stop), name=f"runner{slot}", daemon=True).start()
     log.info("worker %s serving %s", config.name, args.model)
-    worker = Worker(config)
+    worker = Worker(config, confinement=confinement)
     health = HealthServer(worker.metrics, args.metrics_port, worker.ready, worker.alive) if args.metrics_port else None
     try:
         worker.serve(stop)

@@ -297,3 +297,29 @@ def test_serve_leaves_even_when_the_queue_fails():
         w.serve(stop)
     assert queue.calls[-1] == ("leave",)
     assert stop.is_set()
+
+
+def test_a_jobs_own_weights_are_loaded_only_where_the_worker_may_read(tmp_path):
+    from streamer.distributed.confine import Confinement
+
+    allowed = tmp_path / "models"
+    allowed.mkdir()
+    specs = {
+        "a": JobSpec(model="stub:model", effect=RED, weights=str(allowed / "balloon.h5"), class_names=["BG", "b"]),
+        "e": JobSpec(model="stub:model", effect=RED, weights="/etc/shadow"),
+    }
+    queue, load = FakeQueue(specs), Loader()
+    w = Worker(
+        WorkerConfig(model=ModelConfig(name="stub:model", batch_size=4), name="test-worker"),
+        queue=queue,
+        load=load,
+        confinement=Confinement(inputs=[str(allowed)], base=str(tmp_path)),
+    )
+    w.process([delivery("a", 0), delivery("e", 0)])
+    w.process([delivery("a", 1)])
+
+    assert [(config.weights, config.class_names) for config in load.loaded] == [
+        (str(allowed / "balloon.h5"), ("BG", "b"))
+    ]
+    assert len(queue.completed["a"]) == 2
+    assert "not allowed on this worker" in queue.failed["e"] and "e" not in queue.completed

@@ -1,4 +1,4 @@
-"""`streamer export maskrcnn`: the inference graph of a Mask R-CNN as a SavedModel (or ONNX, where its ops convert).
+"""`streamer export maskrcnn`: the inference graph of a Mask R-CNN as a SavedModel or an ONNX model.
 
 The exported function is `serving_default(images, windows)`: molded images float32 [B, S, S, 3] (the frame
 resized into an S×S square, S = IMAGE_MAX_DIM, minus MEAN_PIXEL; see MaskRCNN.mold_inputs) and each image's
@@ -11,6 +11,8 @@ the S×S input are built in. The folder also holds `maskrcnn_config.json` (the C
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 
 from streamer.errors import StreamerError
 from streamer.models import ModelConfig
@@ -57,14 +59,15 @@ def export(weights: str | None, format: str, out: str, overwrite: bool = False, 
     model = MaskRCNN(config)
     model.load_weights(path)
     side = int(config.IMAGE_MAX_DIM)
-    anchors = tf.constant(model.get_anchors((side, side)), tf.float32)
+    anchors = np.asarray(model.get_anchors((side, side)), np.float32)
     signature = [
         tf.TensorSpec([None, side, side, int(config.IMAGE_CHANNEL_COUNT)], tf.float32, name="images"),
         tf.TensorSpec([None, 4], tf.float32, name="windows"),
     ]
 
     def serve(images, windows):
-        detections, masks = model.inference_graph(images, windows, anchors)
+        # a constant of the graph (a captured tensor would become an input of the ONNX model)
+        detections, masks = model.inference_graph(images, windows, tf.constant(anchors))
         return {"detections": detections, "masks": masks}
 
     function = tf.function(serve, input_signature=signature)
