@@ -274,13 +274,12 @@ class WorkQueue:
         return alive
 
     def _reject(self, entry_id, fields, reason: str) -> None:
-        """A malformed message: counted, dead-lettered, never executed."""
-        self._call(lambda: self.client.hincrby(self.keys.stats, "rejected", 1), "count rejected")
+        """A malformed message: counted and dead-lettered (in one transaction), never executed."""
         self.metrics.errors.labels("rejected").inc()
         log.warning("%s: rejected message %s: %s", self.consumer, entry_id.decode(), reason)
-        self._dead_letter(entry_id, fields, f"rejected: {reason}")
+        self._dead_letter(entry_id, fields, f"rejected: {reason}", counted=True)
 
-    def _dead_letter(self, entry_id, fields, reason: str) -> None:
+    def _dead_letter(self, entry_id, fields, reason: str, counted: bool = False) -> None:
         self.metrics.errors.labels("dead_letter").inc()
         owner = job_of(fields)
         record = {"entry": entry_id, "stream": self.stream, "reason": reason, "worker": self.consumer}
@@ -288,6 +287,8 @@ class WorkQueue:
             record.update(job=owner[0], index=owner[1])
             self.fail(owner[0], f"frame {owner[1]} {reason}")
         pipe = self.client.pipeline(transaction=True)
+        if counted:
+            pipe.hincrby(self.keys.stats, "rejected", 1)
         pipe.xadd(self.keys.dead, record, maxlen=10_000, approximate=True)
         self._acknowledge(pipe, [entry_id])
         self._call(pipe.execute, "dead-letter")
