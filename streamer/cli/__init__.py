@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ import threading
 import time
 
 from streamer.errors import StreamerError
+from streamer.progress import native_logs_hidden
 from streamer.secrets import install_log_filter, redact
 
 
@@ -137,11 +139,17 @@ EXTRAS = {
 }
 
 
+MODEL_COMMANDS = {"train", "evaluate", "inspect", "export"}
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Runs the parsed command; a module of an optional group that is not installed becomes a StreamerError
     that names the group to install (`pip install 'streamer[models]'`)."""
+    # commands that build models in this thread: TensorFlow's C++ start-up lines are dropped (kept with -v)
+    quiet = native_logs_hidden() if args.command in MODEL_COMMANDS else contextlib.nullcontext()
     try:
-        return args.run(args) or 0
+        with quiet:
+            return args.run(args) or 0
     except (ImportError, StreamerError) as error:
         missing = missing_extra(error)
         if missing is None:
