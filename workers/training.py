@@ -50,6 +50,27 @@ def read_state(out: str | Path) -> dict | None:
     return state
 
 
+def config_from_options(config_class, args, data_help: str, parse_data, **adjusted):
+    """The train config a command's options describe: each config field is the option of the same name
+    (`adjusted` replaces parsed values); on --resume the saved config, with the options given applied."""
+    names = {f.name for f in fields(config_class)} - {"out", "resume"}
+    given = {name: value for name, value in vars(args).items() if name in names}
+    given.update(adjusted)
+    if args.resume:
+        return resumed_config(config_class, args.out, **given)
+    if "data" not in given:
+        raise StreamerError(f"--data: required; give {data_help}")
+    parse_data(given["data"])
+    return config_class(**given, out=args.out)
+
+
+def print_result(result) -> int:
+    """What a finished `streamer train` says: epochs done, the best metric and where the weights are."""
+    best = f"{result.best_metric} {result.best_value:.4f}" if result.best_value is not None else "n/a"
+    print(f"done: {result.epochs_done} epochs; best {best} → {result.weights}")
+    return 0
+
+
 def resumed_config(config_class, out: str | Path, **given):
     """The config saved in `out`'s state, with the options given now applied (`start_run` checks them)."""
     state = read_state(out)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields
 
 from streamer.errors import StreamerError
 
@@ -60,32 +59,25 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the options describe (on --resume: the saved one, with any options given applied)."""
-    from workers.training import resumed_config
+    from workers.training import config_from_options
 
     from .data import DATA_HELP, parse_data
 
-    options = {f.name for f in fields(TrainConfig)} - {"out", "resume"}  # each an option of the same name
-    given = {name: value for name, value in vars(args).items() if name in options}
-    if "overrides" in given:
-        given["overrides"] = parse_overrides(given["overrides"])
-    if "exclude" in given:
-        given["exclude"] = [name.strip() for name in given["exclude"].split(",") if name.strip()]
-    if args.resume:
-        return resumed_config(TrainConfig, args.out, **given)
-    if "data" not in given:
-        raise StreamerError(f"--data: required; give {DATA_HELP}")
-    parse_data(given["data"])
-    return TrainConfig(**given, out=args.out)
+    adjusted = {}
+    if "overrides" in vars(args):
+        adjusted["overrides"] = parse_overrides(args.overrides)
+    if "exclude" in vars(args):
+        adjusted["exclude"] = [name.strip() for name in args.exclude.split(",") if name.strip()]
+    return config_from_options(TrainConfig, args, DATA_HELP, parse_data, **adjusted)
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Train a Mask R-CNN and print where its weights are."""
+    from workers.training import print_result
+
     from .train import train
 
-    result = train(train_config(args))
-    best = f"{result.best_metric} {result.best_value:.4f}" if result.best_value is not None else "n/a"
-    print(f"done: {result.epochs_done} epochs; best {best} → {result.weights}")
-    return 0
+    return print_result(train(train_config(args)))
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:

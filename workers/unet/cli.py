@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
 
-from streamer.errors import StreamerError
 from workers.unet.config import EvaluateConfig, TrainConfig
 
 SUPPRESS = argparse.SUPPRESS  # train options not given stay out of the namespace (so --resume reuses saved ones)
@@ -50,33 +48,23 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the options describe (on --resume: the saved one, with any options given applied)."""
-    from workers.training import resumed_config
-    from workers.unet.data import parse_data
+    from workers.training import config_from_options
+    from workers.unet.data import DATA_HELP, parse_data
 
-    options = {f.name for f in fields(TrainConfig)} - {"out", "resume"}  # each an option of the same name
-    given = {name: value for name, value in vars(args).items() if name in options}
-    if hasattr(args, "size"):
+    adjusted = {}
+    if getattr(args, "size", None) is not None:
         from streamer.cli.common import parse_size
 
-        given["input_width"], given["input_height"] = parse_size(args.size)
-    if args.resume:
-        return resumed_config(TrainConfig, args.out, **given)
-    if "data" not in given:
-        from workers.unet.data import DATA_HELP
-
-        raise StreamerError(f"--data: required; give {DATA_HELP}")
-    parse_data(given["data"])
-    return TrainConfig(**given, out=args.out)
+        adjusted["input_width"], adjusted["input_height"] = parse_size(args.size)
+    return config_from_options(TrainConfig, args, DATA_HELP, parse_data, **adjusted)
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Train a U-Net and print where the best checkpoint is."""
+    from workers.training import print_result
     from workers.unet.train import train
 
-    result = train(train_config(args))
-    best = f"{result.best_metric} {result.best_value:.4f}" if result.best_value is not None else "n/a"
-    print(f"done: {result.epochs_done} epochs; best {best} → {result.weights}")
-    return 0
+    return print_result(train(train_config(args)))
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
