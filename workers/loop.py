@@ -37,6 +37,7 @@ jobs_log.setLevel(logging.INFO)
 FPS_WINDOW = 10.0  # seconds of frames the announced fps is measured over
 JOB_IDLE = 2.0  # seconds without frames of a job before checking whether it ended
 
+STAGES_KEPT = 32  # render stages kept for recent job specs
 MODELS_KEPT = 4  # models kept loaded for jobs with different thresholds or model options
 
 
@@ -81,6 +82,7 @@ class Worker:
         self.frames = 0
         self._load = load
         self._models: dict[str, Model] = {}
+        self._stages: dict[str, RenderStage] = {}  # by job spec: built once, not per batch
         self._started = time.monotonic()
         self._samples = deque([(self._started, 0)])  # (time, frames) of recent heartbeats, for the fps
         self._active: dict[str, list[float]] = {}  # job -> [first frame, frames, last frame] on this worker
@@ -152,6 +154,15 @@ class Worker:
         return time.monotonic() - self.last_loop < max(60.0, self.config.claim_idle * 2)
 
     def _stage(self, spec: JobSpec) -> RenderStage:
+        """The render stage for a job's spec, built on its first batch (the spec's checks run once)."""
+        key = spec.to_json()
+        if key not in self._stages:
+            if len(self._stages) >= STAGES_KEPT:
+                self._stages.pop(next(iter(self._stages)))
+            self._stages[key] = self._build_stage(spec)
+        return self._stages[key]
+
+    def _build_stage(self, spec: JobSpec) -> RenderStage:
         own = {
             "weights": self.config.model.weights,
             "settings": self.config.model.all_settings(),
@@ -168,6 +179,7 @@ class Worker:
         if key not in self._models:
             if len(self._models) >= MODELS_KEPT:
                 self._models.pop(next(iter(self._models)))
+                self._stages.clear()  # they may hold the model just let go
             self._models[key] = self._load(replace(self.config.model, threshold=threshold, **options))
         return self._models[key]
 
