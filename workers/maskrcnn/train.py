@@ -247,10 +247,6 @@ class Trainer:
         self.log(f"trained {len(history)} epoch(s) in {time.time() - started:.0f} s")
         return history
 
-    def validation_loss(self, dataset, anchors_norm, anchors_pixels, steps, seed):
-        """Mean total loss over `steps` batches in training mode without updates (BN in inference mode)."""
-        return self.validation_losses(dataset, anchors_norm, anchors_pixels, steps, seed)["loss"]
-
     def validation_losses(self, dataset, anchors_norm, anchors_pixels, steps, seed) -> dict[str, float]:
         """Mean of each loss component and of their sum ("loss") over `steps` validation batches."""
         model = self.model
