@@ -55,7 +55,7 @@ def test_broken_kitti_folders_name_the_path(tmp_path, damage, message):
 
 
 def test_unknown_data_spec():
-    with pytest.raises(StreamerError, match="expected kitti:DIR .* or synthetic-roads"):
+    with pytest.raises(StreamerError, match="expected kitti:DIR .* synthetic-roads or road-video"):
         training_sources("roads", None, 0.1, 0, (32, 64))
 
 
@@ -96,6 +96,23 @@ def test_synthetic_splits_are_disjoint_and_deterministic():
     first_train, first_val = train.sample(0), val.sample(0)
     assert not np.array_equal(first_train[0], first_val[0])
     np.testing.assert_array_equal(train.sample(3)[0], SyntheticSource(15, 7, "train", train.size).sample(3)[0])
+
+
+def test_road_video_frames_are_the_same_scenes_through_h264_at_camera_aspects():
+    train, val = training_sources("road-video", 24, 0.25, 7, (32, 64))
+    assert train.video and val.video and (len(train), len(val)) == (18, 6)
+    shapes = set()
+    for index in range(len(train)):
+        image, mask, name = train.sample(index)
+        assert image.shape[:2] == mask.shape and image.shape[0] == train.size[0] and name.endswith("-video")
+        shapes.add(image.shape[1])
+    assert len(shapes) >= 3  # several aspect ratios
+    image, mask, _ = train.sample(5)
+    clean, clean_mask, _ = SyntheticSource(18, 7, "train", (image.shape[0], image.shape[1])).sample(5)
+    np.testing.assert_array_equal(mask, clean_mask)  # the same scene and time, rendered at the frame's shape
+    difference = np.abs(image.astype(int) - clean.astype(int))
+    assert 0 < difference.mean() < 12  # encoding artefacts, not another picture
+    np.testing.assert_array_equal(image, train.sample(5)[0])  # deterministic
 
 
 def test_synthetic_scene_has_a_plausible_road_mask():

@@ -76,6 +76,22 @@ def test_resume_refuses_a_different_config_and_fresh_runs_refuse_a_used_folder(r
         train(TrainConfig(**TINY, epochs=1, out=str(out)))
 
 
+def test_init_starts_from_a_model_file_and_refuses_another_architecture(run, tmp_path):
+    out, _ = run
+    import keras
+
+    start = keras.saving.load_model(out / "best.keras")
+    result = train(TrainConfig(**TINY, epochs=1, out=str(tmp_path / "init"), init=str(out / "best.keras")))
+    trained = keras.saving.load_model(tmp_path / "init" / "last.keras")
+    # one epoch on top of the file: close to its weights, unlike a fresh start
+    moved = [np.abs(a - b).max() for a, b in zip(start.get_weights(), trained.get_weights())]
+    assert result.epochs_done == 1 and max(moved) < 0.2
+    with pytest.raises(StreamerError, match="--init .*layers differ.*same --arch, --width"):
+        train(
+            TrainConfig(**{**TINY, "width": 0.125}, epochs=1, out=str(tmp_path / "wide"), init=str(out / "best.keras"))
+        )
+
+
 def test_cli_trains_and_resumes_with_saved_options(tmp_path, run_cli):
     out = tmp_path / "cli"
     code, printed, err = run_cli(

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from streamer.prediction import Prediction
+from workers.h264 import encode_h264
 
 from .boxes import extract_bboxes, non_max_suppression
 from .dataset import Dataset
@@ -153,27 +154,6 @@ def _frame(height, width, background, shapes):
 # frame sizes (W, H) of the video-frame training images: the sample's 16:9 and other common shapes, scaled down
 # (the demo model sees frames at IMAGE_MAX_DIM anyway; encoding artefacts survive at these sizes)
 VIDEO_SIZES = ((320, 180), (384, 216), (448, 252), (256, 256), (320, 240), (180, 320), (400, 300), (512, 288))
-
-
-def encode_h264(image: np.ndarray, crf: int = 23) -> np.ndarray:
-    """The image after one trip through the H.264 encoder (libx264, yuv420p), as `streamer sample` writes."""
-    import av
-
-    height, width = image.shape[:2]
-    codec = av.CodecContext.create("libx264", "w")
-    codec.width, codec.height = width - width % 2, height - height % 2
-    codec.pix_fmt = "yuv420p"
-    codec.options = {"crf": str(crf), "preset": "veryfast"}
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: codec.height, : codec.width]), format="rgb24")
-    packets = list(codec.encode(frame)) + list(codec.encode(None))
-    decoder = av.CodecContext.create("h264", "r")
-    decoded = []
-    for packet in packets:
-        decoded += decoder.decode(packet)
-    decoded += decoder.decode(None)
-    out = image.copy()
-    out[: codec.height, : codec.width] = decoded[-1].to_ndarray(format="rgb24")
-    return out
 
 
 class VideoFramesDataset(Dataset):

@@ -40,6 +40,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--val-fraction", f"fraction of the samples held out for validation (default: {TRAIN.val_fraction})", type=float
     )
     option("--seed", f"random seed (default: {TRAIN.seed})", type=int)
+    option("--init", "start from this model file's weights (a .keras file of the same architecture and size)")
     parser.add_argument("--out", default=TRAIN.out, help=f"run folder (default: {TRAIN.out})")
     parser.add_argument(
         "--resume", action="store_true", help="continue the run in --out at its next epoch, with its saved options"

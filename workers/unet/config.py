@@ -35,6 +35,7 @@ class TrainConfig:
     schedule: str = "cosine"  # learning rate: cosine decay to 5 % over the run, or constant
     deep_supervision: bool = False  # unetpp only: a head per nested decoder level
     workers: int = 2  # data loader threads
+    init: str | None = None  # start from this model file's weights (same architecture), e.g. the demo model
 
     def validate(self) -> None:
         """Reject values that cannot train, with the option to fix in the message."""

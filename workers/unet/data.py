@@ -21,26 +21,30 @@ from workers.unet.config import EvaluateConfig, TrainConfig
 from workers.unet.sources import DEFAULT_SCENES, SyntheticSource, kitti_source, limit, render_size
 
 SYNTHETIC = "synthetic-roads"
+VIDEO_FRAMES = "road-video"
 DATA_HELP = (
-    "synthetic-roads (generated scenes), kitti:DIR (DIR/image_2/*.png + DIR/semantic/*.png) or, to evaluate, "
+    "synthetic-roads (generated scenes), road-video (generated scenes as `streamer sample road` videos show them: "
+    "camera aspect ratios, through H.264), kitti:DIR (DIR/image_2/*.png + DIR/semantic/*.png) or, to evaluate, "
     "video:VIDEO:ANNOTATIONS.json (from `streamer sample road --annotations`)"
 )
 EVALUATION_SCENES = 200  # synthetic-roads evaluation scenes when --samples is not given
 
 
 def parse_data(spec: str) -> tuple[str, Path | None]:
-    """'kitti:DIR' → ("kitti", DIR); 'synthetic-roads' → ("synthetic", None); 'video:VIDEO:ANN.json' →
-    ("video", None) (see `video_spec`); anything else → StreamerError."""
+    """'kitti:DIR' → ("kitti", DIR); 'synthetic-roads' → ("synthetic", None); 'road-video' → ("road-video",
+    None); 'video:VIDEO:ANN.json' → ("video", None) (see `video_spec`); anything else → StreamerError."""
     if spec == SYNTHETIC:
         return "synthetic", None
+    if spec == VIDEO_FRAMES:
+        return "road-video", None
     if spec.startswith("kitti:") and len(spec) > len("kitti:"):
         return "kitti", Path(spec[len("kitti:") :])
     if spec.startswith("video:"):
         video_spec(spec)
         return "video", None
     raise StreamerError(
-        f"data {spec!r}: expected kitti:DIR (KITTI semantic layout), video:VIDEO:ANNOTATIONS.json (to evaluate) "
-        f"or {SYNTHETIC}"
+        f"data {spec!r}: expected kitti:DIR (KITTI semantic layout), video:VIDEO:ANNOTATIONS.json (to evaluate), "
+        f"{SYNTHETIC} or {VIDEO_FRAMES}"
     )
 
 
@@ -80,7 +84,8 @@ def training_sources(
     """(train source, validation source or None) for a data spec.
 
     kitti:DIR uses the sorted pairs (the first `samples`), validating on the last `val_fraction` of them;
-    synthetic-roads draws `samples` scenes, the validation ones from a disjoint stream of the same seed.
+    synthetic-roads (and road-video) draws `samples` scenes, the validation ones from a disjoint stream of the
+    same seed.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise StreamerError(f"validation fraction {val_fraction}: must be in [0, 1)")
@@ -100,9 +105,9 @@ def training_sources(
     held = int(round(total * val_fraction))
     if total - held < 1:
         raise StreamerError(f"samples {total}: nothing left to train on with --val-fraction {val_fraction}")
-    size = render_size(input_size)
-    train = SyntheticSource(total - held, seed, "train", size)
-    return train, (SyntheticSource(held, seed, "val", size) if held else None)
+    size, video = render_size(input_size), kind == "road-video"
+    train = SyntheticSource(total - held, seed, "train", size, video)
+    return train, (SyntheticSource(held, seed, "val", size, video) if held else None)
 
 
 def evaluation_data(config: EvaluateConfig):
@@ -118,7 +123,7 @@ def evaluation_data(config: EvaluateConfig):
     if height < 16 or width < 16:
         raise StreamerError(f"frame size {width}x{height}: at least 16x16")
     count = EVALUATION_SCENES if config.samples is None else config.samples
-    return SyntheticSource(limit(count, config.samples), config.seed, "test", (height, width))
+    return SyntheticSource(limit(count, config.samples), config.seed, "test", (height, width), kind == "road-video")
 
 
 def __getattr__(name: str):

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from streamer.errors import StreamerError
+from workers.h264 import encode_h264
 from workers.unet.synthetic import RoadScene
 
 KITTI_ROAD = 7  # the KITTI / Cityscapes label id for road
@@ -54,14 +55,22 @@ class KittiSource:
         return KittiSource(self.images[start:stop], self.labels[start:stop])
 
 
+# width / height of `road-video` training frames: the sample's 16:9 and other common camera shapes
+VIDEO_ASPECTS = (16 / 9, 16 / 9, 4 / 3, 2.0, 21 / 9, 3 / 2)
+
+
 @dataclass(frozen=True)
 class SyntheticSource:
-    """`count` procedural road scenes from (seed, split), each rendered at `size` (H, W) at a random time."""
+    """`count` procedural road scenes from (seed, split), each rendered at `size` (H, W) at a random time.
+
+    `video`: frames as `streamer sample road` videos show them: at one of VIDEO_ASPECTS (height `size[0]`)
+    and through the H.264 encoder at a random quality."""
 
     count: int
     seed: int
     split: str = "train"
     size: tuple[int, int] = (360, 640)
+    video: bool = False
 
     def __len__(self) -> int:
         return self.count
@@ -69,8 +78,15 @@ class SyntheticSource:
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray, str]:
         rng = np.random.default_rng([self.seed, SPLITS[self.split], index])
         scene = RoadScene.random(rng)
-        image, mask = scene.render(*self.size, t=float(rng.uniform(0.0, 60.0)))
-        return image, mask, f"{self.split}-{self.seed}-{index:05d}"
+        t = float(rng.uniform(0.0, 60.0))
+        if not self.video:
+            image, mask = scene.render(*self.size, t=t)
+            return image, mask, f"{self.split}-{self.seed}-{index:05d}"
+        height = self.size[0]
+        width = 2 * round(height * VIDEO_ASPECTS[int(rng.integers(len(VIDEO_ASPECTS)))] / 2)
+        image, mask = scene.render(height, width, t=t)
+        image = encode_h264(image, crf=int(rng.integers(18, 31)))
+        return image, mask, f"{self.split}-{self.seed}-{index:05d}-video"
 
 
 def kitti_source(directory: str | Path) -> KittiSource:

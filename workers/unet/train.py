@@ -90,6 +90,8 @@ def _model(config: TrainConfig, out: Path, resume: bool, total_steps: int):
         options["deep_supervision"] = config.deep_supervision
     shape = (config.input_height, config.input_width, 3)
     model = build_model(config.arch, shape, config.width, config.classes, **options)
+    if config.init:
+        _start_from(model, config.init)
     if config.classes == 1:
         loss = keras.losses.BinaryCrossentropy()
         iou = keras.metrics.BinaryIoU(target_class_ids=[1], threshold=0.5, name="iou")
@@ -106,6 +108,22 @@ def _model(config: TrainConfig, out: Path, resume: bool, total_steps: int):
         metrics=[iou] if heads == 1 else [[] for _ in range(heads - 1)] + [[iou]],  # IoU of the final head
     )
     return model
+
+
+def _start_from(model, path: str) -> None:
+    """Give `model` the weights of the model file at `path`; StreamerError when the architectures differ."""
+    from streamer.errors import StreamerError
+    from workers.unet.weights import load_keras_model
+
+    source = load_keras_model(Path(path))
+    theirs, ours = source.get_weights(), model.get_weights()
+    if [w.shape for w in theirs] != [w.shape for w in ours]:
+        raise StreamerError(
+            f"--init {path}: its layers differ from the model asked for ({source.count_params():,} vs "
+            f"{model.count_params():,} parameters); give the same --arch, --width, --classes and --size it was "
+            "trained with"
+        )
+    model.set_weights(theirs)
 
 
 def _metric(logs: dict, name: str) -> float | None:
