@@ -37,3 +37,19 @@ def test_demo_weights_reach_the_model_card_iou_on_fresh_scenes():
     assert len(result.ious) == 64
     assert result.mean >= card_iou() - TOLERANCE, (result.mean, card_iou())
     assert np.median(result.ious) >= card_iou() - TOLERANCE
+
+
+def card_video_iou() -> float:
+    match = re.search(r"^measured_video_iou:\s*([0-9.]+)", CARD.read_text(), re.MULTILINE)
+    assert match, f"{CARD} has no 'measured_video_iou:' line"
+    return float(match.group(1))
+
+
+def test_demo_weights_hold_on_a_fresh_sample_road_video(tmp_path, run_cli):
+    """`streamer sample road` at its default 1280×720, a seed the card never used: the card's video IoU holds."""
+    video, truth = tmp_path / "road.mp4", tmp_path / "road.json"
+    code, _, err = run_cli("sample", "road", "-o", video, "--seconds", "0.4", "--seed", "8128", "--annotations", truth)
+    assert code == 0, err
+    result = evaluate(EvaluateConfig(data=f"video:{video}:{truth}"))
+    assert len(result.ious) == 12
+    assert result.mean >= card_video_iou() - TOLERANCE, (result.ious, card_video_iou())
