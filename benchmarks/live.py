@@ -1,9 +1,13 @@
 """Figures for live streams, through a real RTSP relay on loopback.
 
-  python benchmarks/live.py [--seconds 20]
+  python benchmarks/live.py [--seconds 20] [--fps 30] [--size 1280x720] [--model unet] [--against DIR]
 
-1. Added latency at 720p with the demo U-Net: publish → streamer → RTSP out → reader, per frame,
-   next to the relay's own latency (publish → reader on the input path) measured at the same time.
+1. Added latency at 720p with the demo U-Net, as streamer measures it: from a frame's arrival out of its
+   source to its encoding (p50, p95), with its parts (waiting for the model, inference, render, encode and
+   mux), next to the inference time per frame and the frame interval, and the verdict p95 ≤ inference +
+   one interval. Then end to end at a reader: publish → streamer → RTSP out → reader, next to the relay's
+   own latency (publish → reader on the input path) measured at the same time. With --against DIR (another
+   checkout, e.g. before a change) both run alternately on the same feed settings.
 2. Frames dropped with a model slower than the input (sleeps 50 ms per frame, input 30 fps).
 3. Time to reconnect: from the publisher's restart to the first new frame out of the streamer.
 """
@@ -30,15 +34,17 @@ sys.path.insert(0, str(ROOT / "tests"))
 from media import frame_image  # noqa: E402
 from rtsp_fixtures import RtspRelay, publish  # noqa: E402
 
+PARTS = ("total", "queue", "inference", "render", "encode")
+
 SIGNATURES = [float(frame_image(i, 64, 8)[:, :8].mean()) for i in range(200)]
 
 
-def streamer(*args: str) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}")
+def streamer(*args: str, root: Path = ROOT) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=f"{root}{os.pathsep}{root / 'tests'}")
     return subprocess.Popen(
         [sys.executable, "-m", "streamer", "process", *args, "--json", "-q"],
         env=env,
-        cwd=ROOT,
+        cwd=root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -87,43 +93,78 @@ def percentiles(values: list[float]) -> str:
     return f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms ({len(values)} frames)"
 
 
-def added_latency(relay: RtspRelay, seconds: float, model: str) -> None:
-    frames = int(seconds * 30)
-    done = threading.Event()
+def ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f}"
+
+
+def added_latency(
+    relay: RtspRelay, seconds: float, model: str, fps: int, size: tuple[int, int], root: Path, name: str
+) -> dict:
+    """One live job on a fresh path of the relay, measured for `seconds` once its first frame is out (the
+    model loads meanwhile); prints and returns streamer's summary."""
+    width, height = size
+    path = f"/in-{time.monotonic_ns()}"
+    done, published = threading.Event(), threading.Event()
     direct, processed, sent = [], [], {}
 
     def send():
-        times = publish(relay.url("/in"), frames, 1280, 720, 30)
+        times = publish(relay.url(path), int((seconds + 300) * fps), width, height, fps, stop_event=published)
         sent.update(enumerate(times))
 
     publisher = threading.Thread(target=send)
     publisher.start()
     time.sleep(0.5)
-    job = streamer(relay.url("/in"), "-o", relay.url("/out"), "--model", model, "--alpha", "0", "--batch", "1")
+    job = streamer(relay.url(path), "-o", relay.url(path + "-out"), "--model", model, "--alpha", "0", root=root)
     readers = [
-        threading.Thread(target=receive, args=(relay.url(path), done, sink))
-        for path, sink in (("/in", direct), ("/out", processed))
+        threading.Thread(target=receive, args=(relay.url(where), done, sink))
+        for where, sink in ((path, direct), (path + "-out", processed))
     ]
     for reader in readers:
         reader.start()
+    deadline = time.monotonic() + 300
+    while not processed and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.1)
+    time.sleep(seconds)
+    published.set()
     publisher.join()
     time.sleep(1.0)
     done.set()
     summary = stop(job)
     for reader in readers:
         reader.join()
+    interval = 1 / fps
+    parts = summary.get("latency_parts") or {}
+    decoded = (summary.get("frames") or 0) + (summary.get("dropped") or 0)
+    print(
+        f"  {name}: arrival→encoded p50 {ms(summary.get('latency_p50'))} ms, p95 {ms(summary.get('latency_p95'))} ms; "
+        f"in {summary.get('input_fps')} fps, out {summary.get('fps')} fps, dropped {summary.get('dropped')} of "
+        f"{decoded} ({(summary.get('dropped') or 0) / max(decoded, 1):.0%})"
+    )
+    if parts:
+        print(
+            "    parts p50/p95 (ms): "
+            + ", ".join(f"{part} {ms(parts[part]['p50'])}/{ms(parts[part]['p95'])}" for part in PARTS if part in parts)
+        )
+        p95 = parts["total"]["p95"]
+        print(f"    inference per frame p50 {ms(parts['inference']['p50'])} ms, frame interval {ms(interval)} ms")
+        for which in ("p50", "p95"):
+            bound = parts["inference"][which] + interval
+            print(
+                f"    p95 {ms(p95)} ms {'≤' if p95 <= bound else '>'} inference {which} + one interval = "
+                f"{ms(bound)} ms ({p95 / bound:.2f}×): {'holds' if p95 <= bound else 'does not hold'}"
+            )
+    else:
+        print("    parts: not reported by this version")
+    # end to end at a reader, after the first 2 s of output (the model's first calls build its graph)
     relay_only = latencies(sent, direct)
-    through = latencies(sent, processed)
-    print(f"  relay alone (publish → reader): {percentiles(relay_only)}")
-    print(f"  through streamer ({model}): {percentiles(through)}")
+    through = (
+        latencies(sent, [(at, value) for at, value in processed if at >= processed[0][0] + 2]) if processed else []
+    )
+    print(f"    end to end: relay alone {percentiles(relay_only)}; through streamer {percentiles(through)}")
     if relay_only and through:
         added = np.percentile(through, [50, 95]) - np.percentile(relay_only, [50, 95])
-        print(f"  added by streamer: p50 {added[0] * 1000:.0f} ms, p95 {added[1] * 1000:.0f} ms")
-    print(
-        f"  streamer's own report: in {summary.get('input_fps')} fps, out {summary.get('fps')} fps, "
-        f"dropped {summary.get('dropped')}, arrival→encode p50 {1000 * (summary.get('latency_p50') or 0):.0f} ms "
-        f"p95 {1000 * (summary.get('latency_p95') or 0):.0f} ms"
-    )
+        print(f"    added by streamer at the reader: p50 {added[0] * 1000:.0f} ms, p95 {added[1] * 1000:.0f} ms")
+    return summary
 
 
 def dropped_frames(relay: RtspRelay, seconds: float) -> None:
@@ -198,15 +239,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--model", default="unet")
+    parser.add_argument("--fps", type=int, default=30, help="the feed's frame rate (default: 30)")
+    parser.add_argument("--size", default="1280x720", help="the feed's WIDTHxHEIGHT (default: 1280x720)")
+    parser.add_argument("--against", type=Path, help="another checkout to measure alternately (section 1)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each checkout in section 1 (default: 1)")
+    parser.add_argument("--only", type=int, choices=(1, 2, 3), help="run only this section")
     options = parser.parse_args()
+    size = tuple(int(side) for side in options.size.lower().split("x"))
     relay = RtspRelay().start()
     try:
-        print(f"1. Added latency, 720p at 30 fps, {options.model}, batch 1")
-        added_latency(relay, options.seconds, options.model)
-        print("2. Frames dropped with a slower model (50 ms per frame)")
-        dropped_frames(relay, options.seconds)
-        print("3. Reconnect")
-        reconnect_time(relay)
+        if options.only in (None, 1):
+            print(f"1. Added latency, {options.size} at {options.fps} fps, {options.model}")
+            runs = [("this tree", ROOT)] + ([(f"{options.against}", options.against)] if options.against else [])
+            totals: dict[str, list[float]] = {}
+            for repeat in range(options.repeats):
+                for name, root in runs if repeat % 2 == 0 else runs[::-1]:
+                    summary = added_latency(relay, options.seconds, options.model, options.fps, size, root, name)
+                    totals.setdefault(name, []).append(summary.get("latency_p95") or float("nan"))
+            if options.against:
+                after, before = (float(np.median(totals[name])) for name, _ in runs)
+                print(f"  p95 arrival→encoded, this tree / {options.against}: {after / before:.2f}×")
+        if options.only in (None, 2):
+            print("2. Frames dropped with a slower model (50 ms per frame)")
+            dropped_frames(relay, options.seconds)
+        if options.only in (None, 3):
+            print("3. Reconnect")
+            reconnect_time(relay)
     finally:
         relay.stop()
 

@@ -2,7 +2,8 @@
 
   python benchmarks/pipeline.py [--quick]
 
-1. I/O ceiling: process fps with the identity model ÷ bare PyAV decode+encode fps (720p).
+1. I/O ceiling: process fps with the identity model ÷ bare PyAV decode+encode fps (720p); against the
+   ffmpeg CLI, with CPU time and peak RSS: benchmarks/io.py.
 2. Pipeline efficiency: process fps ÷ bare `predict` fps on the same frames and batch
    (demo U-Net, and the full-width U-Net where inference dominates).
 3. Speed-up over the per-frame loop (read a frame, predict it alone, blend, write).

@@ -98,6 +98,7 @@ def frames(input: str, model: str | Model = "unet", **options: Any) -> Iterator[
         def decode() -> None:
             for item in source.items():
                 if isinstance(item, Frame):
+                    item.image  # noqa: B018  converted to RGB here: the model thread only predicts
                     stages.put(decoded, item)
             stages.put(decoded, END)
 

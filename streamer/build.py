@@ -17,7 +17,7 @@ from streamer.distributed.spawn import local_workers
 from streamer.effects import effect_function
 from streamer.errors import StreamerError
 from streamer.job import ProcessConfig
-from streamer.live import DropQueue, LivePolicy, open_source
+from streamer.live import DropQueue, Latency, LivePolicy, open_source
 from streamer.metrics import Metrics
 from streamer.models import Model, check_model_effect, load_model
 from streamer.muxer import Muxer
@@ -25,6 +25,7 @@ from streamer.outputs import Stream, check_outputs, open_outputs
 from streamer.protocols import Sink, Source, Transport
 from streamer.render import RenderStage
 from streamer.sink import check_encode
+from streamer.source import looks_live
 from streamer.stages import Stages
 from streamer.tracking import FrameCallback, TrackedRender
 from streamer.transports.memory import MemoryTransport
@@ -42,6 +43,7 @@ class Parts:
     drops: DropQueue
     detections: DetectionsWriter | None
     policy: LivePolicy
+    latency: Latency
 
 
 def check(config: ProcessConfig) -> None:
@@ -72,11 +74,15 @@ def build(
 ) -> Parts:
     """Open every part; `helpers` gets what must outlive the threads (local workers)."""
     check(config)
+    live = config.source.live if config.source.live is not None else looks_live(config.input)
+    if live and model is None and config.redis is None:
+        model = load_model(config.model)  # before a live input opens: no frames pile up while the model loads
     opened = open_source(config.input, config.source, config.live)
     policy = LivePolicy.decide(opened.info.live, config.live, config.model.batch_size, config.queue_frames)
     source = policy.source(opened, config.live)
+    latency = Latency()
     try:
-        transport = _transport(config, stages, source, helpers, metrics, model, policy.depth)
+        transport = _transport(config, stages, source, helpers, metrics, model, policy, latency)
         info = source.info
         stream = Stream(info.width, info.height, info.rate, info.time_base, info.rotation)
         sink = open_outputs(config.outputs(), stream, policy.encoding(config.encode, info.rate), source.audio)
@@ -96,6 +102,7 @@ def build(
         transport=transport,
         sink=sink,
         policy=policy,
+        latency=latency,
         detections=detections,
         muxer=Muxer(
             sink,
@@ -132,12 +139,21 @@ def _transport(
     helpers: contextlib.ExitStack,
     metrics: Metrics,
     model: Model | None,
-    depth: int,
+    policy: LivePolicy,
+    latency: Latency,
 ) -> Transport:
     if config.redis is None:
         records = bool(config.detections or config.on_frame)  # the callback gets the prediction from the record
         stage = RenderStage(model or load_model(config.model), config.effect, records, metrics)
-        return MemoryTransport(stages, stage, config.model.batch_size, depth, parallel=config.parallel_batches)
+        return MemoryTransport(
+            stages,
+            stage,
+            policy.batch or config.model.batch_size,
+            policy.depth,
+            parallel=policy.parallel or config.parallel_batches,
+            handoff=policy.handoff,
+            latency=latency,
+        )
     client = connect(config.redis)
     spec = JobSpec(
         model=config.model.name,

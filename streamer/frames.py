@@ -1,29 +1,112 @@
-"""The records a frame travels in: decoded (`Frame`), then rendered (`Rendered`, what the muxer takes)."""
+"""The records a frame travels in: decoded (`Frame`), then rendered (`Rendered`, what the muxer takes).
+
+A frame from a decoder keeps the decoded picture (`decoded`, an `av.VideoFrame`, e.g. YUV 4:2:0) and makes
+its RGB `image` only when something reads it (a model, an effect, a callback). A frame the effect leaves as
+it is, whose rendered image nobody reads afterwards (a callback might draw on it), goes to the encoder as the
+decoded picture itself: no YUV → RGB → YUV round trip.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
 from fractions import Fraction
 
+import av
 import numpy as np
 
+_local = threading.local()  # one reformatter (and its swscale context) per thread that converts
 
-@dataclass(frozen=True)
+
+def rgb_of(picture: av.VideoFrame) -> np.ndarray:
+    """The picture as H×W×3 uint8 RGB (a view of the converted frame's plane: no copy beyond the conversion)."""
+    reformatter = getattr(_local, "reformatter", None)
+    if reformatter is None:
+        reformatter = _local.reformatter = av.video.reformatter.VideoReformatter()
+    return reformatter.reformat(picture, format="rgb24").to_ndarray()
+
+
 class Frame:
-    """One decoded frame: its index in the job, its timestamp and its RGB pixels."""
+    """One frame: its index in the job, its timestamp and its pixels, as an RGB `image` (H×W×3 uint8) and,
+    for a frame straight from a decoder, the `decoded` picture it is converted from on first read."""
 
-    index: int
-    pts: int
-    time_base: Fraction
-    image: np.ndarray  # H×W×3 uint8 RGB
+    __slots__ = ("index", "pts", "time_base", "decoded", "_image", "_read")
+
+    def __init__(
+        self,
+        index: int,
+        pts: int,
+        time_base: Fraction,
+        image: np.ndarray | None = None,
+        *,
+        decoded: av.VideoFrame | None = None,
+    ):
+        if image is None and decoded is None:
+            raise ValueError("a frame needs its image or its decoded picture")
+        self.index = index
+        self.pts = pts
+        self.time_base = time_base
+        self.decoded = decoded
+        self._image = image
+        self._read = False
+
+    @property
+    def image(self) -> np.ndarray:
+        """H×W×3 uint8 RGB, converted from the decoded picture the first time it is asked for."""
+        if self._image is None:
+            self._image = rgb_of(self.decoded)
+        self._read = True
+        return self._image
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(height, width, 3) without converting anything."""
+        if self._image is not None:
+            return self._image.shape
+        return (self.decoded.height, self.decoded.width, 3)
 
     @property
     def seconds(self) -> float:
         return float(self.pts * self.time_base)
 
+    def numbered(self, index: int, pts: int | None = None, time_base: Fraction | None = None) -> Frame:
+        """The same pixels under another index (and timestamp, when given): the decoded picture and any converted
+        image travel along, nothing is converted."""
+        pts, time_base = (self.pts, self.time_base) if pts is None else (pts, time_base or self.time_base)
+        return Frame(index, pts, time_base, self._image, decoded=self.decoded)
 
-@dataclass(frozen=True)
+    def unchanged(self, detections: dict | None = None) -> Rendered:
+        """This frame rendered as it is: its pixels pass untouched (the decoded picture goes to the encoder
+        while nobody reads the rendered frame's image)."""
+        return Rendered(self.index, self.pts, self.time_base, self._image, detections, decoded=self.decoded)
+
+    def picture(self) -> np.ndarray | av.VideoFrame:
+        """What to encode: the decoded picture while nobody has read this frame's image (so nobody can have
+        drawn on it), else the RGB image."""
+        if self.decoded is not None and not self._read:
+            return self.decoded
+        return self.image
+
+    def __repr__(self) -> str:
+        height, width, _ = self.shape
+        return (
+            f"{type(self).__name__}(index={self.index}, pts={self.pts}, time_base={self.time_base}, {width}x{height})"
+        )
+
+
 class Rendered(Frame):
     """A frame after the model and the effect, with its detection record when one was asked for."""
 
-    detections: dict | None = None
+    __slots__ = ("detections",)
+
+    def __init__(
+        self,
+        index: int,
+        pts: int,
+        time_base: Fraction,
+        image: np.ndarray | None = None,
+        detections: dict | None = None,
+        *,
+        decoded: av.VideoFrame | None = None,
+    ):
+        super().__init__(index, pts, time_base, image, decoded=decoded)
+        self.detections = detections

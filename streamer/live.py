@@ -41,20 +41,25 @@ class LiveConfig:
 class LivePolicy:
     """Every way a live input is handled differently from a file, decided once per job.
 
-    A live input keeps only a couple of batches in hand and drops frames by policy when the
-    pipeline falls behind (so latency stays bounded, not growing); its frames are restamped with
-    their arrival time and reconnected when the stream drops; its outputs encode with low latency
-    and regular keyframes for viewers who join mid-stream."""
+    A live input is latency first: one frame per model call and one model call at a time (no wait
+    to fill a batch, nothing finishing out of order), a frame handed to the model only when it is
+    free to start on it, and at most one frame waiting in front of it, where frames are dropped by
+    policy when the pipeline falls behind (so latency stays bounded, not growing). Its frames are
+    restamped with their arrival time and reconnected when the stream drops; its outputs encode with
+    low latency (no lookahead, no B-frames) and regular keyframes for viewers who join mid-stream."""
 
     live: bool
     drop: str = "none"  # the DropQueue policy in front of the transport
     depth: int = 32  # frames held between two stages
+    batch: int | None = None  # frames per model call (None: the model's batch size)
+    parallel: int | None = None  # model calls at once (None: as configured)
+    handoff: bool = False  # a frame leaves the drop queue only when a model thread is free to take it
 
     @classmethod
     def decide(cls, live: bool, config: LiveConfig, batch_size: int, queue_frames: int) -> "LivePolicy":
         if not live:
             return cls(live=False, drop="none", depth=queue_frames)
-        return cls(live=True, drop=config.drop, depth=2 * batch_size)
+        return cls(live=True, drop=config.drop, depth=1, batch=1, parallel=1, handoff=True)
 
     def source(self, source: VideoSource, config: LiveConfig):
         """The source as the pipeline reads it: restamped and reconnecting when live."""
@@ -126,7 +131,7 @@ class LiveSource:
                         return
                     now = time.monotonic()
                 last_pts = max(last_pts + 1, round((now - started) / LIVE_TIME_BASE))
-                yield Frame(index, last_pts, LIVE_TIME_BASE, item.image)
+                yield item.numbered(index, last_pts, LIVE_TIME_BASE)
                 index += 1
             if self._closed.is_set() or paced:
                 return
@@ -211,20 +216,69 @@ class DropQueue:
         self._ready.wait(0.1)
 
 
+# The parts of a frame's latency, each ending at a mark: waiting for the model (in the drop queue and the
+# transport), the model call, rendering (and waiting for the render thread), encoding (and waiting for
+# the encode thread and the reorder buffer).
+PARTS = ("queue", "inference", "render", "encode")
+MARKS = ("inferring", "inferred", "rendered")  # the transport's marks between arrival and writing
+
+
 class Latency:
-    """Seconds from a frame's arrival to its encoding; keeps the most recent samples."""
+    """Seconds from a frame's arrival (out of the source) to its encoding, and its parts where the transport
+    marks them (the in-process one does); keeps the most recent samples. Any thread may call it.
+
+    Once running: the frames that arrived before the first one was encoded (while the model's first call
+    builds its graph, and what a live source buffered meanwhile) are start-up, not latency, and not counted
+    unless nothing else was."""
 
     def __init__(self, keep: int = 10_000):
-        self._arrived: dict[int, float] = {}
+        self._stamps: dict[int, list[float | None]] = {}
+        self._first: float | None = None  # when the first frame was encoded
+        self._starting: list[float] = []  # latency of the frames that arrived before that
         self._samples: collections.deque[float] = collections.deque(maxlen=keep)
+        self._parts: dict[str, collections.deque[float]] = {part: collections.deque(maxlen=keep) for part in PARTS}
+        self._lock = threading.Lock()
 
     def arrived(self, index: int, when: float) -> None:
-        self._arrived[index] = when
+        with self._lock:
+            self._stamps[index] = [when, None, None, None]
+
+    def mark(self, frames, stage: str) -> None:
+        """Frames (anything with `.index`) reached `stage` (one of MARKS) now."""
+        now, slot = time.monotonic(), 1 + MARKS.index(stage)
+        with self._lock:
+            for frame in frames:
+                stamps = self._stamps.get(frame.index)
+                if stamps is not None:
+                    stamps[slot] = now
 
     def written(self, index: int) -> None:
-        start = self._arrived.pop(index, None)
-        if start is not None:
-            self._samples.append(time.monotonic() - start)
+        now = time.monotonic()
+        with self._lock:
+            stamps = self._stamps.pop(index, None)
+            if stamps is None:
+                return
+            self._first = now if self._first is None else self._first
+            if stamps[0] < self._first:
+                self._starting.append(now - stamps[0])
+                return
+            self._samples.append(now - stamps[0])
+            stamps.append(now)
+            if all(stamp is not None for stamp in stamps):
+                for part, start, end in zip(PARTS, stamps, stamps[1:]):
+                    self._parts[part].append(end - start)
 
     def percentile(self, q: float) -> float | None:
-        return float(np.percentile(self._samples, q)) if self._samples else None
+        with self._lock:
+            samples = self._samples or self._starting
+            return float(np.percentile(samples, q)) if samples else None
+
+    def parts(self) -> dict[str, dict[str, float]]:
+        """{part: {"p50": s, "p95": s}} of the parts measured, and "total" (arrival → encoded)."""
+        with self._lock:
+            series = {"total": list(self._samples or self._starting), **{p: list(self._parts[p]) for p in PARTS}}
+        return {
+            name: {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
+            for name, values in series.items()
+            if values
+        }

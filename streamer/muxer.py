@@ -55,7 +55,7 @@ class Muxer:
             frame = self._waiting.pop(self.next_index)
             if self.in_order is not None:
                 frame = self.in_order(frame)
-            self.sink.write(frame.image, frame.pts, frame.time_base)
+            self.sink.write(frame.picture(), frame.pts, frame.time_base)  # the decoded picture if untouched
             if self.detections is not None:
                 self.detections.write(frame.index, frame.pts, frame.time_base, frame.detections)
             self._write_audio(until=frame.seconds)

@@ -8,6 +8,7 @@ of the transport, so latency stays bounded. The parts come from `streamer.build`
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 
@@ -23,6 +24,8 @@ from streamer.stages import END, Stages
 
 __all__ = ["Pipeline", "ProcessConfig", "ProcessResult"]
 
+log = logging.getLogger(__name__)
+
 
 class Pipeline:
     """Runs a ProcessConfig; `progress(done, total)` is called from the caller's thread."""
@@ -33,8 +36,10 @@ class Pipeline:
         self.model = model
         self.metrics = metrics or Metrics()
         self.decoded = 0
+        self.latency: Latency | None = None  # arrival → encoded, with its parts, once running
 
     def run(self, progress: Callable[[int, int | None], None] | None = None) -> ProcessResult:
+        self._began = time.perf_counter()
         stages = Stages()
         helpers = contextlib.ExitStack()
         try:
@@ -42,7 +47,7 @@ class Pipeline:
         except BaseException:
             helpers.close()
             raise
-        latency = Latency()
+        latency = self.latency = parts.latency
         started = time.perf_counter()
         interrupted = False
         try:
@@ -128,11 +133,16 @@ class Pipeline:
         def feed():
             """Number the frames that survived the drop policy, so the muxer sees no gap."""
             index = 0
-            while (item := drops.get()) is not END:
+            ready = getattr(transport, "ready", None)  # live, in process: the model takes the newest frame
+            while True:
+                if ready is not None:
+                    ready()
+                if (item := drops.get()) is END:
+                    break
                 frame, arrived = item
                 metrics.stage_seconds.labels("queue").observe(time.monotonic() - arrived)
                 latency.arrived(index, arrived)
-                transport.send(Frame(index, frame.pts, frame.time_base, frame.image))
+                transport.send(frame.numbered(index))
                 index += 1
             transport.close()
 
@@ -140,6 +150,8 @@ class Pipeline:
             for rendered in transport.results():
                 with metrics.timed("encode"):
                     count = muxer.push(rendered)
+                if count and not written[0]:
+                    log.info("first frame encoded %.2f s after the job started", time.perf_counter() - self._began)
                 written[0] += count
                 metrics.wrote(count)
                 latency.written(rendered.index)

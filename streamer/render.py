@@ -37,6 +37,7 @@ class RenderStage:
         self.detections = detections or effect.track
         self.metrics = metrics or Metrics()
         self._draw = effect_function(effect.name)
+        self.reads_pixels = getattr(model, "reads_pixels", True)  # False: the model needs the frames' size only
         self._deferred = effect.track and effect.name in TRACK_COLOURED
         self._first_calls = 2
 
@@ -45,7 +46,10 @@ class RenderStage:
 
     def predict(self, frames: Sequence[Frame]) -> list[Prediction]:
         """One model call for the batch; the model may run on another thread than `render`."""
-        images = np.stack([frame.image for frame in frames])
+        if self.reads_pixels:
+            images = np.stack([frame.image for frame in frames])
+        else:  # a model that needs the frames' size only (identity): no pixels are made for it
+            images = np.broadcast_to(np.zeros((1, 1, 1, 3), np.uint8), (len(frames), *frames[0].shape))
         # a model's first calls build its graph, when TensorFlow logs device lines (cuInit) from C++
         quiet = native_logs_hidden() if self._first_calls > 0 else contextlib.nullcontext()
         self._first_calls -= 1
@@ -61,10 +65,23 @@ class RenderStage:
 
     def render(self, frame: Frame, prediction: Prediction) -> Rendered:
         prediction = selected(prediction, self.effect)
-        if self._deferred:
-            image = frame.image
-        else:
-            with self.metrics.timed("render"):
-                image = self._draw(frame.image, prediction, self.effect)
         found = record(prediction, self.effect.class_names) if self.detections else None
+        if self._deferred or _leaves_unchanged(self.effect.name, prediction):
+            return frame.unchanged(found)  # the decoded picture goes to the encoder as it came
+        with self.metrics.timed("render"):
+            image = self._draw(frame.image, prediction, self.effect)
+        if image is frame.image:
+            return frame.unchanged(found)
         return Rendered(frame.index, frame.pts, frame.time_base, image, found)
+
+
+def _leaves_unchanged(effect: str, prediction: Prediction) -> bool:
+    """Whether the effect would return the frame as it is (overlay or instances with nothing found), so its
+    pixels need not be read at all."""
+    if effect == "instances":
+        return prediction.masks is None or prediction.masks.shape[-1] == 0
+    if effect == "overlay" and prediction.semantic is not None:
+        return not prediction.semantic.any()  # class 0 is the background
+    if effect == "overlay" and prediction.masks is not None:
+        return not prediction.foreground().any()
+    return False

@@ -1,4 +1,5 @@
-"""Video sinks: encode RGB frames (and copy or re-encode audio) into a file with PyAV.
+"""Video sinks: encode frames (RGB images, or decoded pictures passed through untouched) and copy or re-encode
+audio into a file with PyAV.
 
 A file or bucket target is written under a temporary name and published only when complete
 (streamer.publish), so a crash never leaves a file that looks finished.
@@ -178,6 +179,8 @@ class VideoSink:
         self.frames = 0
         self.audio_copied: bool | None = None
         self._last_pts: int | None = None
+        self._reformatter = av.video.reformatter.VideoReformatter()  # keeps its swscale context between frames
+        self._i420: np.ndarray | None = None  # the reused buffer of the RGB → I420 conversion
         self.audio_dropped = 0  # damaged input audio packets the container refused
         self._shift = Fraction(0)  # seconds added to every timestamp when the first frame's is negative
         self._container = None
@@ -233,6 +236,9 @@ class VideoSink:
         stream.width, stream.height, stream.pix_fmt = width, height, self.pix_fmt
         stream.codec_context.time_base = time_base
         stream.codec_context.thread_count = encode.threads
+        # frame threads, as the ffmpeg command uses (x264: 1.5 per core, no slices); a live output (zerolatency)
+        # keeps slice threads, which hold no frames back
+        stream.codec_context.thread_type = "SLICE" if encode.tune == "zerolatency" else "AUTO"
         options = {}
         if name in X26X:
             options = {"crf": str(encode.crf), "preset": encode.preset}
@@ -288,23 +294,40 @@ class VideoSink:
         )
         return stream
 
-    def write(self, image: np.ndarray, pts: int, time_base: Fraction) -> None:
-        """Encode one RGB frame at its original timestamp (a timestamp not after the last one is moved just
-        after it: encoders and muxers need them strictly increasing)."""
-        if image.shape[1] != self.width or image.shape[0] != self.height:
-            image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+    def write(self, image: np.ndarray | av.VideoFrame, pts: int, time_base: Fraction) -> None:
+        """Encode one frame at its original timestamp (a timestamp not after the last one is moved just after it:
+        encoders and muxers need them strictly increasing). `image`: RGB pixels, or a decoded picture whose
+        pixels pass unchanged (encoded as it is when it has the output's size and format)."""
         if self._last_pts is None and pts < 0:  # players cut what comes before 0: start there, audio alike
             self._shift = Fraction(-pts) * Fraction(time_base)
         pts += round(self._shift / Fraction(time_base)) if self._shift else 0
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
         self._last_pts = pts
-        even = image.shape[0] % 2 == 0 and image.shape[1] % 2 == 0
-        rgb = self.pix_fmt != "yuv420p" or not even
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24") if rgb else _i420_frame(image)
+        frame = self._passed(image) if isinstance(image, av.VideoFrame) else self._converted(image)
         frame.pts, frame.time_base = pts, time_base
         self._guarded(lambda: self._container.mux(self.video.encode(frame)))
         self.frames += 1
+
+    def _passed(self, picture: av.VideoFrame) -> av.VideoFrame:
+        """A decoded picture as the encoder takes it: itself, or scaled and converted by swscale."""
+        if picture.width != self.width or picture.height != self.height or picture.format.name != self.pix_fmt:
+            picture = self._reformatter.reformat(picture, self.width, self.height, self.pix_fmt, interpolation="AREA")
+        picture.pict_type = av.video.frame.PictureType.NONE  # the input's keyframes do not force the output's
+        return picture
+
+    def _converted(self, image: np.ndarray) -> av.VideoFrame:
+        """An RGB image as a frame: OpenCV converts an even-sized one to 4:2:0 (BT.601, limited range, as swscale
+        does) into a reused buffer, several times faster than the encoder's own RGB conversion."""
+        if image.shape[1] != self.width or image.shape[0] != self.height:
+            image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        height, width = image.shape[:2]
+        if self.pix_fmt != "yuv420p" or height % 2 or width % 2:
+            return av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        if self._i420 is None or self._i420.shape != (height * 3 // 2, width):
+            self._i420 = np.empty((height * 3 // 2, width), np.uint8)
+        cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420, dst=self._i420)
+        return av.VideoFrame.from_ndarray(self._i420, format="yuv420p")  # copied into the frame's own buffer
 
     def write_audio(self, packet: av.Packet) -> None:
         if self.audio is None:
@@ -491,9 +514,3 @@ def _pixel_format(requested: str | None, codec, width: int, height: int) -> str:
             f"--codec {codec.name} needs an even width and height for yuv420p ({width}x{height}); use --scale"
         )
     return requested
-
-
-def _i420_frame(image: np.ndarray) -> av.VideoFrame:
-    """An even-sized RGB image as a 4:2:0 frame. OpenCV converts (BT.601, limited range, as swscale
-    does) several times faster than the encoder's own RGB conversion."""
-    return av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420), format="yuv420p")

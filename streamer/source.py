@@ -1,4 +1,4 @@
-"""Video sources: decode anything FFmpeg reads into numbered RGB frames, with PyAV."""
+"""Video sources: decode anything FFmpeg reads into numbered frames (RGB on demand), with PyAV."""
 
 from __future__ import annotations
 
@@ -254,8 +254,8 @@ class VideoSource:
                         if slot is not None and seconds < slot - 1e-6:
                             continue
                         slot = seconds + gap if slot is None else max(slot + gap, seconds)
-                    image = decoded.to_ndarray(format="rgb24")
-                    yield Frame(index, pts - shift, time_base, image)
+                    # the decoded picture travels as it is: RGB is made only if a model or an effect reads it
+                    yield Frame(index, pts - shift, time_base, decoded=decoded)
                     index += 1
             self._check_complete(decoded_count, last_pts, time_base, step)
         except (av.error.FFmpegError, OSError, ValueError, EOFError) as error:

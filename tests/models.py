@@ -99,3 +99,20 @@ class TwoInstances:
 
 def two_instances(config) -> TwoInstances:
     return TwoInstances()
+
+
+class LeftHalfWhenBright(LeftHalf):
+    """Marks the left half of a frame only when that half is bright (mean > 120), else finds nothing: a job's
+    frames are partly changed by the effect and partly left as they are."""
+
+    name = "left-half-when-bright"
+
+    def predict(self, frames: np.ndarray) -> list[Prediction]:
+        found = super().predict(frames)[0]
+        empty = Prediction(semantic=np.zeros(frames.shape[1:3], np.uint8))
+        half = frames.shape[2] // 2
+        return [found if frame[:, :half].mean() > 120 else empty for frame in frames]
+
+
+def left_half_when_bright(config) -> LeftHalfWhenBright:
+    return LeftHalfWhenBright()

@@ -9,6 +9,7 @@ from streamer.prediction import Prediction
 
 class IdentityModel:
     name = "identity"
+    reads_pixels = False  # only the frames' size: the render stage hands it no converted pixels
 
     def predict(self, frames: np.ndarray) -> list[Prediction]:
         empty = np.zeros(frames.shape[1:3], dtype=np.uint8)

@@ -16,12 +16,50 @@ from streamer.errors import StreamerError
 from streamer.progress import native_logs_hidden
 from streamer.secrets import install_log_filter, redact
 
+# Every command: the module that builds its parser and runs it, and its line in `streamer --help`. Only the
+# command being run is imported (the others' modules pull in PyAV, Redis, rich … that it may not need).
+COMMANDS = {
+    "process": ("process", "segment a video file and render the result"),
+    "batch": ("batch", "process many videos (local or s3://, gs://, az:// globs) into DEST"),
+    "worker": ("worker", "serve a model to jobs over Redis until stopped (SIGTERM drains)"),
+    "submit": ("submit", "queue a job for the workers; prints its id"),
+    "status": ("status", "show jobs, workers and stream backlogs"),
+    "cancel": ("status", "cancel a job"),
+    "serve": ("serve", "status page, JSON API, /healthz, /readyz and /metrics of the jobs, workers and backlogs"),
+    "sample": (
+        "sample",
+        "render a synthetic video: road (a drive with lane marks) or shapes (moving, overlapping squares, circles, "
+        "triangles)",
+    ),
+    "train": ("train", "train a model: unet (road segmentation) or maskrcnn (instance segmentation)"),
+    "evaluate": ("evaluate", "measure a model: unet (IoU on roads) or maskrcnn (mAP on masks)"),
+    "inspect": ("inspect", "pictures of a model's stages on one image or video frame (DIR/index.html)"),
+    "export": ("export", "write a model as a TensorFlow SavedModel, ONNX or TFLite file"),
+}
+_VALUED = ("--log-format", "--log-level")  # options before the command that take a value
 
-def build_parser() -> argparse.ArgumentParser:
-    from streamer.cli import batch, evaluate, export, inspect, process, sample, serve, status, submit, train, worker
 
+def command_of(argv: list[str]) -> str | None:
+    """The command named on the command line (`streamer -v status …` → status); "" when only options are
+    given (`--help`, `--version`); None when that cannot be told without the full parser."""
+    for position, word in enumerate(argv):
+        if word in COMMANDS:
+            previous = argv[position - 1] if position else ""
+            if not (previous.startswith("--log") and "=" not in previous):
+                return word
+        if not word.startswith("-") and not (position and argv[position - 1] in _VALUED):
+            return None  # a word that is no command (a typo): argparse names the choices
+    return ""
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `argv`, only the command it names is built in full (the others are listed in
+    --help by name and help line), so a command imports nothing another command needs."""
+    import importlib
+
+    wanted = None if argv is None else command_of(argv)
     parser = argparse.ArgumentParser(prog="streamer", description="Video segmentation service.")
-    parser.add_argument("--version", action="version", version=f"streamer {_version()}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     parser.add_argument(
         "--log-format",
         choices=("text", "json"),
@@ -30,8 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_logging_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (process, batch, worker, submit, status, serve, sample, train, evaluate, inspect, export):
-        module.add_parser(commands)
+    built = set()
+    for name, (module, help) in COMMANDS.items():
+        if wanted is None or COMMANDS.get(wanted, (None,))[0] == module:
+            if module not in built:
+                importlib.import_module(f"streamer.cli.{module}").add_parser(commands)
+                built.add(module)
+        else:
+            commands.add_parser(name, help=help)
     for command in commands.choices.values():  # also accepted after the command: `streamer process -v …`
         command.add_argument(
             "--log-format", choices=("text", "json"), default=argparse.SUPPRESS, help=argparse.SUPPRESS
@@ -90,6 +134,14 @@ def apply_verbosity(args: argparse.Namespace) -> None:
     progress.LOG_FORMAT = args.log_format
 
 
+class _Version(argparse.Action):
+    """--version, read when asked for (PyAV is not imported to build the parser)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"streamer {_version()}")
+        parser.exit()
+
+
 def _version() -> str:
     """The installed package's version, with the FFmpeg that PyAV reads and writes with."""
     from importlib.metadata import PackageNotFoundError, version
@@ -112,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         # Ctrl-C must work even when started from a shell that ignores SIGINT (background jobs, CI)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    args = parse(build_parser(), argv)
+    args = parse(build_parser(sys.argv[1:] if argv is None else argv), argv)
     configure_logging(args.log_format)
     apply_verbosity(args)
     try:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from typing import TYPE_CHECKING
 
-from streamer.distributed.connection import RedisConfig
-from streamer.distributed.messages import CODECS
-from streamer.effects import EFFECTS, EffectConfig
 from streamer.errors import StreamerError
-from streamer.models import ModelConfig, read_settings_file
+
+if TYPE_CHECKING:  # imported where used: a command's parser is built without OpenCV, NumPy or Redis
+    from streamer.distributed.connection import RedisConfig
+    from streamer.effects import EffectConfig
+    from streamer.models import ModelConfig
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +38,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--device", help="TensorFlow device such as /GPU:0 (default: automatic)")
     group.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")
+    add_precision_argument(group)
     add_gpu_memory_argument(group)
     add_runtime_argument(group)
     add_model_settings_arguments(group)
@@ -47,6 +50,16 @@ def add_runtime_argument(group) -> None:
         choices=("tf", "onnx", "openvino"),
         default="tf",
         help="semantic models (unet, semantic): TensorFlow (default), ONNX Runtime or OpenVINO",
+    )
+
+
+def add_precision_argument(group) -> None:
+    group.add_argument(
+        "--precision",
+        choices=("auto", "f32", "bf16"),
+        default="auto",
+        help="unet on the CPU: bf16 computes in bfloat16 (CPUs with avx512_bf16/amx_bf16); auto (default): "
+        "bf16 where it is faster and its masks agree with f32's, else f32",
     )
 
 
@@ -119,6 +132,8 @@ def parse_class_names(text: str | None) -> tuple[str, ...] | None:
 
 def model_settings(args: argparse.Namespace) -> dict:
     """ModelConfig's config_file, settings and class_names from --config, --set and --class-names."""
+    from streamer.models import read_settings_file
+
     config_file = getattr(args, "model_config_file", None)
     if config_file:
         read_settings_file(config_file)  # a bad file fails here, before anything starts
@@ -131,6 +146,8 @@ def model_settings(args: argparse.Namespace) -> dict:
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
     """The ModelConfig of add_model_arguments' options (--parallel-batches goes to ProcessConfig)."""
+    from streamer.models import ModelConfig
+
     if args.parallel_batches < 1:
         raise StreamerError(f"--parallel-batches {args.parallel_batches}: must be at least 1")
     return ModelConfig(
@@ -140,6 +157,7 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
         threshold=args.threshold,
         device=args.device,
         mixed_precision=args.mixed_precision,
+        precision=getattr(args, "precision", "auto"),
         gpu_memory_limit=getattr(args, "gpu_memory_limit", None),
         runtime=getattr(args, "runtime", "tf"),
         **model_settings(args),
@@ -148,6 +166,8 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
 
 def add_effect_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """--effect, --color, --alpha, --classes; returns the group for a command's own effect options."""
+    from streamer.effects import EFFECTS
+
     group = parser.add_argument_group("effect")
     group.add_argument("--effect", default="overlay", help=f"one of {', '.join(EFFECTS)} (default: overlay)")
     group.add_argument("--color", default="255,0,255", help="overlay colour R,G,B (default: 255,0,255)")
@@ -163,6 +183,8 @@ def add_effect_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
 
 
 def effect_config(args: argparse.Namespace) -> EffectConfig:
+    from streamer.effects import EffectConfig
+
     if not 0.0 <= args.alpha <= 1.0:
         raise StreamerError(f"--alpha {args.alpha}: must be between 0 and 1")
     classes = tuple(name.strip() for name in args.classes.split(",")) if args.classes else None
@@ -202,6 +224,8 @@ def add_redis_arguments(parser: argparse.ArgumentParser, required: bool) -> None
 
 
 def add_frame_arguments(parser: argparse.ArgumentParser) -> None:
+    from streamer.distributed.messages import CODECS
+
     group = parser.add_argument_group("frames over redis")
     group.add_argument("--frame-codec", default="raw", help=f"{' | '.join(CODECS)} (default: raw, lossless)")
     group.add_argument("--quality", type=int, default=90, help="jpeg/webp quality (default: 90)")
@@ -210,12 +234,16 @@ def add_frame_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def redis_config(args: argparse.Namespace) -> RedisConfig | None:
+    from streamer.distributed.connection import RedisConfig
+
     if not args.redis:
         return None
     return RedisConfig(url=args.redis, namespace=args.namespace, grace=args.grace)
 
 
 def check_frame_codec(codec: str) -> str:
+    from streamer.distributed.messages import CODECS
+
     if codec not in CODECS:
         raise StreamerError(f"--frame-codec {codec}: choose one of {', '.join(CODECS)}")
     return codec

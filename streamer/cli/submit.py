@@ -16,7 +16,6 @@ from streamer.cli.common import (
 from streamer.distributed.connection import connect
 from streamer.distributed.jobs import JobSpec, new_job_id
 from streamer.distributed.messages import CODECS
-from streamer.distributed.runner import submit
 from streamer.effects import effect_function
 from streamer.models import ModelConfig
 
@@ -59,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         frame_codec=args.frame_codec,
         quality=args.quality,
     )
+    from streamer.distributed.runner import submit  # brings the pipeline (PyAV): only when submitting
+
     job = new_job_id()
     submit(connect(config), config, job, spec, args.input, args.output, args.overwrite, model.batch_size)
     print(job)

@@ -8,17 +8,32 @@ from collections.abc import Iterator
 
 from streamer.frames import Frame, Rendered
 from streamer.render import RenderStage
-from streamer.stages import END, Stages
+from streamer.stages import END, Stages, Stopped
 
 
 class MemoryTransport:
     """source frames → [batch → predict] → [render] → rendered frames, bounded all the way.
 
     `parallel` threads call the model, each on its own batch, so one batch's resizing and mask
-    pasting overlap another's inference; batches may finish out of order (the muxer reorders)."""
+    pasting overlap another's inference; batches may finish out of order (the muxer reorders).
 
-    def __init__(self, stages: Stages, stage: RenderStage, batch: int, depth: int = 32, parallel: int = 1):
-        self._stages, self._stage, self._batch = stages, stage, max(1, batch)
+    `handoff` (live inputs): one frame per model call, and `ready()` holds the sender until a model thread
+    is free, so the frame sent is the newest one and starts at once. `latency` (a `streamer.live.Latency`)
+    gets the moments each frame starts and ends inference and is rendered."""
+
+    def __init__(
+        self,
+        stages: Stages,
+        stage: RenderStage,
+        batch: int,
+        depth: int = 32,
+        parallel: int = 1,
+        handoff: bool = False,
+        latency=None,
+    ):
+        self._stages, self._stage, self._batch = stages, stage, 1 if handoff else max(1, batch)
+        self._free = threading.Semaphore(0) if handoff else None
+        self._latency = latency
         self._frames: queue.Queue = queue.Queue(maxsize=max(depth, self._batch))
         self._predicted: queue.Queue = queue.Queue(maxsize=2)
         self._rendered: queue.Queue = queue.Queue(maxsize=depth)
@@ -28,7 +43,15 @@ class MemoryTransport:
             stages.spawn("infer", self._infer)
         stages.spawn("render", self._render)
 
+    def ready(self) -> None:
+        """With handoff: wait until a model thread is free to take the next frame at once."""
+        while self._free is not None and not self._free.acquire(timeout=0.1):
+            if self._stages.stop.is_set():
+                raise Stopped
+
     def send(self, frame: Frame) -> None:
+        if self._stage.reads_pixels:
+            frame.image  # noqa: B018  converted to RGB here, on the feeding thread: the model's threads only predict
         self._stages.put(self._frames, frame)
 
     def close(self) -> None:
@@ -49,8 +72,15 @@ class MemoryTransport:
         """Nothing outlives an in-process job."""
 
     def _infer(self) -> None:
-        while frames := self._stages.take(self._frames, self._batch):
-            self._stages.put(self._predicted, (frames, self._stage.predict(frames)))
+        while True:
+            if self._free is not None:
+                self._free.release()
+            if not (frames := self._stages.take(self._frames, self._batch)):
+                break
+            self._mark(frames, "inferring")
+            predictions = self._stage.predict(frames)
+            self._mark(frames, "inferred")
+            self._stages.put(self._predicted, (frames, predictions))
             if len(frames) < self._batch:
                 break
         self._stages.put(self._frames, END)  # the other model threads end on it too
@@ -63,5 +93,11 @@ class MemoryTransport:
     def _render(self) -> None:
         while (item := self._stages.get(self._predicted)) is not END:
             for frame, prediction in zip(*item):
-                self._stages.put(self._rendered, self._stage.render(frame, prediction))
+                rendered = self._stage.render(frame, prediction)
+                self._mark((frame,), "rendered")
+                self._stages.put(self._rendered, rendered)
         self._stages.put(self._rendered, END)
+
+    def _mark(self, frames, stage: str) -> None:
+        if self._latency is not None:
+            self._latency.mark(frames, stage)

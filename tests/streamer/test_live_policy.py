@@ -22,9 +22,10 @@ def test_a_file_keeps_the_queue_depth_and_drops_nothing():
 
 
 @pytest.mark.parametrize("drop", ["oldest", "newest", "none"])
-def test_a_live_input_holds_two_batches_and_drops_by_its_policy(drop):
+def test_a_live_input_is_latency_first_and_drops_by_its_policy(drop):
+    """One frame per model call, one call at a time, one frame waiting for the model at most."""
     policy = LivePolicy.decide(True, LiveConfig(drop=drop), batch_size=4, queue_frames=48)
-    assert policy == LivePolicy(live=True, drop=drop, depth=8)
+    assert policy == LivePolicy(live=True, drop=drop, depth=1, batch=1, parallel=1, handoff=True)
 
 
 def test_a_file_is_encoded_as_asked():
@@ -167,3 +168,38 @@ def test_latency_is_measured_from_arrival_to_writing():
     latency.written(7)  # never arrived: no sample
     assert latency.percentile(0) == pytest.approx(0.1, abs=0.05)
     assert latency.percentile(100) == pytest.approx(0.5, abs=0.05)
+
+
+class Stamped:
+    def __init__(self, index):
+        self.index = index
+
+
+def test_latency_parts_add_up_to_the_whole():
+    latency = Latency()
+    assert latency.parts() == {}
+    for index in range(4):
+        latency.arrived(index, time.monotonic())
+        time.sleep(0.01)
+        latency.mark([Stamped(index)], "inferring")
+        time.sleep(0.03)
+        latency.mark([Stamped(index)], "inferred")
+        latency.mark([Stamped(index)], "rendered")
+        time.sleep(0.02)
+        latency.written(index)
+    parts = latency.parts()
+    assert set(parts) == {"total", "queue", "inference", "render", "encode"}
+    assert parts["inference"]["p50"] == pytest.approx(0.03, abs=0.02)
+    assert parts["queue"]["p50"] < parts["inference"]["p50"]
+    assert parts["render"]["p95"] < 0.01
+    assert parts["encode"]["p50"] == pytest.approx(0.02, abs=0.015)
+    total = sum(parts[part]["p50"] for part in ("queue", "inference", "render", "encode"))
+    assert parts["total"]["p50"] == pytest.approx(total, abs=0.02)
+
+
+def test_latency_without_marks_has_only_the_whole():
+    """A transport that marks nothing (Redis) still gives arrival → encoded."""
+    latency = Latency()
+    latency.arrived(0, time.monotonic() - 0.2)
+    latency.written(0)
+    assert set(latency.parts()) == {"total"}
