@@ -51,6 +51,7 @@ class ModelConfig:
     batch_size: int = 4
     threshold: float | None = None  # None: the model's own default
     mixed_precision: bool = False  # float16 compute, float32 variables (fast on GPUs; works on any device)
+    precision: str = "auto"  # auto | f32 | bf16 (bfloat16 on CPUs with it); auto: bf16 where faster and agreeing
     device: str | None = None  # e.g. "/GPU:0" or "/CPU:0"; None lets TensorFlow place ops
     runtime: str = "tf"  # semantic models: tf | onnx | openvino
     gpu_memory_limit: int | None = None  # MB of each GPU this process may take; None: memory growth (as needed)
@@ -63,6 +64,8 @@ class ModelConfig:
         check_model_name(self.name)
         if self.batch_size < 1:
             raise StreamerError(f"--batch {self.batch_size}: must be at least 1")
+        if self.precision not in ("auto", "f32", "bf16"):
+            raise StreamerError(f"--precision {self.precision}: choose one of auto, f32, bf16")
         if self.gpu_memory_limit is not None and self.gpu_memory_limit < 1:
             raise StreamerError(f"--gpu-memory-limit {self.gpu_memory_limit}: give megabytes, at least 1")
         if self.class_names is not None:
@@ -158,13 +161,20 @@ def check_model_effect(name: str, effect, config: ModelConfig | None = None) -> 
 
 
 def load_model(config: ModelConfig) -> Model:
+    import logging
+    import time
+
     from streamer.progress import native_logs_hidden
 
     path = FACTORIES.get(config.name, config.name)
     module_name, _, attr = path.partition(":")
+    log, started = logging.getLogger(__name__), time.perf_counter()
+    log.info("loading model %s", config.name)
     with native_logs_hidden():  # TensorFlow's C++ start-up lines, written as it is imported and builds
         try:
             factory = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as error:
             raise StreamerError(f"model {config.name!r}: cannot import {path} ({error})") from None
-        return factory(config)
+        model = factory(config)
+    log.info("model %s loaded in %.2f s", config.name, time.perf_counter() - started)
+    return model

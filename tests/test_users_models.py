@@ -347,3 +347,19 @@ def test_a_resnet50_file_is_not_loaded_into_a_resnet101_model(tmp_path):
     assert "res4g_branch2a" in message and "(102 layers in all)" in message and "BACKBONE=resnet50" in message
     np.testing.assert_array_equal(model.layers_by_name()["res4g_branch2a"].kernel.numpy(), before)  # nothing loaded
     assert saved_settings(path).BACKBONE == "resnet50"  # read from the file, it is built right in the first place
+
+
+def test_precision_travels_to_spawned_workers():
+    from streamer.cli import build_parser
+    from streamer.cli.common import model_config
+    from streamer.distributed.connection import RedisConfig
+    from streamer.distributed.spawn import worker_command
+
+    parser = build_parser()
+    model = model_config(parser.parse_args(["process", "in.mp4", "--model", "unet", "--precision", "f32"]))
+    command = worker_command(model, RedisConfig(url="redis://localhost:1/0"))
+    assert command[command.index("--precision") + 1] == "f32"
+    worker = parser.parse_args(command[command.index("worker") :] + ["--redis", "redis://localhost:1/0"])
+    assert worker.precision == "f32"
+    default = worker_command(model_config(parser.parse_args(["process", "in.mp4"])), RedisConfig())
+    assert "--precision" not in default

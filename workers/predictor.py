@@ -13,12 +13,15 @@ for exactly `config.batch_size` frames. The base class
   compiled graph serves a whole video; the answers for the padding are dropped;
 * builds and runs the model on the configured device;
 * builds it under Keras' global mixed_float16 policy when `mixed_precision` is set (float16 compute,
-  float32 variables), on any device; the previous policy is restored afterwards.
+  float32 variables), on any device; the previous policy is restored afterwards;
+* checks `precision` (auto | f32 | bf16): bf16 needs a package that offers it (`precisions`) and, on the CPU,
+  bfloat16 instructions (avx512_bf16 or amx_bf16); `fast_bf16()` says whether "auto" should try it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Iterator
@@ -34,19 +37,59 @@ from streamer.prediction import Prediction
 # never picks up the float16 policy another thread set for its own model.
 _BUILDING = threading.Lock()
 log = logging.getLogger(__name__)
+PRECISIONS = ("auto", "f32", "bf16")
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs with bfloat16 instructions
+# CPUs where "auto" tries bfloat16: those with AMX, whose tile units are built for it. With AVX512_BF16 alone
+# the demo U-Net measured slower in bfloat16 than in float32 (benchmarks/unet.py: TensorFlow ~0.9x, OpenVINO
+# ~0.85x), so there "auto" stays float32 and bf16 is what --precision bf16 asks for.
+FAST_BF16_FLAGS = ("amx_bf16",)
 
 
 class Predictor:
     """Frame checks, batching with padding, device placement and mixed precision for a model package."""
 
     name = ""
+    precisions: tuple[str, ...] = ("f32",)  # what --precision may ask of this package besides auto
 
     def __init__(self, config: ModelConfig, default_threshold: float) -> None:
-        configure_gpus(config.gpu_memory_limit)
+        self.gpus = configure_gpus(config.gpu_memory_limit)
         threshold = default_threshold if config.threshold is None else config.threshold
         if not 0.0 <= threshold <= 1.0:
             raise StreamerError(f"threshold {threshold}: must be between 0 and 1")
         self.config = replace(config, threshold=float(threshold), device=check_device(config.device))
+        self.check_precision()
+
+    def on_cpu(self) -> bool:
+        """Whether the model runs on the CPU: a CPU device is configured, or TensorFlow sees no GPU."""
+        device = (self.config.device or "").upper()
+        return "CPU" in device if device else not self.gpus
+
+    def check_precision(self) -> None:
+        """A StreamerError for a --precision this package or this CPU cannot give."""
+        precision = self.config.precision
+        if precision not in PRECISIONS:
+            raise StreamerError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
+        if precision != "bf16":
+            return
+        if self.config.mixed_precision:
+            raise StreamerError("--precision bf16 and --mixed-precision (float16): choose one")
+        if "bf16" not in self.precisions:
+            raise StreamerError(f"--precision bf16: the {self.name} model computes in f32 only; use --precision f32")
+        if self.on_cpu() and bf16_cpu() is None:
+            raise StreamerError(
+                "--precision bf16: this CPU has no bfloat16 instructions (avx512_bf16 or amx_bf16); "
+                "use --precision f32 (or auto)"
+            )
+
+    def fast_bf16(self) -> bool:
+        """Whether --precision auto should try bfloat16: on a CPU whose bfloat16 is faster than its float32."""
+        return (
+            self.config.precision == "auto"
+            and "bf16" in self.precisions
+            and not self.config.mixed_precision
+            and self.on_cpu()
+            and bf16_cpu() in FAST_BF16_FLAGS
+        )
 
     @property
     def threshold(self) -> float:
@@ -72,16 +115,18 @@ class Predictor:
         raise NotImplementedError
 
     @contextlib.contextmanager
-    def building(self) -> Iterator[None]:
-        """Build the model in here: on the configured device, under the mixed_float16 policy when asked."""
+    def building(self, policy: str | None = None) -> Iterator[None]:
+        """Build the model in here: on the configured device, under Keras' `policy` (e.g. mixed_bfloat16),
+        or mixed_float16 when mixed precision is asked for."""
         import keras
 
+        policy = policy or ("mixed_float16" if self.config.mixed_precision else None)
         with _BUILDING, self.on_device():
-            if not self.config.mixed_precision:
+            if not policy:
                 yield
                 return
             previous = keras.config.dtype_policy()
-            keras.config.set_dtype_policy("mixed_float16")
+            keras.config.set_dtype_policy(policy)
             try:
                 yield
             finally:
@@ -113,6 +158,25 @@ def configure_gpus(memory_limit_mb: int | None = None) -> list:
         except (RuntimeError, ValueError) as error:  # already initialised by an earlier model of this process
             log.debug("GPU %s keeps its memory settings: %s", gpu.name, error)
     return gpus
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux); empty where that cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as file:
+            for line in file.read(1 << 20).splitlines():  # the first CPU's block is enough
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def bf16_cpu() -> str | None:
+    """The CPU's bfloat16 instruction set (amx_bf16 or avx512_bf16), or None when it has none."""
+    flags = cpu_flags()
+    return next((flag for flag in BF16_FLAGS if flag in flags), None)
 
 
 def check_frames(frames) -> np.ndarray:

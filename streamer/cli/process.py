@@ -227,7 +227,8 @@ def run(args: argparse.Namespace) -> int:
     health = HealthServer(metrics, args.metrics_port) if args.metrics_port else None
     try:
         with ProgressBar("processing", enabled=not (args.quiet or args.json)) as progress:
-            result = Pipeline(config, metrics=metrics).run(progress)
+            pipeline = Pipeline(config, metrics=metrics)
+            result = pipeline.run(progress)
     finally:
         if health:
             health.close()
@@ -251,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
                 gaps=result.gaps,
                 latency_p50=result.latency_p50,
                 latency_p95=result.latency_p95,
+                latency_parts=pipeline.latency.parts() if pipeline.latency else {},
             )
         print(json.dumps(summary))
     if result.live:

@@ -10,6 +10,7 @@ import threading
 from streamer.cli.common import (
     add_gpu_memory_argument,
     add_model_settings_arguments,
+    add_precision_argument,
     add_redis_arguments,
     add_runtime_argument,
     model_settings,
@@ -33,6 +34,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
     parser.add_argument("--device", help="TensorFlow device such as /GPU:0")
     parser.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")
+    add_precision_argument(parser)
     add_gpu_memory_argument(parser)
     add_runtime_argument(parser)
     add_model_settings_arguments(parser)
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch,
             device=args.device,
             mixed_precision=args.mixed_precision,
+            precision=args.precision,
             gpu_memory_limit=args.gpu_memory_limit,
             runtime=args.runtime,
             **model_settings(args),

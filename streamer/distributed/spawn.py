@@ -38,6 +38,8 @@ def worker_command(model: ModelConfig, redis: RedisConfig) -> list[str]:
         command += ["--mixed-precision"]
     if model.runtime != "tf":
         command += ["--runtime", model.runtime]
+    if model.precision != "auto":
+        command += ["--precision", model.precision]
     if model.gpu_memory_limit:
         command += ["--gpu-memory-limit", str(model.gpu_memory_limit)]
     if model.config_file:

@@ -7,13 +7,14 @@ one per class). Inputs are frames scaled to [0, 1], NHWC or (ONNX) NCHW.
 
 Runtimes: "tf" (Keras or TensorFlow; a TFLite file on tf.lite.Interpreter), "onnx" (ONNX Runtime; Keras and
 SavedModel files are converted with tf2onnx first; `pip install "streamer[onnx]"`) and "openvino" (OpenVINO at
-float32 precision, from ONNX; `pip install "streamer[openvino]"`).
+float32 precision, or bfloat16 through `recompile("bf16")`, from ONNX; `pip install "streamer[openvino]"`).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class SemanticModel:
     keras_model: object | None = None
     tf_call: Callable | None = None
     run: Callable[[np.ndarray], np.ndarray] | None = None
+    recompile: Callable[[str], Callable[[np.ndarray], np.ndarray]] | None = None  # OpenVINO: precision → a new run
 
 
 def file_format(path: Path) -> str:
@@ -252,15 +254,17 @@ def _on_onnx_runtime(path: Path, kind: str, runtime: str, onnx_bytes: bytes) -> 
             with open(file, "wb") as f:
                 f.write(onnx_bytes)
             try:
-                compiled = core.compile_model(core.read_model(file), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+                network = core.read_model(file)
+                call = _openvino_call(core, network, "f32")
             except Exception as error:
                 raise StreamerError(f"weights {path}: OpenVINO cannot read it ({_reason(error)})") from None
-        input_shape = [d.get_length() if d.is_static else None for d in compiled.inputs[0].get_partial_shape()]
-        output_shape = [d.get_length() if d.is_static else None for d in compiled.outputs[0].get_partial_shape()]
+        input_shape = [d.get_length() if d.is_static else None for d in network.inputs[0].get_partial_shape()]
+        output_shape = [d.get_length() if d.is_static else None for d in network.outputs[0].get_partial_shape()]
 
-        def call(x):
-            return compiled(x)[compiled.outputs[0]]
+        def recompile(precision: str):
+            return _wrap(_openvino_call(core, network, precision))
     else:
+        recompile = None
         try:
             import onnxruntime
         except ImportError:
@@ -288,9 +292,28 @@ def _on_onnx_runtime(path: Path, kind: str, runtime: str, onnx_bytes: bytes) -> 
     channels_first = len(dims) == 4 and dims[1] in (1, 3) and dims[3] not in (1, 3)
     size, channels, classes = check_shapes(path, dims, output_shape, channels_first)
 
-    def run(x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2) if channels_first else x, dtype=np.float32)
-        out = np.asarray(call(x), dtype=np.float32)
-        return out.transpose(0, 2, 3, 1) if channels_first else out
+    def _wrap(call):
+        def run(x: np.ndarray) -> np.ndarray:
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2) if channels_first else x, dtype=np.float32)
+            out = np.asarray(call(x), dtype=np.float32)
+            return out.transpose(0, 2, 3, 1) if channels_first else out
 
-    return SemanticModel(path, kind, runtime, size, channels, classes, run=run)
+        return run
+
+    return SemanticModel(path, kind, runtime, size, channels, classes, run=_wrap(call), recompile=recompile)
+
+
+def _openvino_call(core, network, precision: str) -> Callable[[np.ndarray], np.ndarray]:
+    """`network` compiled for the CPU at `precision` (f32 | bf16): a call numpy → numpy that any number of
+    threads may make at once (each thread has its own infer request)."""
+    compiled = core.compile_model(network, "CPU", {"INFERENCE_PRECISION_HINT": precision})
+    output = compiled.outputs[0]
+    requests = threading.local()
+
+    def call(x: np.ndarray) -> np.ndarray:
+        request = getattr(requests, "request", None)
+        if request is None:
+            request = requests.request = compiled.create_infer_request()
+        return request.infer({0: x})[output].copy()  # the request's own buffer is reused by its next call
+
+    return call

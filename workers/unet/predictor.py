@@ -1,14 +1,19 @@
 """The U-Net road model behind the registry's `predict(frames) -> list[Prediction]` interface.
 
-Each batch is one compiled call: resize to the model's input, scale to [0, 1], run the model,
-resize the probabilities back to the frame size and threshold (binary) or argmax (multi-class).
-Frame checks, batching, device and mixed precision are the shared Predictor's (workers/predictor.py).
+A batch goes: one resize of each uint8 frame to the model's input (OpenCV, area averaging when shrinking),
+the model (one compiled call: scale to [0, 1], run, average deep-supervision heads), its scores quantised
+to uint8 at model size, and one uint8 resize of those back to the frame size, thresholded there (binary) or
+compared class by class (multi-class). No float map at frame size is ever made.
+Frame checks, batching, device, mixed precision and bf16 are the shared Predictor's (workers/predictor.py).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from streamer.errors import StreamerError
@@ -19,6 +24,9 @@ from workers.unet.config import DEFAULT_THRESHOLD
 from workers.unet.weights import DEMO_WEIGHTS, HINT, load_keras_model
 
 STRIDE = 32  # a model of any input size gets frames rounded up to a multiple of this
+AGREEMENT = 0.999  # --precision auto keeps bf16 only when at least this fraction of probe mask pixels match f32
+GREY = np.array([0.2989, 0.5870, 0.1140], np.float32)  # tf.image.rgb_to_grayscale's weights
+log = logging.getLogger(__name__)
 
 
 def load(config: ModelConfig) -> UNetPredictor:
@@ -30,9 +38,11 @@ class UNetPredictor(Predictor):
     """A loaded segmentation model plus its compiled per-batch function; semantic 1 = road (binary).
 
     The model may be any file workers.runtimes.semantic opens (.keras, Keras 2 .h5, SavedModel, ONNX, TFLite),
-    on the runtime `config.runtime`; its input size, channels and classes come from the file."""
+    on the runtime `config.runtime`; its input size, channels and classes come from the file.
+    `precision` is what it computes in: "f32", "bf16" or "mixed_float16"."""
 
     name = "unet"
+    precisions = ("f32", "bf16")
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config, default_threshold=DEFAULT_THRESHOLD)
@@ -62,56 +72,177 @@ class UNetPredictor(Predictor):
                     f"give {wanted} names, background first"
                 )
             self.class_names = tuple(config.class_names)
-        self._segment = tf.function(self._segment_batch)
-        self._prepare = tf.function(self._prepare_batch)
-        self._finish = tf.function(self._finish_batch)
+        # binary maps: uint8 score q = round(255 p), and p > threshold ⇔ q > floor(255 threshold)
+        self._cut = min(255, math.floor(self.threshold * 255 + 1e-9))
+        self._run = self.semantic.run
+        self._infer = tf.function(self._infer_batch)
+        self.precision = "mixed_float16" if self.config.mixed_precision and model is not None else "f32"
+        self._choose_precision()
+        log.info("%s computes in %s on %s", self.path.name, self.precision, config.runtime)
+
+    # -- the per-batch path ------------------------------------------------------------------------------
 
     def predict_batch(self, frames: np.ndarray) -> list[Prediction]:
         """uint8[B,H,W,3] → one Prediction per frame with an H×W uint8 `semantic` map."""
-        if self.semantic.run is None:  # Keras or TensorFlow: one graph
-            semantic = self._segment(frames).numpy()
-        else:  # another runtime between TensorFlow's resizing
-            scores = self.semantic.run(self._prepare(frames).numpy())
-            semantic = self._finish(scores, np.array(frames.shape[1:3], np.int32)).numpy()
-        return [Prediction(semantic=labels) for labels in semantic]
+        height, width = frames.shape[1:3]
+        scores = self.scores(self.shrink(frames))
+        return [Prediction(semantic=self.labels(score, height, width)) for score in scores]
 
-    def _segment_batch(self, frames):
-        """Traced once per frame size: uint8[B,H,W,3] → uint8[B,H,W] class index."""
-        import tensorflow as tf
+    def model_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) the model takes frames of this size at."""
+        if self.input_size is not None:
+            return tuple(self.input_size)
+        return (height + STRIDE - 1) // STRIDE * STRIDE, (width + STRIDE - 1) // STRIDE * STRIDE
 
-        x = self._prepare_batch(frames)
-        if self.model is not None:
-            outputs = self.model(x, training=False)
-        else:
-            outputs = self.semantic.tf_call(x)
-        if isinstance(outputs, (list, tuple)):  # deep supervision: average the heads
-            outputs = tf.add_n([tf.cast(o, tf.float32) for o in outputs]) / len(outputs)
-        return self._finish_batch(outputs, tf.shape(frames)[1:3])
+    def shrink(self, frames: np.ndarray) -> np.ndarray:
+        """uint8[B,H,W,3] → uint8[B,h,w,3] at the model's size, resized once per frame in uint8 (OpenCV): area
+        averaging when shrinking (every source pixel counts, as with an antialiased filter), bilinear when
+        enlarging. A shrink by a fractional factor goes through the nearest whole factor first (OpenCV's fast
+        block average, e.g. 1280×720 → 256×144 → 256×128), which costs about half of one fractional resize."""
+        height, width = frames.shape[1:3]
+        size = self.model_size(height, width)
+        if (height, width) == size:
+            return frames
+        out = np.empty((len(frames), *size, frames.shape[3]), np.uint8)
+        if not (size[0] <= height and size[1] <= width):
+            for frame, target in zip(frames, out, strict=True):
+                cv2.resize(frame, (size[1], size[0]), dst=target, interpolation=cv2.INTER_LINEAR)
+            return out
+        step = (height // _whole_factor(height, size[0]), width // _whole_factor(width, size[1]))
+        for frame, target in zip(frames, out, strict=True):
+            if step != (height, width) and step != size:
+                frame = cv2.resize(frame, (step[1], step[0]), interpolation=cv2.INTER_AREA)
+            cv2.resize(frame, (size[1], size[0]), dst=target, interpolation=cv2.INTER_AREA)
+        return out
 
-    def _prepare_batch(self, frames):
-        """uint8[B,H,W,3] → the model's input: float32 in [0, 1] at its size (any size: rounded up to 32)."""
-        import tensorflow as tf
+    def scores(self, small: np.ndarray) -> np.ndarray:
+        """uint8[B,h,w,3] at model size → uint8[B,h,w,C] scores: binary 255 × probability; multi-class the
+        frame's scores mapped linearly onto 0..255 (which keeps the class order of every interpolation)."""
+        if self._run is None:  # Keras or TensorFlow: one graph
+            raw = self._infer(small).numpy()
+        else:  # another runtime, on numpy arrays
+            raw = self._run(self._to_input(small))
+        return self._quantise(np.asarray(raw, np.float32))
 
-        if self.input_size is None:
-            size = (tf.shape(frames)[1:3] + STRIDE - 1) // STRIDE * STRIDE
-        else:
-            size = self.input_size
-        x = tf.image.resize(frames, size, method="bilinear", antialias=True) / 255.0
-        return tf.image.rgb_to_grayscale(x) if self.channels == 1 else x
-
-    def _finish_batch(self, outputs, frame_size):
-        """The model's scores [B,h,w,C] → uint8[B,H,W] class index at the frame's size."""
-        import tensorflow as tf
-
-        probabilities = tf.image.resize(tf.cast(outputs, tf.float32), frame_size, method="bilinear")
+    def labels(self, score: np.ndarray, height: int, width: int) -> np.ndarray:
+        """uint8[h,w,C] scores at model size → uint8[H,W] class index at the frame's size: one bilinear uint8
+        resize (OpenCV), then the threshold (binary) or the largest score (multi-class)."""
+        if score.shape[:2] != (height, width):
+            score = cv2.resize(score, (width, height), interpolation=cv2.INTER_LINEAR)
+        if score.ndim == 2:  # OpenCV drops a single channel
+            score = score[..., None]
         if self.classes == 1:
-            return tf.cast(probabilities[..., 0] > self.threshold, tf.uint8)
-        return tf.cast(tf.argmax(probabilities, axis=-1), tf.uint8)
+            return cv2.threshold(score[..., 0], self._cut, 1, cv2.THRESH_BINARY)[1]
+        best = score[..., 0].copy()
+        index = np.zeros((height, width), np.uint8)
+        for label in range(1, score.shape[-1]):
+            channel = score[..., label]
+            better = channel > best  # ties keep the lower class, as argmax does
+            index[better] = label
+            np.maximum(best, channel, out=best)
+        return index
+
+    def _infer_batch(self, small, model=None):
+        """Traced once per model size: uint8[B,h,w,3] → float32[B,h,w,C] scores."""
+        import tensorflow as tf
+
+        x = tf.cast(small, tf.float32) / 255.0
+        if self.channels == 1:
+            x = tf.image.rgb_to_grayscale(x)
+        if model is None:
+            model = self.model
+        outputs = model(x, training=False) if model is not None else self.semantic.tf_call(x)
+        if isinstance(outputs, (list, tuple)):  # deep supervision: average the heads
+            return tf.add_n([tf.cast(o, tf.float32) for o in outputs]) / len(outputs)
+        return tf.cast(outputs, tf.float32)
+
+    def _to_input(self, small: np.ndarray) -> np.ndarray:
+        x = small.astype(np.float32) * np.float32(1 / 255)
+        return (x @ GREY)[..., None] if self.channels == 1 else x
+
+    def _quantise(self, raw: np.ndarray) -> np.ndarray:
+        if self.classes == 1:
+            return (np.clip(raw, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+        low = raw.min(axis=(1, 2, 3), keepdims=True)
+        span = np.maximum(raw.max(axis=(1, 2, 3), keepdims=True) - low, 1e-12)
+        return ((raw - low) * (255 / span) + 0.5).astype(np.uint8)
+
+    # -- precision ---------------------------------------------------------------------------------------
+
+    def _choose_precision(self) -> None:
+        """Switch to bfloat16 compute when --precision bf16 asks for it, or when --precision auto finds this
+        CPU fast at it and the masks of a fixed probe batch agree with float32's (else a log line, float32)."""
+        wanted = self.config.precision
+        if wanted == "f32" or self.config.mixed_precision:
+            return
+        if wanted == "auto" and not self.fast_bf16():
+            return
+        bf16 = self._bf16_model(explicit=wanted == "bf16")
+        if bf16 is None:
+            return
+        if wanted == "auto":
+            agreement = self.agreement(bf16)
+            if agreement < AGREEMENT:
+                log.warning(
+                    "--precision auto: bfloat16 masks agree with float32 on only %.4f%% of the probe pixels "
+                    "(needs %.1f%%); computing in float32",
+                    agreement * 100,
+                    AGREEMENT * 100,
+                )
+                return
+        self._use(bf16)
+
+    def _bf16_model(self, explicit: bool):
+        """(Keras twin computing in bfloat16, its compiled per-batch function) or (None, the runtime's bf16
+        call); None (or, when asked for explicitly, a StreamerError) where this model has no bf16 path."""
+        import tensorflow as tf
+
+        if self.model is not None:
+            with self.building(policy="mixed_bfloat16"):
+                twin = _under_policy(self.semantic.keras_model)
+            return twin, tf.function(lambda small: self._infer_batch(small, model=twin))
+        if self.semantic.recompile is not None:
+            return None, self.semantic.recompile("bf16")
+        if explicit:
+            raise StreamerError(
+                f"--precision bf16: {self.path} ({self.semantic.format}) on --runtime {self.config.runtime} has no "
+                "bfloat16 path; use a .keras/.h5 file on --runtime tf, or --runtime openvino, or --precision f32"
+            )
+        return None
+
+    def _use(self, bf16) -> None:
+        twin, call = bf16
+        if twin is not None:
+            self.model, self._infer = twin, call
+        else:
+            self._run = call
+        self.precision = "bf16"
+
+    def agreement(self, bf16) -> float:
+        """Fraction of mask pixels on which `bf16` agrees with the float32 model, on a fixed probe batch of
+        synthetic road scenes at the model's size."""
+        from workers.unet.synthetic import road_frames
+
+        height, width = self.input_size or (128, 256)
+        probe = np.stack([image for image, _ in road_frames(1, width, height, 2.0, self.config.batch_size)])
+        twin, call = bf16
+        with self.on_device():
+            plain = self.scores(probe)
+            raw = call(probe).numpy() if twin is not None else call(self._to_input(probe))
+        half = self._quantise(np.asarray(raw, np.float32))
+        masks = [np.stack([self.labels(s, height, width) for s in scores]) for scores in (plain, half)]
+        return float((masks[0] == masks[1]).mean())
+
+
+def _whole_factor(length: int, target: int) -> int:
+    """The largest whole k ≤ length / target that divides `length` (1 when there is none above 1)."""
+    return next(k for k in range(length // target, 0, -1) if length % k == 0)
 
 
 def _under_policy(model):
-    """`model` rebuilt from its config so that its layers take the current (mixed_float16) global policy:
-    a saved file fixes every layer's dtype, so the saved one is dropped; output layers keep float32."""
+    """`model` rebuilt from its config so that its layers take the current global policy (mixed_float16 or
+    mixed_bfloat16): a saved file fixes every layer's dtype, so the saved one is dropped; output layers keep
+    float32."""
     import keras
 
     outputs = set(model.output_names)
