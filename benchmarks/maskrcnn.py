@@ -5,6 +5,7 @@
 Untrained weights (speed does not depend on them). ResNet-50 runs with COCO-sized heads
 (81 classes, FPN 256, 1000 inference ROIs); "light" with the shipped demo model's sizes.
 Frames are 1280×720 RGB, resized and padded to a square of the given size (IMAGE_RESIZE_MODE square).
+The weights are fixed as the predictor fixes them (BatchNorms folded into the convolutions once).
 The first call per shape (graph compilation) is excluded. Untrained weights find the most instances
 a config allows (DETECTION_MAX_INSTANCES: 100 for ResNet-50, 20 for light), so the mask head runs on
 every slot: the worst case. The last column is the instances per frame.
@@ -53,6 +54,7 @@ def main(argv=None) -> int:
                 config = config_for(backbone, dim, batch)
                 if model is None:
                     model = MaskRCNN(config)
+                    model.fix_weights()  # as the predictor serves a loaded model: BatchNorms folded once
                 t0 = time.perf_counter()
                 model.detect(frames[:batch])
                 first = time.perf_counter() - t0

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from maskrcnn_helpers import TINY_MASKRCNN
 
 from streamer.errors import StreamerError
 from workers.maskrcnn.config import EvaluateConfig, TrainConfig, shapes_config
@@ -18,13 +19,7 @@ from workers.maskrcnn.model import MaskRCNN
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEIGHTS_DIR = os.path.join(HERE, "..", "workers", "maskrcnn", "weights")
 TINY = dict(
-    BACKBONE_WIDTH=8,
-    TOP_DOWN_PYRAMID_SIZE=16,
-    RPN_CONV_DEPTH=16,
-    FPN_CLASSIF_FC_LAYERS_SIZE=32,
-    MASK_HEAD_DEPTH=8,
-    IMAGE_MIN_DIM=64,
-    IMAGE_MAX_DIM=64,
+    TINY_MASKRCNN,
     IMAGES_PER_GPU=2,
     POST_NMS_ROIS_TRAINING=64,
     POST_NMS_ROIS_INFERENCE=32,

@@ -3,19 +3,14 @@
 import h5py
 import numpy as np
 import pytest
+from maskrcnn_helpers import TINY_MASKRCNN
 
 from streamer.errors import StreamerError
 from workers.maskrcnn.config import shapes_config
 from workers.maskrcnn.model import MaskRCNN
 
 TINY = dict(
-    BACKBONE_WIDTH=8,
-    TOP_DOWN_PYRAMID_SIZE=16,
-    RPN_CONV_DEPTH=16,
-    FPN_CLASSIF_FC_LAYERS_SIZE=32,
-    MASK_HEAD_DEPTH=8,
-    IMAGE_MIN_DIM=64,
-    IMAGE_MAX_DIM=64,
+    TINY_MASKRCNN,
     IMAGES_PER_GPU=2,
 )
 

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from maskrcnn_helpers import TINY_MASKRCNN
 from PIL import Image
 
 UNET = [
@@ -13,13 +14,7 @@ UNET = [
     "--steps-per-epoch", "2", "--val-fraction", "0.25", "--epochs", "2", "--seed", "1",
 ]  # fmt: skip
 MASKRCNN_SETTINGS = dict(
-    BACKBONE_WIDTH=8,
-    TOP_DOWN_PYRAMID_SIZE=16,
-    RPN_CONV_DEPTH=16,
-    FPN_CLASSIF_FC_LAYERS_SIZE=32,
-    MASK_HEAD_DEPTH=8,
-    IMAGE_MIN_DIM=64,
-    IMAGE_MAX_DIM=64,
+    TINY_MASKRCNN,
     POST_NMS_ROIS_TRAINING=64,
     POST_NMS_ROIS_INFERENCE=32,
     TRAIN_ROIS_PER_IMAGE=16,

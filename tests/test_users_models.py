@@ -7,6 +7,7 @@ import av
 import h5py
 import numpy as np
 import pytest
+from maskrcnn_helpers import TINY_MASKRCNN
 from media import probe
 
 from streamer.errors import StreamerError
@@ -184,13 +185,7 @@ def test_architecture_and_classes_are_read_from_the_file(tmp_path):
 
 
 TINY = dict(
-    BACKBONE_WIDTH=8,
-    TOP_DOWN_PYRAMID_SIZE=16,
-    RPN_CONV_DEPTH=16,
-    FPN_CLASSIF_FC_LAYERS_SIZE=32,
-    MASK_HEAD_DEPTH=8,
-    IMAGE_MIN_DIM=64,
-    IMAGE_MAX_DIM=64,
+    TINY_MASKRCNN,
     IMAGES_PER_GPU=1,
 )
 

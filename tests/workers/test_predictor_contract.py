@@ -10,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from maskrcnn_helpers import TINY_MASKRCNN
 from unet_helpers import save_gray_model
 
 from streamer.errors import StreamerError
@@ -33,13 +34,7 @@ def maskrcnn_weights(path: Path) -> Path:
 
     keras.utils.set_random_seed(0)
     settings = shapes_config(
-        BACKBONE_WIDTH=8,
-        TOP_DOWN_PYRAMID_SIZE=16,
-        RPN_CONV_DEPTH=16,
-        FPN_CLASSIF_FC_LAYERS_SIZE=32,
-        MASK_HEAD_DEPTH=8,
-        IMAGE_MIN_DIM=64,
-        IMAGE_MAX_DIM=64,
+        **TINY_MASKRCNN,
         POST_NMS_ROIS_INFERENCE=32,
         DETECTION_MAX_INSTANCES=5,
     )

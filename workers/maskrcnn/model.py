@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 
 import keras
 import numpy as np
@@ -11,6 +12,7 @@ import tensorflow as tf
 
 from streamer.errors import StreamerError
 
+from . import fused as fused_graph
 from . import losses
 from .anchors import get_anchors
 from .backbone import build_backbone
@@ -56,14 +58,21 @@ class MaskRCNNModel(keras.Model):
 class MaskRCNN:
     """Mask R-CNN for one Config. `detect(images)` for inference; train.py for training."""
 
-    def __init__(self, config: Config, device: str | None = None):
+    def __init__(self, config: Config, device: str | None = None, fused: bool = True):
+        """`fused`: detect runs the graph of fused.py (BatchNorms folded into the convolutions, the same
+        results within float rounding) when the model allows it; False: the Keras layers' graph."""
         self.config = config
         self.device = device
         with tf.device(device) if device else contextlib.nullcontext():
             self.keras_model = MaskRCNNModel(config)
         self._anchors = {}
+        self.fused = fused
+        self._weights_fixed = False  # see fix_weights
+        self._folded = None  # fused.fold of the fixed weights as arrays, made on first detect
+        self._fold_lock = threading.Lock()
         # Made here, not on first use: threads calling detect at once share one function (and its graphs).
-        self._inference_fn = tf.function(self.inference_graph, reduce_retracing=False)
+        self._inference_fn = tf.function(self._detect_graph, reduce_retracing=False)
+        self._fold_fn = tf.function(lambda: fused_graph.fold(self))
 
     # ---------------------------------------------------------------- layers
     def sub_models(self):
@@ -83,6 +92,7 @@ class MaskRCNN:
 
     def set_trainable(self, layers: str):
         """layers: heads | 3+ | 4+ | 5+ | all | a regular expression on layer names."""
+        self.weights_changed(fixed=False)
         pattern = LAYER_REGEX.get(layers, layers)
         try:
             regex = re.compile(pattern)
@@ -101,12 +111,32 @@ class MaskRCNN:
         return count
 
     def trainable_variables(self):
+        self.weights_changed(fixed=False)
         return [v for sub in self.sub_models() for v in sub.trainable_variables]
 
     def load_weights(self, path, by_name=True, exclude=None):
         from .weights import load_weights
 
-        return load_weights(self, path, by_name=by_name, exclude=exclude)
+        try:
+            return load_weights(self, path, by_name=by_name, exclude=exclude)
+        finally:
+            self.weights_changed()
+
+    def fix_weights(self):
+        """Promise that the weights stay as they are (a model loaded to serve): detect then folds them once,
+        into constants of its graph, not on every call. load_weights keeps the promise (and folds the new
+        weights); training, or `weights_changed()`, ends it."""
+        self.weights_changed(fixed=True)
+
+    def weights_changed(self, fixed: bool | None = None):
+        """The weights were changed: a fixed model folds them anew on its next detect. `fixed`: whether they
+        stay fixed from now on (None: as before)."""
+        with self._fold_lock:
+            if self._folded is not None:  # its graphs hold the old weights as constants: new graphs
+                self._inference_fn = tf.function(self._detect_graph, reduce_retracing=False)
+            self._folded = None
+            if fixed is not None:
+                self._weights_fixed = fixed
 
     def save_weights(self, path, extra: dict | None = None):
         from .weights import save_weights
@@ -245,10 +275,29 @@ class MaskRCNN:
             )
         return np.stack(molded), np.array(windows, dtype=np.int32), np.array(scales)
 
+    def _detect_graph(self, images, windows, anchors, graph="fused"):
+        """detect's graph: "keras" (inference_graph), "fused" (fused.inference, folding the variables' current
+        values inside the graph) or "fixed" (fused.inference on the folded weights as constants, which
+        oneDNN keeps in its own layout between calls)."""
+        if graph == "keras":
+            return self.inference_graph(images, windows, anchors)
+        folded = self._folded if graph == "fixed" else None
+        if folded is None:
+            folded = fused_graph.fold(self)
+        else:
+            folded = {name: (tf.constant(kernel), tf.constant(bias)) for name, (kernel, bias) in folded.items()}
+        return fused_graph.inference(self, folded, images, windows, anchors)
+
     def _run_inference(self, molded, windows_norm, anchors):
+        graph = "fused" if self.fused and fused_graph.supported(self) else "keras"
         with tf.device(self.device) if self.device else contextlib.nullcontext():
+            if graph == "fused" and self._weights_fixed:
+                graph = "fixed"
+                with self._fold_lock:
+                    if self._folded is None:
+                        self._folded = {k: (w.numpy(), b.numpy()) for k, (w, b) in self._fold_fn().items()}
             return self._inference_fn(
-                tf.convert_to_tensor(molded), tf.convert_to_tensor(windows_norm), tf.convert_to_tensor(anchors)
+                tf.convert_to_tensor(molded), tf.convert_to_tensor(windows_norm), tf.convert_to_tensor(anchors), graph
             )
 
     def detect(self, images, verbose=0) -> list[dict]:

@@ -85,6 +85,7 @@ class MaskRCNNPredictor(Predictor):
         with self.building():
             self.model = MaskRCNN(settings)
         self.model.load_weights(path)
+        self.model.fix_weights()  # served as loaded: BatchNorms folded once
         self.class_names = settings.class_names
 
     def predict_batch(self, frames: np.ndarray) -> list[Prediction]:

@@ -15,20 +15,27 @@ def roi_levels(boxes, image_shape):
     return tf.cast(tf.clip_by_value(level, 2.0, 5.0), tf.int32)
 
 
-def roi_align_flat(boxes, box_indices, feature_maps, pool_size: int, image_shape):
-    """boxes [K,4] normalised with their image index box_indices [K] → pooled [K,pool,pool,C]."""
+def pad_feature_maps(feature_maps):
+    """The maps with their edge replicated one pixel all round, as roi_align_flat samples them.
+
+    crop_and_resize samples box edges at exactly the map's first and last rows and columns, and a sample a
+    rounding error beyond them reads zeros: a box touching the image border could lose its last column
+    depending on float noise (which differs with the batch size). With the map's edge replicated one pixel
+    all round (and the boxes moved onto the padded map) such a sample reads the edge value instead; inside
+    the map the sampling points are the same."""
+    return [tf.pad(tf.cast(m, tf.float32), [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC") for m in feature_maps]
+
+
+def roi_align_flat(boxes, box_indices, feature_maps, pool_size: int, image_shape, padded=None):
+    """boxes [K,4] normalised with their image index box_indices [K] → pooled [K,pool,pool,C].
+    `padded`: pad_feature_maps(feature_maps), when already made (several heads sample the same maps)."""
     boxes = tf.stop_gradient(tf.cast(boxes, tf.float32))
     box_indices = tf.cast(box_indices, tf.int32)
     levels = roi_levels(boxes, image_shape)
+    padded_maps = pad_feature_maps(feature_maps) if padded is None else padded
     pooled, where = [], []
-    for level, feature_map in zip(range(2, 6), feature_maps):
+    for level, feature_map, padded in zip(range(2, 6), feature_maps, padded_maps):
         ix = tf.where(tf.equal(levels, level))[:, 0]
-        # crop_and_resize samples box edges at exactly the map's first and last rows and columns, and a
-        # sample a rounding error beyond them reads zeros: a box touching the image border could lose its
-        # last column depending on float noise (which differs with the batch size). With the map's edge
-        # replicated one pixel all round (and the boxes moved onto the padded map) such a sample reads the
-        # edge value instead; inside the map the sampling points are the same.
-        padded = tf.pad(tf.cast(feature_map, tf.float32), [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
         size = tf.cast(tf.shape(feature_map)[1:3], tf.float32)
         scale = tf.concat([size - 1.0, size - 1.0], axis=0)
         level_boxes = (tf.gather(boxes, ix) * scale + 1.0) / tf.concat([size + 1.0, size + 1.0], axis=0)
