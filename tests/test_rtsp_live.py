@@ -66,13 +66,14 @@ def read(url: str, seconds: float, frames: list) -> None:
 
 
 def test_rtsp_feed_to_a_file_and_to_another_rtsp_path(relay, tmp_path):
-    publisher = threading.Thread(target=publish, args=(relay.url("/cam"), 150, 320, 240, 30))
+    # 8 s of feed: the streamer's start (imports, model) takes a few seconds of it on a busy machine
+    publisher = threading.Thread(target=publish, args=(relay.url("/cam"), 240, 320, 240, 30))
     publisher.start()
     time.sleep(1.0)  # the publisher announces the path
     output = tmp_path / "out.mp4"
     streamer = start_streamer(relay.url("/cam"), "-o", str(output), "-o", relay.url("/out"), "--timeout", "3")
     received: list = []
-    reader = threading.Thread(target=read, args=(relay.url("/out"), 8, received))
+    reader = threading.Thread(target=read, args=(relay.url("/out"), 11, received))
     reader.start()
     publisher.join()
     reader.join()
