@@ -76,7 +76,9 @@ def build(
     check(config)
     live = config.source.live if config.source.live is not None else looks_live(config.input)
     if live and model is None and config.redis is None:
-        model = load_model(config.model)  # before a live input opens: no frames pile up while the model loads
+        # before a live input opens, so no frames pile up while it loads; one frame per call (LivePolicy), so the
+        # model is built for batches of one rather than padding each frame to a full batch
+        model = load_model(replace(config.model, batch_size=1))
     opened = open_source(config.input, config.source, config.live)
     policy = LivePolicy.decide(opened.info.live, config.live, config.model.batch_size, config.queue_frames)
     source = policy.source(opened, config.live)
@@ -144,11 +146,14 @@ def _transport(
 ) -> Transport:
     if config.redis is None:
         records = bool(config.detections or config.on_frame)  # the callback gets the prediction from the record
-        stage = RenderStage(model or load_model(config.model), config.effect, records, metrics)
+        batch = policy.batch or config.model.batch_size
+        stage = RenderStage(
+            model or load_model(replace(config.model, batch_size=batch)), config.effect, records, metrics
+        )
         return MemoryTransport(
             stages,
             stage,
-            policy.batch or config.model.batch_size,
+            batch,
             policy.depth,
             parallel=policy.parallel or config.parallel_batches,
             handoff=policy.handoff,

@@ -134,3 +134,30 @@ def test_progressive_http_input(tmp_path, run_cli):
     assert "live" not in json.loads(out)
     after = probe(tmp_path / "out.mp4")
     assert after["frames"] == 24 and after["times"] == pytest.approx(probe(source)["times"])
+
+
+def test_a_live_model_is_built_for_one_frame_per_call(tmp_path, run_cli, monkeypatch):
+    """Live inputs hand the model one frame per call: it must be built for batches of one, not pad every frame
+    to a full batch (four times the work at --batch 4)."""
+    import streamer.build
+
+    built, calls = [], []
+    real = streamer.build.load_model
+
+    def recording(config):
+        built.append(config.batch_size)
+        model = real(config)
+        predict = model.predict
+
+        def counted(frames):
+            calls.append(len(frames))
+            return predict(frames)
+
+        model.predict = counted
+        return model
+
+    monkeypatch.setattr(streamer.build, "load_model", recording)
+    source = make_video(tmp_path / "in.mp4", frames=20)
+    code, _, err = run_cli("process", source, "-o", tmp_path / "out.mp4", "--model", SLOW, "--batch", "4", "--live")
+    assert code == 0, err
+    assert built == [1] and calls and set(calls) == {1}
