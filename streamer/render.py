@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from streamer.detections import record
-from streamer.effects import EffectConfig, effect_function, selected, with_class_names
+from streamer.effects import EffectConfig, effect_function, leaves_unchanged, selected, with_class_names
 from streamer.errors import StreamerError
 from streamer.frames import Frame, Rendered
 from streamer.metrics import Metrics
@@ -66,22 +66,10 @@ class RenderStage:
     def render(self, frame: Frame, prediction: Prediction) -> Rendered:
         prediction = selected(prediction, self.effect)
         found = record(prediction, self.effect.class_names) if self.detections else None
-        if self._deferred or _leaves_unchanged(self.effect.name, prediction):
+        if self._deferred or leaves_unchanged(self.effect.name, prediction):
             return frame.unchanged(found)  # the decoded picture goes to the encoder as it came
         with self.metrics.timed("render"):
             image = self._draw(frame.image, prediction, self.effect)
         if image is frame.image:
             return frame.unchanged(found)
         return Rendered(frame.index, frame.pts, frame.time_base, image, found)
-
-
-def _leaves_unchanged(effect: str, prediction: Prediction) -> bool:
-    """Whether the effect would return the frame as it is (overlay or instances with nothing found), so its
-    pixels need not be read at all."""
-    if effect == "instances":
-        return prediction.masks is None or prediction.masks.shape[-1] == 0
-    if effect == "overlay" and prediction.semantic is not None:
-        return not prediction.semantic.any()  # class 0 is the background
-    if effect == "overlay" and prediction.masks is not None:
-        return not prediction.foreground().any()
-    return False

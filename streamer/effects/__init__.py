@@ -10,7 +10,7 @@ from streamer.effects.masks import mask, overlay, splash
 from streamer.errors import StreamerError
 from streamer.prediction import Prediction
 
-__all__ = ["EFFECTS", "EffectConfig", "effect_function", "selected", "with_class_names"]
+__all__ = ["EFFECTS", "EffectConfig", "effect_function", "leaves_unchanged", "selected", "with_class_names"]
 
 EFFECTS = {"overlay": overlay, "mask": mask, "splash": splash, "instances": instances}
 
@@ -21,6 +21,18 @@ def effect_function(name: str):
         return EFFECTS[name]
     except KeyError:
         raise StreamerError(f"unknown effect {name!r}: choose one of {', '.join(EFFECTS)}") from None
+
+
+def leaves_unchanged(name: str, prediction: Prediction) -> bool:
+    """Whether the effect `name` returns the frame as it is for this prediction (overlay or instances with
+    nothing found), so the frame's pixels need not be read at all."""
+    if name == "instances":
+        return prediction.masks is None or prediction.masks.shape[-1] == 0
+    if name != "overlay":
+        return False
+    if prediction.semantic is not None:
+        return not prediction.semantic.any()  # class 0 is the background
+    return prediction.masks is not None and not prediction.foreground().any()
 
 
 def selected(prediction: Prediction, options: EffectConfig) -> Prediction:
