@@ -20,7 +20,7 @@ import queue
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from streamer.effects import EffectConfig, selected, with_class_names
+from streamer.effects import EffectConfig, selected
 from streamer.errors import StreamerError
 from streamer.frames import Frame, Rendered
 from streamer.job import ProcessConfig, ProcessResult
@@ -78,6 +78,7 @@ def frames(input: str, model: str | Model = "unet", **options: Any) -> Iterator[
     closes the input. `options`: ModelConfig fields (`weights`, `batch_size`, `threshold`, `device`),
     SourceOptions fields (`start`, `duration`, `stride`, `max_fps`, `timeout`) and `classes` (instance
     models: only these classes)."""
+    from streamer.render import RenderStage
     from streamer.source import VideoSource
     from streamer.stages import END, Stages
 
@@ -91,25 +92,20 @@ def frames(input: str, model: str | Model = "unet", **options: Any) -> Iterator[
     stages = Stages()
     try:
         loaded = _load_registered(config) if isinstance(model, str) else model
-        effect = with_class_names(effect, loaded)
+        stage = RenderStage(loaded, effect)  # one model call per batch, classes checked as in `process`
+        effect = stage.effect
         decoded: queue.Queue = queue.Queue(maxsize=max(8, 2 * config.batch_size))
         predicted: queue.Queue = queue.Queue(maxsize=2)
 
         def decode() -> None:
             for item in source.items():
                 if isinstance(item, Frame):
-                    item.image  # noqa: B018  converted to RGB here: the model thread only predicts
                     stages.put(decoded, item)
             stages.put(decoded, END)
 
         def infer() -> None:
-            import numpy as np
-
             while batch := stages.take(decoded, config.batch_size):
-                found = loaded.predict(np.stack([frame.image for frame in batch]))
-                if len(found) != len(batch):
-                    raise StreamerError(f"the model returned {len(found)} predictions for {len(batch)} frames")
-                stages.put(predicted, (batch, found))
+                stages.put(predicted, (batch, stage.predict(batch)))
                 if len(batch) < config.batch_size:
                     break
             stages.put(predicted, END)

@@ -17,12 +17,15 @@ import numpy as np
 _local = threading.local()  # one reformatter (and its swscale context) per thread that converts
 
 
-def rgb_of(picture: av.VideoFrame) -> np.ndarray:
-    """The picture as H×W×3 uint8 RGB (a view of the converted frame's plane: no copy beyond the conversion)."""
+def rgb_of(picture: av.VideoFrame, height: int | None = None, width: int | None = None) -> np.ndarray:
+    """The picture as H×W×3 uint8 RGB (a view of the converted frame's plane: no copy beyond the conversion);
+    at `height` × `width` when given, scaled in the same swscale pass (area averaging when shrinking)."""
     reformatter = getattr(_local, "reformatter", None)
     if reformatter is None:
         reformatter = _local.reformatter = av.video.reformatter.VideoReformatter()
-    return reformatter.reformat(picture, format="rgb24").to_ndarray()
+    scaled = height is not None and (height, width) != (picture.height, picture.width)
+    interpolation = "AREA" if scaled and height <= picture.height and width <= picture.width else None
+    return reformatter.reformat(picture, width, height, "rgb24", interpolation=interpolation).to_ndarray()
 
 
 class Frame:
@@ -56,6 +59,11 @@ class Frame:
             self._image = rgb_of(self.decoded)
         self._read = True
         return self._image
+
+    def resized(self, height: int, width: int) -> np.ndarray | None:
+        """H×W×3 uint8 RGB at height × width, made straight from the decoded picture in one swscale pass (no
+        RGB image at the frame's own size); None for a frame without a decoded picture."""
+        return None if self.decoded is None else rgb_of(self.decoded, height, width)
 
     @property
     def shape(self) -> tuple[int, int, int]:

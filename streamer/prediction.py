@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,14 +22,19 @@ class Prediction:
     class_ids: np.ndarray | None = None
     scores: np.ndarray | None = None
     boxes: np.ndarray | None = None
+    _foreground: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def foreground(self) -> np.ndarray:
-        """H×W bool: where any class other than background, or any instance, is."""
-        if self.semantic is not None:
-            return self.semantic > 0
-        if self.masks is not None:
-            return self._union_of_masks()
-        raise ValueError("empty prediction")
+        """H×W bool: where any class other than background, or any instance, is (made once per prediction:
+        the render stage asks whether it is empty, then the effect draws it)."""
+        if self._foreground is None:
+            if self.semantic is not None:
+                self._foreground = self.semantic > 0
+            elif self.masks is not None:
+                self._foreground = self._union_of_masks()
+            else:
+                raise ValueError("empty prediction")
+        return self._foreground
 
     def _union_of_masks(self) -> np.ndarray:
         """OR of the instance masks, one instance at a time (`any(axis=-1)` over a short last axis is

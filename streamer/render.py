@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from streamer.detections import record
-from streamer.effects import EffectConfig, effect_function, leaves_unchanged, selected, with_class_names
+from streamer.effects import EffectConfig, effect_function, leaves_unchanged, planes, selected, with_class_names
 from streamer.errors import StreamerError
 from streamer.frames import Frame, Rendered
 from streamer.metrics import Metrics
@@ -37,7 +37,9 @@ class RenderStage:
         self.detections = detections or effect.track
         self.metrics = metrics or Metrics()
         self._draw = effect_function(effect.name)
+        self._draw_planes = planes.EFFECTS.get(effect.name)  # the same effect on a decoded YUV 4:2:0 picture
         self.reads_pixels = getattr(model, "reads_pixels", True)  # False: the model needs the frames' size only
+        self._takes_frames_at = getattr(model, "takes_frames_at", None)
         self._deferred = effect.track and effect.name in TRACK_COLOURED
         self._first_calls = 2
 
@@ -46,15 +48,15 @@ class RenderStage:
 
     def predict(self, frames: Sequence[Frame]) -> list[Prediction]:
         """One model call for the batch; the model may run on another thread than `render`."""
-        if self.reads_pixels:
-            images = np.stack([frame.image for frame in frames])
-        else:  # a model that needs the frames' size only (identity): no pixels are made for it
-            images = np.broadcast_to(np.zeros((1, 1, 1, 3), np.uint8), (len(frames), *frames[0].shape))
+        images, resized_from = self._pixels(frames)
         # a model's first calls build its graph, when TensorFlow logs device lines (cuInit) from C++
         quiet = native_logs_hidden() if self._first_calls > 0 else contextlib.nullcontext()
         self._first_calls -= 1
         with quiet, self.metrics.timed("inference"):
-            predictions = self.model.predict(images)
+            if resized_from is None:
+                predictions = self.model.predict(images)
+            else:
+                predictions = self.model.predict(images, frame_size=resized_from)
         if len(predictions) != len(frames):
             raise StreamerError(
                 f"model {getattr(self.model, 'name', '?')!r} returned {len(predictions)} predictions "
@@ -63,11 +65,26 @@ class RenderStage:
         self.metrics.batch_size.observe(len(frames))
         return predictions
 
+    def _pixels(self, frames: Sequence[Frame]) -> tuple[np.ndarray, tuple[int, int] | None]:
+        """The batch as the model takes it, and the frames' (height, width) when it is at a smaller size: decoded
+        frames go straight to the size a model with a fixed input resizes them to (one swscale pass each)."""
+        if not self.reads_pixels:  # a model that needs the frames' size only (identity): no pixels are made for it
+            return np.broadcast_to(np.zeros((1, 1, 1, 3), np.uint8), (len(frames), *frames[0].shape)), None
+        height, width, _ = frames[0].shape
+        size = self._takes_frames_at(height, width) if self._takes_frames_at else None
+        if size is None or any(frame.decoded is None or frame.shape != frames[0].shape for frame in frames):
+            return np.stack([frame.image for frame in frames]), None
+        return np.stack([frame.resized(*size) for frame in frames]), (height, width)
+
     def render(self, frame: Frame, prediction: Prediction) -> Rendered:
         prediction = selected(prediction, self.effect)
         found = record(prediction, self.effect.class_names) if self.detections else None
         if self._deferred or leaves_unchanged(self.effect.name, prediction):
             return frame.unchanged(found)  # the decoded picture goes to the encoder as it came
+        if self._draw_planes is not None and planes.drawable(frame.decoded):  # no RGB at full size
+            with self.metrics.timed("render"):
+                picture = self._draw_planes(frame.decoded, prediction, self.effect)
+            return Rendered(frame.index, frame.pts, frame.time_base, None, found, decoded=picture)
         with self.metrics.timed("render"):
             image = self._draw(frame.image, prediction, self.effect)
         if image is frame.image:

@@ -1,7 +1,7 @@
 """What every model package's predictor does the same way: `Predictor`, the base of workers.unet's and
 workers.maskrcnn's predictors.
 
-A package's predictor builds its model inside `self.building()` and implements `predict_batch(frames)`
+A package's predictor builds its model inside `self.building()` and implements `predict_batch(frames, size)`
 for exactly `config.batch_size` frames. The base class
 
 * sets up the GPUs once per process (before TensorFlow initialises them): memory growth, so several
@@ -96,8 +96,9 @@ class Predictor:
         """The threshold in use: the configured one, or the package's default."""
         return self.config.threshold
 
-    def predict(self, frames: np.ndarray) -> list[Prediction]:
-        """frames: uint8[B,H,W,3] RGB → one Prediction per frame, at the frame's size."""
+    def predict(self, frames: np.ndarray, frame_size: tuple[int, int] | None = None) -> list[Prediction]:
+        """frames: uint8[B,H,W,3] RGB → one Prediction per frame, at the frame's size (`frame_size` when the
+        frames were resized to the size `takes_frames_at` gave for it)."""
         frames = check_frames(frames)
         size = self.config.batch_size
         predictions: list[Prediction] = []
@@ -107,11 +108,16 @@ class Predictor:
             if count < size:  # the same graph serves every batch of this frame size
                 batch = np.concatenate([batch, np.repeat(batch[-1:], size - count, axis=0)])
             with self.on_device():
-                predictions += self.predict_batch(batch)[:count]
+                predictions += self.predict_batch(batch, frame_size or batch.shape[1:3])[:count]
         return predictions
 
-    def predict_batch(self, frames: np.ndarray) -> list[Prediction]:
-        """Exactly `config.batch_size` checked frames → one Prediction per frame."""
+    def takes_frames_at(self, height: int, width: int) -> tuple[int, int] | None:
+        """The smaller size this model resizes frames of height × width to itself (a package whose model has
+        a fixed input says so), so that it may be handed them at that size; None: it takes full frames."""
+        return None
+
+    def predict_batch(self, frames: np.ndarray, frame_size: tuple[int, int]) -> list[Prediction]:
+        """Exactly `config.batch_size` checked frames → one Prediction per frame, at `frame_size`."""
         raise NotImplementedError
 
     @contextlib.contextmanager

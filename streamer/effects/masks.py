@@ -11,7 +11,7 @@ from streamer.prediction import Prediction
 
 def overlay(frame: np.ndarray, prediction: Prediction, options: EffectConfig) -> np.ndarray:
     """Blend the colour over the frame where the mask is; leave every other pixel as it was."""
-    where = _mask(prediction)
+    where = mask_of(prediction)
     if not where.any():
         return frame
     tinted = cv2.LUT(frame, _blend_table(options.color, options.alpha))
@@ -22,13 +22,13 @@ def overlay(frame: np.ndarray, prediction: Prediction, options: EffectConfig) ->
 
 def mask(frame: np.ndarray, prediction: Prediction, options: EffectConfig) -> np.ndarray:
     """The mask itself as video: white where the foreground is, black elsewhere."""
-    return cv2.cvtColor(_mask(prediction) * np.uint8(255), cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(mask_of(prediction) * np.uint8(255), cv2.COLOR_GRAY2RGB)
 
 
 def splash(frame: np.ndarray, prediction: Prediction, options: EffectConfig) -> np.ndarray:
     """Colour splash: keep colour where the mask is, greyscale elsewhere."""
     grey = cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-    cv2.copyTo(frame, _mask(prediction), grey)
+    cv2.copyTo(frame, mask_of(prediction), grey)
     return grey
 
 
@@ -39,6 +39,6 @@ def _blend_table(color: tuple[int, int, int], alpha: float) -> np.ndarray:
     return np.clip(np.rint(table), 0, 255).astype(np.uint8).reshape(256, 1, 3)
 
 
-def _mask(prediction: Prediction) -> np.ndarray:
+def mask_of(prediction: Prediction) -> np.ndarray:
     """The foreground as a 0/1 uint8 image, the mask type OpenCV takes (a view, not a copy)."""
     return prediction.foreground().view(np.uint8)

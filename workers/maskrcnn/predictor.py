@@ -88,7 +88,7 @@ class MaskRCNNPredictor(Predictor):
         self.model.fix_weights()  # served as loaded: BatchNorms folded once
         self.class_names = settings.class_names
 
-    def predict_batch(self, frames: np.ndarray) -> list[Prediction]:
+    def predict_batch(self, frames: np.ndarray, frame_size: tuple[int, int]) -> list[Prediction]:
         return [
             Prediction(
                 masks=found["masks"],

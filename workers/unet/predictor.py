@@ -82,11 +82,16 @@ class UNetPredictor(Predictor):
 
     # -- the per-batch path ------------------------------------------------------------------------------
 
-    def predict_batch(self, frames: np.ndarray) -> list[Prediction]:
-        """uint8[B,H,W,3] → one Prediction per frame with an H×W uint8 `semantic` map."""
-        height, width = frames.shape[1:3]
+    def predict_batch(self, frames: np.ndarray, frame_size: tuple[int, int]) -> list[Prediction]:
+        """uint8[B,h,w,3] → one Prediction per frame with a `frame_size` uint8 `semantic` map."""
+        height, width = frame_size
         scores = self.scores(self.shrink(frames))
         return [Prediction(semantic=self.labels(score, height, width)) for score in scores]
+
+    def takes_frames_at(self, height: int, width: int) -> tuple[int, int] | None:
+        """The model's size for frames it shrinks (a frame it enlarges is taken as it is)."""
+        size = self.model_size(height, width)
+        return size if size[0] <= height and size[1] <= width and size != (height, width) else None
 
     def model_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) the model takes frames of this size at."""
