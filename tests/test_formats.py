@@ -130,3 +130,26 @@ def test_files_that_are_not_segmentation_models_are_refused(tmp_path):
         load_model(ModelConfig(name="semantic", weights=str(tmp_path / "broken.onnx"), runtime="onnx"))
     with pytest.raises(StreamerError, match="maskrcnn runs on tf only"):
         load_model(ModelConfig(name="maskrcnn", runtime="onnx"))
+
+
+def test_openvino_makes_no_usage_report(tmp_path):
+    """Loading a model on OpenVINO starts no process and sends nothing (its import-time usage report is off)."""
+    pytest.importorskip("openvino")
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "model.keras"
+    tiny_model().save(path)
+    script = (
+        "import multiprocessing, sys\n"
+        "import numpy as np\n"
+        "from streamer.models import ModelConfig, load_model\n"
+        f"model = load_model(ModelConfig(name='semantic', weights={str(path)!r}, runtime='openvino'))\n"
+        "assert model.predict(np.zeros((1, 32, 48, 3), np.uint8))[0].semantic.shape == (32, 48)\n"
+        "print(len(multiprocessing.active_children()), sys.modules['openvino_telemetry'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["0", "None"]

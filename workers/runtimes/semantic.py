@@ -13,6 +13,7 @@ float32 precision, or bfloat16 through `recompile("bf16")`, from ONNX; `pip inst
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import threading
 import zipfile
@@ -244,6 +245,9 @@ def _keras_to_onnx(model, runtime: str) -> bytes:
 def _on_onnx_runtime(path: Path, kind: str, runtime: str, onnx_bytes: bytes) -> SemanticModel:
     """An ONNX model (bytes) on ONNX Runtime or OpenVINO; NCHW models are transposed around the call."""
     if runtime == "openvino":
+        # OpenVINO reports its import to a web service from a forked process unless its telemetry package is
+        # missing: a worker makes no such call (and that process could keep this one from exiting)
+        sys.modules.setdefault("openvino_telemetry", None)
         try:
             import openvino as ov
         except ImportError:
