@@ -4,7 +4,8 @@
 
 On one generated 720p road clip (`streamer sample road`), with repeats alternated old/new and medians taken:
 
-1. `streamer process CLIP --model unet`: fps (its own summary line) of this tree ÷ the old tree's.
+1. `streamer process CLIP --model unet`: fps (its own summary line) of this tree ÷ the old tree's; and the same
+   for frames ÷ seconds of the whole command, start to exit (imports, model load and graph build included).
 2. Predict only (the clip's frames through `predict`, batch 4): fps of this tree ÷ the old tree's, and the
    fraction of mask pixels on which the two trees' masks differ.
 3. `--precision bf16` ÷ `--precision f32` predict speed and mask agreement (fraction of pixels equal), for
@@ -25,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -100,13 +102,16 @@ def child(tree: Path, args: list[str], scratch: Path, timeout: float = 1800) -> 
     return result
 
 
-def process_fps(tree: Path, clip: Path, scratch: Path) -> float:
+def process_fps(tree: Path, clip: Path, scratch: Path) -> tuple[float, float]:
+    """(fps of its summary line, seconds from start to exit of the whole command)."""
     args = ["-m", "streamer", "process", str(clip), "-o", str(scratch / "out.mp4"), "-y", "--model", "unet"]
+    started = time.perf_counter()
     result = child(tree, args, scratch)
+    wall = time.perf_counter() - started
     found = SUMMARY.findall(result.stdout + result.stderr)
     if not found:
         raise SystemExit(f"no summary line from streamer process in {tree}:\n{result.stderr[-1000:]}")
-    return float(found[-1][2])
+    return float(found[-1][2]), wall
 
 
 def predict_fps(tree: Path, clip: Path, scratch: Path, passes: int, masks: Path) -> float:
@@ -159,11 +164,14 @@ def main() -> None:
         )
 
         print("1. streamer process --model unet (fps from its summary line)")
-        fps = {"old": [], "new": []}
+        fps, runs = {"old": [], "new": []}, {"old": [], "new": []}
         for _ in range(pairs):
             for label, tree in (("old", old), ("new", new)):
-                fps[label].append(process_fps(tree, clip, scratch))
+                speed, wall = process_fps(tree, clip, scratch)
+                fps[label].append(speed)
+                runs[label].append(int(seconds * 30) / wall)  # frames per second of the whole command
         print(ratio_line("process", fps["new"], fps["old"]))
+        print(ratio_line("whole command, start to exit (model load included)", runs["new"], runs["old"]))
 
         print("2. predict only (batch 4)")
         fps = {"old": [], "new": []}

@@ -150,6 +150,7 @@ def _transport(
         stage = RenderStage(
             model or load_model(replace(config.model, batch_size=batch)), config.effect, records, metrics
         )
+        stage.warm_up(source.info.height, source.info.width)
         return MemoryTransport(
             stages,
             stage,

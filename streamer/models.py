@@ -79,7 +79,8 @@ class ModelConfig:
 class Model(Protocol):
     """What the render stage calls. Optional: `reads_pixels = False` (the model needs the frames' size only), and
     `takes_frames_at(height, width) -> (h, w) | None`, the smaller size a model resizes such frames to itself;
-    it is then handed frames already at that size, with `frame_size=(height, width)`, the size to answer at."""
+    it is then handed frames already at that size, with `frame_size=(height, width)`, the size to answer at;
+    and `warm_up(height, width)`, called once before the first frame of that size (to build a graph)."""
 
     name: str
 

@@ -65,6 +65,14 @@ class RenderStage:
         self.metrics.batch_size.observe(len(frames))
         return predictions
 
+    def warm_up(self, height: int, width: int) -> None:
+        """Let a model that offers it (`warm_up(height, width)`) build its graph for the input's frame size before
+        the first frame arrives; it is quiet about it, as about its first calls."""
+        warm_up = getattr(self.model, "warm_up", None)
+        if warm_up is not None and self.reads_pixels:
+            with native_logs_hidden():
+                warm_up(height, width)
+
     def _pixels(self, frames: Sequence[Frame]) -> tuple[np.ndarray, tuple[int, int] | None]:
         """The batch as the model takes it, and the frames' (height, width) when it is at a smaller size: decoded
         frames go straight to the size a model with a fixed input resizes them to (one swscale pass each)."""

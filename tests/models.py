@@ -116,3 +116,22 @@ class LeftHalfWhenBright(LeftHalf):
 
 def left_half_when_bright(config) -> LeftHalfWhenBright:
     return LeftHalfWhenBright()
+
+
+class WarmedUp(LeftHalf):
+    """LeftHalf that refuses frames of a size it was not warmed up for (`warm_up` before the first frame)."""
+
+    def __init__(self) -> None:
+        self.sizes: set[tuple[int, int]] = set()
+
+    def warm_up(self, height: int, width: int) -> None:
+        self.sizes.add((height, width))
+
+    def predict(self, frames: np.ndarray) -> list[Prediction]:
+        if tuple(frames.shape[1:3]) not in self.sizes:
+            raise RuntimeError(f"not warmed up for {frames.shape[2]}x{frames.shape[1]}, only for {self.sizes}")
+        return super().predict(frames)
+
+
+def warmed_up(config) -> WarmedUp:
+    return WarmedUp()

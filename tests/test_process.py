@@ -126,3 +126,10 @@ def test_summary_line_and_quiet(tmp_path, run_cli):
     assert "5 frames in" in err and "fps" in err and "in_splash.mp4" in err
     code, out, err = run_cli("process", source, "--model", "identity", "--effect", "splash", "-y", "-q")
     assert code == 0 and out == "" and err == ""
+
+
+def test_a_model_is_warmed_up_for_the_input_size_before_its_first_frame(tmp_path, run_cli):
+    source = make_video(tmp_path / "in.mp4", frames=6, width=80, height=48)
+    code, _, err = run_cli("process", source, "-o", tmp_path / "out.mp4", "--model", "tests.models:warmed_up", "-q")
+    assert code == 0, err
+    assert probe(tmp_path / "out.mp4")["frames"] == 6

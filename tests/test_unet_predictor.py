@@ -119,3 +119,16 @@ def test_frames_must_be_uint8_rgb(weights):
     model = load(ModelConfig(weights=str(weights["gray"])))
     with pytest.raises(StreamerError, match="uint8"):
         model.predict(np.zeros((1, 10, 10, 3), np.float32))
+
+
+def test_warm_up_builds_the_graph_the_frames_then_use():
+    """After warm_up for a frame size, frames of that size (handed at the model's size) run the same graph."""
+    model = load(ModelConfig(batch_size=2))
+    size = model.takes_frames_at(360, 640)
+    assert size is not None and size[0] < 360 and size[1] < 640
+    model.warm_up(360, 640)
+    traced = model._infer.experimental_get_tracing_count()
+    frames = np.zeros((2, *size, 3), np.uint8)
+    (first, _) = model.predict(frames, frame_size=(360, 640))
+    assert first.semantic.shape == (360, 640)
+    assert model._infer.experimental_get_tracing_count() == traced == 1

@@ -111,6 +111,12 @@ class Predictor:
                 predictions += self.predict_batch(batch, frame_size or batch.shape[1:3])[:count]
         return predictions
 
+    def warm_up(self, height: int, width: int) -> None:
+        """Build the graph for frames of height × width with one call on a black batch, so that the first frames
+        of a stream do not wait for it."""
+        size = self.takes_frames_at(height, width) or (height, width)
+        self.predict(np.zeros((self.config.batch_size, *size, 3), np.uint8), frame_size=(height, width))
+
     def takes_frames_at(self, height: int, width: int) -> tuple[int, int] | None:
         """The smaller size this model resizes frames of height × width to itself (a package whose model has
         a fixed input says so), so that it may be handed them at that size; None: it takes full frames."""

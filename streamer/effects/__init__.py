@@ -1,4 +1,5 @@
-"""Effects: pure functions (frame, prediction, options) → rendered RGB frame, found by name."""
+"""Effects: pure functions (frame, prediction, options) → rendered RGB frame, found by name (overlay, mask and
+splash also come as functions of a decoded YUV 4:2:0 picture: `streamer.effects.planes`)."""
 
 from __future__ import annotations
 
