@@ -62,8 +62,9 @@ class Frame:
 
     def resized(self, height: int, width: int) -> np.ndarray | None:
         """H×W×3 uint8 RGB at height × width, made straight from the decoded picture in one swscale pass (no
-        RGB image at the frame's own size); None for a frame without a decoded picture."""
-        return None if self.decoded is None else rgb_of(self.decoded, height, width)
+        RGB image at the frame's own size); None for a frame without a decoded picture, or whose image has been
+        read (and so may have been drawn on)."""
+        return None if self.decoded is None or self._read else rgb_of(self.decoded, height, width)
 
     @property
     def shape(self) -> tuple[int, int, int]:

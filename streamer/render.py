@@ -80,9 +80,11 @@ class RenderStage:
             return np.broadcast_to(np.zeros((1, 1, 1, 3), np.uint8), (len(frames), *frames[0].shape)), None
         height, width, _ = frames[0].shape
         size = self._takes_frames_at(height, width) if self._takes_frames_at else None
-        if size is None or any(frame.decoded is None or frame.shape != frames[0].shape for frame in frames):
-            return np.stack([frame.image for frame in frames]), None
-        return np.stack([frame.resized(*size) for frame in frames]), (height, width)
+        if size is not None and all(frame.shape == frames[0].shape for frame in frames):
+            small = [frame.resized(*size) for frame in frames]
+            if all(image is not None for image in small):
+                return np.stack(small), (height, width)
+        return np.stack([frame.image for frame in frames]), None
 
     def render(self, frame: Frame, prediction: Prediction) -> Rendered:
         prediction = selected(prediction, self.effect)

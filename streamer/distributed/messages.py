@@ -2,6 +2,10 @@
 
 Only plain fields are parsed (integers, a fraction, a shape, JSON for detections) and images
 are decoded by codec: nothing a writer to Redis puts in a message can run code here.
+
+With the lossless `raw` codec a frame that is a decoded 8-bit YUV 4:2:0 picture (whose RGB pixels nobody has
+drawn on) travels as its three planes, with its colour matrix and range: half the bytes of RGB, and the worker
+draws on it as the embedded pipeline does, so both give the same output, pixel for pixel.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ import json
 from dataclasses import dataclass
 from fractions import Fraction
 
+import av
 import cv2
 import numpy as np
 import PIL.Image
 
+from streamer.effects.planes import PLANAR_420, drawable, plane_views
 from streamer.frames import Frame, Rendered
 
 VERSION = b"1"
@@ -25,6 +31,8 @@ MAX_PAYLOAD = 128 * 1024 * 1024
 MAX_DETECTIONS = 64 * 1024 * 1024
 MAX_NESTING = 32
 NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+COLORSPACES = range(18)  # FFmpeg's AVColorSpace values
+COLOR_RANGES = range(3)  # unspecified, limited (MPEG), full (JPEG)
 
 
 class MessageError(ValueError):
@@ -42,17 +50,21 @@ class Message:
 def encode(message: Message, codec: str = "raw", quality: int = 90) -> dict[str, bytes]:
     """Stream entry fields for XADD."""
     frame = message.frame
-    image = frame.image
+    picture = frame.picture()
     fields = {
         b"v": VERSION,
         b"job": message.job.encode(),
         b"index": str(frame.index).encode(),
         b"pts": str(frame.pts).encode(),
         b"tb": f"{frame.time_base.numerator}/{frame.time_base.denominator}".encode(),
-        b"shape": ",".join(map(str, image.shape)).encode(),
+        b"shape": ",".join(map(str, frame.shape)).encode(),
         b"codec": codec.encode(),
-        b"data": _compress(image, codec, quality),
     }
+    if codec == "raw" and isinstance(picture, av.VideoFrame) and drawable(picture):
+        fields[b"pix"] = f"{picture.format.name},{int(picture.colorspace)},{int(picture.color_range)}".encode()
+        fields[b"data"] = b"".join(plane.tobytes() for plane in plane_views(picture))
+    else:
+        fields[b"data"] = _compress(frame.image, codec, quality)
     if isinstance(frame, Rendered) and frame.detections is not None:
         fields[b"detections"] = json.dumps(frame.detections, separators=(",", ":")).encode()
     return fields
@@ -75,12 +87,19 @@ def decode(fields: dict[bytes, bytes], max_payload: int = MAX_PAYLOAD) -> Messag
         index = int(fields[b"index"])
         if index < 0:
             raise MessageError(f"negative frame index {index}")
+        if b"pix" in fields:
+            if codec != "raw":
+                raise MessageError(f"planes travel with the raw codec only, not {codec!r}")
+            image, picture = None, _picture(data, fields[b"pix"], shape)
+        else:
+            image, picture = _decompress(data, codec, shape), None
         frame = Rendered(
             index=index,
             pts=int(fields[b"pts"]),
             time_base=Fraction(numerator, denominator),
-            image=_decompress(data, codec, shape),
+            image=image,
             detections=detections,
+            decoded=picture,
         )
         return Message(job=fields[b"job"].decode(), frame=frame)
     except MessageError:
@@ -113,6 +132,26 @@ def job_of(fields: dict[bytes, bytes]) -> tuple[str, int] | None:
         return fields[b"job"].decode(), int(fields[b"index"])
     except (KeyError, ValueError, UnicodeDecodeError):
         return None
+
+
+def _picture(data: bytes, pix: bytes, shape: tuple[int, int, int]) -> av.VideoFrame:
+    """A YUV 4:2:0 picture from its packed planes, after checking its format, colour tags and payload size."""
+    name, colorspace, color_range = pix.decode().split(",")
+    colorspace, color_range = int(colorspace), int(color_range)
+    if name not in PLANAR_420 or colorspace not in COLORSPACES or color_range not in COLOR_RANGES:
+        raise MessageError(f"bad picture format {pix[:64]!r}: planes are {' or '.join(PLANAR_420)}")
+    height, width = shape[:2]
+    chroma = ((height + 1) // 2, (width + 1) // 2)
+    sizes = [height * width, chroma[0] * chroma[1], chroma[0] * chroma[1]]
+    if len(data) != sum(sizes):
+        raise MessageError(f"planes payload of {len(data)} bytes does not fit a {width}x{height} {name} picture")
+    picture = av.VideoFrame(width, height, name)
+    picture.colorspace, picture.color_range = colorspace, color_range
+    start = 0
+    for plane, size in zip(plane_views(picture), sizes, strict=True):
+        plane[...] = np.frombuffer(data, np.uint8, size, start).reshape(plane.shape)
+        start += size
+    return picture
 
 
 def _compress(image: np.ndarray, codec: str, quality: int) -> bytes:

@@ -73,7 +73,7 @@ def splash(picture: av.VideoFrame, prediction: Prediction, options: EffectConfig
 EFFECTS = {"overlay": overlay, "mask": mask, "splash": splash}
 
 
-def _planes(picture: av.VideoFrame) -> list[np.ndarray]:
+def plane_views(picture: av.VideoFrame) -> list[np.ndarray]:
     """Views of the picture's three planes (height × width, over rows that may be padded)."""
     return [
         np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
@@ -86,7 +86,7 @@ def _new_like(picture: av.VideoFrame) -> tuple[av.VideoFrame, list[np.ndarray], 
     out = av.VideoFrame(picture.width, picture.height, picture.format.name)
     out.colorspace = picture.colorspace
     out.color_range = picture.color_range
-    return out, _planes(picture), _planes(out)
+    return out, plane_views(picture), plane_views(out)
 
 
 def _chroma_cover(where: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -114,7 +114,7 @@ def _yuv_of(rgb: tuple[int, int, int], pix_fmt: str, colorspace: int, color_rang
         dst_colorspace=colorspace or None,
         dst_color_range=color_range or None,
     )
-    return tuple(int(plane[0, 0]) for plane in _planes(converted))
+    return tuple(int(plane[0, 0]) for plane in plane_views(converted))
 
 
 @functools.lru_cache(maxsize=64)

@@ -199,17 +199,21 @@ class RedisTransport:
             self._received.remove(self._complete)  # so the muxer's reorder buffer stays within the window
             self._complete += 1
             self._window.release()
-        self._preview(message.frame.image)
+        self._preview(message.frame)
         return message.frame
 
-    def _preview(self, image) -> None:
-        """About once a second, a small JPEG of the latest output frame for the status page."""
+    def _preview(self, frame: Rendered) -> None:
+        """About once a second, a small JPEG of the latest output frame for the status page (made from the
+        decoded picture when the frame came as one, so that it still goes to the encoder as it is)."""
         now = time.monotonic()
         if now - self._previewed < PREVIEW_EVERY:
             return
         self._previewed = now
-        scale = PREVIEW_WIDTH / image.shape[1]
-        small = cv2.resize(image, (PREVIEW_WIDTH, max(1, round(image.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+        height, width, _ = frame.shape
+        size = (max(1, round(height * PREVIEW_WIDTH / width)), PREVIEW_WIDTH)
+        small = frame.resized(*size)
+        if small is None:
+            small = cv2.resize(frame.image, size[::-1], interpolation=cv2.INTER_AREA)
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
         if ok:
             try:

@@ -230,3 +230,61 @@ def test_nothing_is_ever_unpickled(monkeypatch):
         decode(fields(detections=payload))
     assert EXPLODED == []
     assert "pickle" not in vars(messages)
+
+
+def decoded_frame(height: int = 24, width: int = 33, pix_fmt: str = "yuv420p") -> Frame:
+    """A frame as a decoder gives it: a YUV 4:2:0 picture (odd width: chroma rounds up), BT.709-tagged."""
+    import av
+
+    picture = av.VideoFrame.from_ndarray(image(height, width), format="rgb24").reformat(
+        format=pix_fmt, dst_colorspace="ITU709"
+    )
+    return Frame(4, 40, TB, decoded=picture)
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuvj420p"])
+def test_a_decoded_picture_travels_as_its_planes_exactly(pix_fmt):
+    from streamer.effects.planes import plane_views
+
+    frame = decoded_frame(pix_fmt=pix_fmt)
+    sent = encode(Message("job-1", frame))
+    assert sent[b"pix"].startswith(pix_fmt.encode()) and len(sent[b"data"]) == 24 * 33 + 2 * 12 * 17
+    back = decode(sent).frame
+    picture = back.picture()  # not converted to RGB on the way
+    assert picture.format.name == pix_fmt and (picture.width, picture.height) == (33, 24)
+    assert (picture.colorspace, picture.color_range) == (frame.decoded.colorspace, frame.decoded.color_range)
+    assert all(np.array_equal(a, b) for a, b in zip(plane_views(frame.decoded), plane_views(picture)))
+    assert back.index == 4 and back.pts == 40 and back.time_base == TB
+
+
+def test_a_read_frame_and_other_codecs_travel_as_rgb():
+    frame = decoded_frame()
+    assert b"pix" not in encode(Message("j", frame), "png")
+    frame.image[0, 0] = 255  # read, and so maybe drawn on: its RGB pixels are what travels
+    sent = encode(Message("j", frame))
+    assert b"pix" not in sent and decode(sent).frame.image[0, 0].tolist() == [255, 255, 255]
+
+
+@pytest.mark.parametrize(
+    "pix, trim",
+    [
+        (b"yuv444p,1,1", 0),  # not 4:2:0
+        (b"yuv420p,99,1", 0),  # no such colour matrix
+        (b"yuv420p,1,7", 0),  # no such range
+        (b"yuv420p,1", 0),  # a field missing
+        (b"yuv420p,1,1", 1),  # a byte short
+    ],
+)
+def test_bad_planes_are_rejected(pix, trim):
+    sent = encode(Message("j", decoded_frame()))
+    sent[b"pix"] = pix
+    sent[b"data"] = sent[b"data"][: len(sent[b"data"]) - trim]
+    with pytest.raises(MessageError):
+        decode(sent)
+
+
+def test_planes_under_an_image_codec_are_rejected():
+    sent = encode(Message("j", decoded_frame()))
+    sent[b"codec"] = b"png"
+    with pytest.raises(MessageError):
+        decode(sent)

@@ -143,7 +143,7 @@ class Recorder(Predictor):
         super().__init__(ModelConfig(batch_size=batch_size), default_threshold=0.25)
         self.batches = []
 
-    def predict_batch(self, frames):
+    def predict_batch(self, frames, frame_size):
         self.batches.append(frames.copy())
         return [Prediction(semantic=frame[:1, :1, 0]) for frame in frames]
 
