@@ -7,6 +7,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# tests that import OpenVINO themselves (importorskip) do it as the model loader does: with no usage report, whose
+# forked sender could keep the test run from exiting
+sys.modules.setdefault("openvino_telemetry", None)
 
 
 @pytest.fixture
