@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -17,6 +19,8 @@ import numpy as np
 
 from streamer.errors import StreamerError
 from streamer.prediction import Prediction
+
+log = logging.getLogger(__name__)
 
 FACTORIES = {
     "unet": "workers.unet.predictor:load",
@@ -166,14 +170,11 @@ def check_model_effect(name: str, effect, config: ModelConfig | None = None) -> 
 
 
 def load_model(config: ModelConfig) -> Model:
-    import logging
-    import time
-
     from streamer.progress import native_logs_hidden
 
     path = FACTORIES.get(config.name, config.name)
     module_name, _, attr = path.partition(":")
-    log, started = logging.getLogger(__name__), time.perf_counter()
+    started = time.perf_counter()
     log.info("loading model %s", config.name)
     with native_logs_hidden():  # TensorFlow's C++ start-up lines, written as it is imported and builds
         try:

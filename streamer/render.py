@@ -73,17 +73,26 @@ class RenderStage:
             with native_logs_hidden():
                 warm_up(height, width)
 
+    def prepare(self, frame: Frame) -> None:
+        """Convert a frame to the RGB image the model will read, on the caller's thread; nothing for a model that
+        reads no pixels or takes decoded frames at its own smaller size (it gets them in one pass per batch)."""
+        if self.reads_pixels and (frame.decoded is None or self._smaller_size(frame) is None):
+            frame.image  # noqa: B018  converted and kept on the frame
+
+    def _smaller_size(self, frame: Frame) -> tuple[int, int] | None:
+        height, width, _ = frame.shape
+        return self._takes_frames_at(height, width) if self._takes_frames_at else None
+
     def _pixels(self, frames: Sequence[Frame]) -> tuple[np.ndarray, tuple[int, int] | None]:
         """The batch as the model takes it, and the frames' (height, width) when it is at a smaller size: decoded
         frames go straight to the size a model with a fixed input resizes them to (one swscale pass each)."""
         if not self.reads_pixels:  # a model that needs the frames' size only (identity): no pixels are made for it
             return np.broadcast_to(np.zeros((1, 1, 1, 3), np.uint8), (len(frames), *frames[0].shape)), None
-        height, width, _ = frames[0].shape
-        size = self._takes_frames_at(height, width) if self._takes_frames_at else None
+        size = self._smaller_size(frames[0])
         if size is not None and all(frame.shape == frames[0].shape for frame in frames):
             small = [frame.resized(*size) for frame in frames]
             if all(image is not None for image in small):
-                return np.stack(small), (height, width)
+                return np.stack(small), frames[0].shape[:2]
         return np.stack([frame.image for frame in frames]), None
 
     def render(self, frame: Frame, prediction: Prediction) -> Rendered:
@@ -97,6 +106,4 @@ class RenderStage:
             return Rendered(frame.index, frame.pts, frame.time_base, None, found, decoded=picture)
         with self.metrics.timed("render"):
             image = self._draw(frame.image, prediction, self.effect)
-        if image is frame.image:
-            return frame.unchanged(found)
         return Rendered(frame.index, frame.pts, frame.time_base, image, found)

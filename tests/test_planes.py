@@ -116,3 +116,31 @@ def test_frames_without_a_decoded_picture_reach_the_model_whole():
     rendered = RenderStage(model, EffectConfig())(frames)
     assert model.calls == [((2, 72, 128, 3), None)]
     assert all(out.image.shape == (72, 128, 3) for out in rendered)
+
+
+def test_a_fixed_input_model_gets_small_frames_through_the_whole_pipeline(tmp_path):
+    """Through `process`, no frame is converted to RGB at its own size: the model gets each at its input size."""
+    from media import make_video, probe
+
+    from streamer.api import process
+
+    source = make_video(tmp_path / "in.mp4", frames=9, width=96, height=64)
+    model = FixedInput()
+    process(str(source), str(tmp_path / "out.mp4"), model=model, overwrite=True, batch_size=4)
+    assert sorted(shape[0] for shape, _ in model.calls) == [1, 4, 4]
+    assert all(shape[1:] == (16, 32, 3) and size == (64, 96) for shape, size in model.calls)
+    assert probe(tmp_path / "out.mp4")["frames"] == 9
+
+
+def test_prepare_converts_only_what_the_model_reads():
+    class Whole:
+        name = "whole"
+
+        def predict(self, frames):
+            return [Prediction(semantic=np.zeros(frames.shape[1:3], np.uint8)) for _ in frames]
+
+    small, whole = (Frame(i, i, Fraction(1, 30), decoded=picture(72, 128)) for i in range(2))
+    RenderStage(FixedInput(), EffectConfig()).prepare(small)
+    assert isinstance(small.picture(), av.VideoFrame)  # not converted: the model takes it at its own size
+    RenderStage(Whole(), EffectConfig()).prepare(whole)
+    assert isinstance(whole.picture(), np.ndarray)  # converted ahead, on the caller's thread

@@ -51,7 +51,7 @@ def mask(picture: av.VideoFrame, prediction: Prediction, options: EffectConfig) 
     white, black = _yuv_of((255, 255, 255), *matrix), _yuv_of((0, 0, 0), *matrix)
     out, _, target = _new_like(picture)
     target[0][...] = black[0]
-    target[0][where.astype(bool)] = white[0]
+    target[0][where.view(bool)] = white[0]
     target[1][...] = white[1]
     target[2][...] = white[2]
     return out

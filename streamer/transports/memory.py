@@ -50,8 +50,7 @@ class MemoryTransport:
                 raise Stopped
 
     def send(self, frame: Frame) -> None:
-        if self._stage.reads_pixels:
-            frame.image  # noqa: B018  converted to RGB here, on the feeding thread: the model's threads only predict
+        self._stage.prepare(frame)  # on the feeding thread: the model's threads only predict
         self._stages.put(self._frames, frame)
 
     def close(self) -> None:
