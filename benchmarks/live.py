@@ -5,9 +5,11 @@
 1. Added latency at 720p with the demo U-Net, as streamer measures it: from a frame's arrival out of its
    source to its encoding (p50, p95), with its parts (waiting for the model, inference, render, encode and
    mux), next to the inference time per frame and the frame interval, and the verdict p95 ≤ inference +
-   one interval. Then end to end at a reader: publish → streamer → RTSP out → reader, next to the relay's
-   own latency (publish → reader on the input path) measured at the same time. With --against DIR (another
-   checkout, e.g. before a change) both run alternately on the same feed settings.
+   one interval. The camera is a replay of H.264 encoded ahead (a camera encodes on its own chip, not on
+   this machine's cores), and nothing else reads the streams. Then the same job again with two readers
+   decoding on this machine: end to end at a reader (publish → streamer → RTSP out → reader), next to the
+   relay's own latency (publish → reader on the input path) measured at the same time. With --against DIR
+   (another checkout, e.g. before a change) both run alternately on the same feed.
 2. Frames dropped with a model slower than the input (sleeps 50 ms per frame, input 30 fps).
 3. Time to reconnect: from the publisher's restart to the first new frame out of the streamer.
 """
@@ -15,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import signal
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -34,9 +38,51 @@ sys.path.insert(0, str(ROOT / "tests"))
 from media import frame_image  # noqa: E402
 from rtsp_fixtures import RtspRelay, publish  # noqa: E402
 
+LOOP = 200  # frames in the camera's loop; frame_image(i) and frame_image(i + 200) look alike
+
 PARTS = ("total", "queue", "inference", "render", "encode")
 
-SIGNATURES = [float(frame_image(i, 64, 8)[:, :8].mean()) for i in range(200)]
+SIGNATURES = [float(frame_image(i, 64, 8)[:, :8].mean()) for i in range(LOOP)]
+
+
+def camera_feed(width: int, height: int, fps: int) -> bytes:
+    """frame_image(0..LOOP-1) as H.264 in Matroska, with the settings `publish` uses (x264 ultrafast,
+    zerolatency, a key frame every 15 frames)."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="matroska") as container:
+        video = container.add_stream(
+            "libx264", rate=fps, options={"preset": "ultrafast", "tune": "zerolatency", "g": "15"}
+        )
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        for index in range(LOOP):
+            frame = av.VideoFrame.from_ndarray(frame_image(index, width, height), format="rgb24")
+            frame.pts = index
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+    return buffer.getvalue()
+
+
+def replay(url: str, feed: bytes, fps: int, stop_event: threading.Event) -> list[float]:
+    """Publishes `feed` over RTSP/TCP in a loop, paced at `fps` in real time, until stop_event is set.
+    Returns the time.monotonic() at which each frame was sent, by index."""
+    with av.open(io.BytesIO(feed)) as source:
+        template = source.streams.video[0]
+        packets = [(bytes(packet), packet.is_keyframe) for packet in source.demux(template) if packet.size]
+        sent: list[float] = []
+        with av.open(url, "w", format="rtsp", options={"rtsp_transport": "tcp"}, timeout=5) as container:
+            stream = container.add_stream_from_template(template)
+            start = time.monotonic()
+            index = 0
+            while not stop_event.is_set():
+                time.sleep(max(0.0, start + index / fps - time.monotonic()))
+                data, key = packets[index % len(packets)]
+                packet = av.Packet(data)
+                packet.pts = packet.dts = index
+                packet.time_base, packet.is_keyframe, packet.stream = Fraction(1, fps), key, stream
+                sent.append(time.monotonic())
+                container.mux(packet)
+                index += 1
+    return sent
 
 
 def streamer(*args: str, root: Path = ROOT) -> subprocess.Popen:
@@ -80,7 +126,7 @@ def latencies(sent: dict[int, float], arrivals: list) -> list[float]:
     """Match each arrival to the most recent sent frame with that brightness."""
     result = []
     for arrived, value in arrivals:
-        candidates = [(t, i) for i, t in sent.items() if abs(SIGNATURES[i % 200] - value) <= 2 and t <= arrived]
+        candidates = [(t, i) for i, t in sent.items() if abs(SIGNATURES[i % LOOP] - value) <= 2 and t <= arrived]
         if candidates:
             result.append(arrived - max(candidates)[0])
     return result
@@ -97,30 +143,53 @@ def ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.0f}"
 
 
+def watch(url: str, until: threading.Event, arrivals: list) -> None:
+    """The arrival time of every packet read from `url`, demuxed only (nothing decoded on this machine)."""
+    while not until.is_set():
+        try:
+            with av.open(url, options={"rtsp_transport": "tcp"}, timeout=(2, 2)) as container:
+                for packet in container.demux(video=0):
+                    if packet.size:
+                        arrivals.append((time.monotonic(), None))
+                    if until.is_set():
+                        return
+        except av.error.FFmpegError:
+            time.sleep(0.1)
+
+
 def added_latency(
-    relay: RtspRelay, seconds: float, model: str, fps: int, size: tuple[int, int], root: Path, name: str
+    relay: RtspRelay,
+    seconds: float,
+    model: str,
+    fps: int,
+    feed: bytes,
+    root: Path,
+    name: str,
+    readers: bool,
 ) -> dict:
     """One live job on a fresh path of the relay, measured for `seconds` once its first frame is out (the
-    model loads meanwhile); prints and returns streamer's summary."""
-    width, height = size
+    model loads meanwhile); prints and returns streamer's summary. With `readers`, both the input and the
+    output are read and decoded on this machine, and latencies at the readers are printed too."""
     path = f"/in-{time.monotonic_ns()}"
     done, published = threading.Event(), threading.Event()
     direct, processed, sent = [], [], {}
 
     def send():
-        times = publish(relay.url(path), int((seconds + 300) * fps), width, height, fps, stop_event=published)
-        sent.update(enumerate(times))
+        sent.update(enumerate(replay(relay.url(path), feed, fps, published)))
 
     publisher = threading.Thread(target=send)
     publisher.start()
     time.sleep(0.5)
     job = streamer(relay.url(path), "-o", relay.url(path + "-out"), "--model", model, "--alpha", "0", root=root)
-    readers = [
-        threading.Thread(target=receive, args=(relay.url(where), done, sink))
-        for where, sink in ((path, direct), (path + "-out", processed))
-    ]
-    for reader in readers:
-        reader.start()
+    if readers:
+        threads = [
+            threading.Thread(target=receive, args=(relay.url(where), done, sink))
+            for where, sink in ((path, direct), (path + "-out", processed))
+        ]
+    else:
+        threads = [threading.Thread(target=watch, args=(relay.url(path + "-out"), done, processed))]
+    for thread in threads:
+        thread.start()
     deadline = time.monotonic() + 300
     while not processed and time.monotonic() < deadline and job.poll() is None:
         time.sleep(0.1)
@@ -130,8 +199,9 @@ def added_latency(
     time.sleep(1.0)
     done.set()
     summary = stop(job)
-    for reader in readers:
-        reader.join()
+    for thread in threads:
+        thread.join()
+    name = f"{name}, {'two readers decoding' if readers else 'streamer alone'}"
     interval = 1 / fps
     parts = summary.get("latency_parts") or {}
     decoded = (summary.get("frames") or 0) + (summary.get("dropped") or 0)
@@ -155,6 +225,8 @@ def added_latency(
             )
     else:
         print("    parts: not reported by this version")
+    if not readers:
+        return summary
     # end to end at a reader, after the first 2 s of output (the model's first calls build its graph)
     relay_only = latencies(sent, direct)
     through = (
@@ -251,14 +323,22 @@ def main() -> None:
         if options.only in (None, 1):
             print(f"1. Added latency, {options.size} at {options.fps} fps, {options.model}")
             runs = [("this tree", ROOT)] + ([(f"{options.against}", options.against)] if options.against else [])
-            totals: dict[str, list[float]] = {}
+            feed = camera_feed(*size, options.fps)
+            totals: dict[tuple[str, bool], list[float]] = {}
             for repeat in range(options.repeats):
                 for name, root in runs if repeat % 2 == 0 else runs[::-1]:
-                    summary = added_latency(relay, options.seconds, options.model, options.fps, size, root, name)
-                    totals.setdefault(name, []).append(summary.get("latency_p95") or float("nan"))
+                    for readers in (False, True):
+                        summary = added_latency(
+                            relay, options.seconds, options.model, options.fps, feed, root, name, readers
+                        )
+                        totals.setdefault((name, readers), []).append(summary.get("latency_p95") or float("nan"))
             if options.against:
-                after, before = (float(np.median(totals[name])) for name, _ in runs)
-                print(f"  p95 arrival→encoded, this tree / {options.against}: {after / before:.2f}×")
+                for readers in (False, True):
+                    after, before = (float(np.median(totals[name, readers])) for name, _ in runs)
+                    print(
+                        f"  p95 arrival→encoded ({'two readers' if readers else 'alone'}), this tree / "
+                        f"{options.against}: {after / before:.2f}×"
+                    )
         if options.only in (None, 2):
             print("2. Frames dropped with a slower model (50 ms per frame)")
             dropped_frames(relay, options.seconds)

@@ -76,9 +76,10 @@ def build(
     check(config)
     live = config.source.live if config.source.live is not None else looks_live(config.input)
     if live and model is None and config.redis is None:
-        # before a live input opens, so no frames pile up while it loads; one frame per call (LivePolicy), so the
-        # model is built for batches of one rather than padding each frame to a full batch
-        model = load_model(replace(config.model, batch_size=1))
+        # before a live input opens, so no frames pile up while it loads; built as LivePolicy runs it (batches of
+        # one rather than each frame padded to a full batch; a core left for decoding and encoding)
+        expected = LivePolicy.decide(True, config.live, config.model.batch_size, config.queue_frames)
+        model = load_model(expected.model_config(config.model))
     opened = open_source(config.input, config.source, config.live)
     policy = LivePolicy.decide(opened.info.live, config.live, config.model.batch_size, config.queue_frames)
     source = policy.source(opened, config.live)
@@ -147,9 +148,7 @@ def _transport(
     if config.redis is None:
         records = bool(config.detections or config.on_frame)  # the callback gets the prediction from the record
         batch = policy.batch or config.model.batch_size
-        stage = RenderStage(
-            model or load_model(replace(config.model, batch_size=batch)), config.effect, records, metrics
-        )
+        stage = RenderStage(model or load_model(policy.model_config(config.model)), config.effect, records, metrics)
         stage.warm_up(source.info.height, source.info.width)
         return MemoryTransport(
             stages,

@@ -59,6 +59,7 @@ class ModelConfig:
     device: str | None = None  # e.g. "/GPU:0" or "/CPU:0"; None lets TensorFlow place ops
     runtime: str = "tf"  # semantic models: tf | onnx | openvino
     gpu_memory_limit: int | None = None  # MB of each GPU this process may take; None: memory growth (as needed)
+    threads: int | None = None  # CPU threads one model call may use; None: the runtime's default (every core)
     config_file: str | None = None  # JSON or YAML of model settings (Mask R-CNN: matterport's Config names)
     settings: dict = field(default_factory=dict)  # KEY=VALUE settings (--set), applied over config_file's
     class_names: tuple[str, ...] | None = None  # names of the class ids, background first; None: the file's
@@ -70,6 +71,8 @@ class ModelConfig:
             raise StreamerError(f"--batch {self.batch_size}: must be at least 1")
         if self.precision not in ("auto", "f32", "bf16"):
             raise StreamerError(f"--precision {self.precision}: choose one of auto, f32, bf16")
+        if self.threads is not None and self.threads < 1:
+            raise StreamerError(f"--threads {self.threads}: must be at least 1")
         if self.gpu_memory_limit is not None and self.gpu_memory_limit < 1:
             raise StreamerError(f"--gpu-memory-limit {self.gpu_memory_limit}: give megabytes, at least 1")
         if self.class_names is not None:

@@ -135,3 +135,12 @@ class WarmedUp(LeftHalf):
 
 def warmed_up(config) -> WarmedUp:
     return WarmedUp()
+
+
+def threads_asked(config) -> LeftHalf:
+    """LeftHalf that fails to load unless it is given the CPU threads named by STREAMER_TEST_THREADS."""
+    import os
+
+    if str(config.threads) != os.environ["STREAMER_TEST_THREADS"]:
+        raise RuntimeError(f"loaded with threads={config.threads}")
+    return LeftHalf()

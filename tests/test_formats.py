@@ -153,3 +153,41 @@ def test_openvino_makes_no_usage_report(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["0", "None"]
+
+
+def test_threads_bounds_the_cores_a_model_call_uses():
+    """--threads 1 on every runtime: a model call keeps to one core, so several workers can share a machine;
+    TensorFlow's number holds for the whole process, and a later model asking for another is told so."""
+    pytest.importorskip("openvino")
+    import subprocess
+    import sys
+
+    from redis_fixtures import ROOT, environment
+
+    script = """
+import logging, resource, sys, time
+import numpy as np
+from streamer.models import ModelConfig, load_model
+logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+frames = np.random.default_rng(0).integers(0, 255, (4, 128, 256, 3), np.uint8)
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+for runtime in ("tf", "onnx", "openvino"):
+    model = load_model(ModelConfig(name="unet", runtime=runtime, batch_size=4, threads=1))
+    model.predict(frames)
+    used, started, calls = cpu(), time.monotonic(), 0
+    while time.monotonic() - started < 1.5:
+        model.predict(frames)
+        calls += 1
+    print(runtime, calls, round((cpu() - used) / (time.monotonic() - started), 2))
+load_model(ModelConfig(name="unet", batch_size=1, threads=2))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=environment(), cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    cores = {line.split()[0]: float(line.split()[2]) for line in done.stdout.splitlines()}
+    assert set(cores) == {"tf", "onnx", "openvino"}
+    assert all(used <= 1.25 for used in cores.values()), cores
+    assert "--threads 2: TensorFlow has started in this process with --threads 1; keeping that" in done.stderr

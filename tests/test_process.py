@@ -1,6 +1,7 @@
 """`streamer process` end to end on generated videos: timing, geometry, audio, pixels."""
 
 import json
+import os
 from fractions import Fraction
 
 import numpy as np
@@ -126,6 +127,22 @@ def test_summary_line_and_quiet(tmp_path, run_cli):
     assert "5 frames in" in err and "fps" in err and "in_splash.mp4" in err
     code, out, err = run_cli("process", source, "--model", "identity", "--effect", "splash", "-y", "-q")
     assert code == 0 and out == "" and err == ""
+
+
+def test_a_live_input_leaves_a_core_to_decoding_and_encoding(tmp_path, run_cli, monkeypatch):
+    """A live input's model gets every core but one unless --threads says otherwise; a file's gets the default."""
+    source = make_video(tmp_path / "in.mp4", frames=6, width=80, height=48)
+    model = ("--model", "tests.models:threads_asked", "-q", "-y")
+    monkeypatch.setenv("STREAMER_TEST_THREADS", str(max(1, len(os.sched_getaffinity(0)) - 1)))
+    code, _, err = run_cli("process", source, "-o", tmp_path / "live.mp4", "--live", *model)
+    assert code == 0, err
+    assert probe(tmp_path / "live.mp4")["frames"] == 6
+    monkeypatch.setenv("STREAMER_TEST_THREADS", "3")
+    code, _, err = run_cli("process", source, "-o", tmp_path / "live.mp4", "--live", "--threads", "3", *model)
+    assert code == 0, err
+    monkeypatch.setenv("STREAMER_TEST_THREADS", "None")
+    code, _, err = run_cli("process", source, "-o", tmp_path / "file.mp4", *model)
+    assert code == 0, err
 
 
 def test_a_model_is_warmed_up_for_the_input_size_before_its_first_frame(tmp_path, run_cli):

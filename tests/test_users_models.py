@@ -358,3 +358,20 @@ def test_precision_travels_to_spawned_workers():
     assert worker.precision == "f32"
     default = worker_command(model_config(parser.parse_args(["process", "in.mp4"])), RedisConfig())
     assert "--precision" not in default
+
+
+def test_threads_parse_and_travel_to_spawned_workers():
+    from streamer.cli import build_parser
+    from streamer.cli.common import model_config
+    from streamer.distributed.connection import RedisConfig
+    from streamer.distributed.spawn import worker_command
+
+    parser = build_parser()
+    model = model_config(parser.parse_args(["process", "in.mp4", "--threads", "2"]))
+    assert model.threads == 2
+    command = worker_command(model, RedisConfig(url="redis://localhost:1/0"))
+    worker = parser.parse_args(command[command.index("worker") :] + ["--redis", "redis://localhost:1/0"])
+    assert worker.threads == 2
+    assert "--threads" not in worker_command(model_config(parser.parse_args(["process", "in.mp4"])), RedisConfig())
+    with pytest.raises(StreamerError, match="--threads 0: must be at least 1"):
+        model_config(parser.parse_args(["process", "in.mp4", "--threads", "0"]))

@@ -53,6 +53,7 @@ class Predictor:
 
     def __init__(self, config: ModelConfig, default_threshold: float) -> None:
         self.gpus = configure_gpus(config.gpu_memory_limit)
+        configure_threads(config.threads)
         threshold = default_threshold if config.threshold is None else config.threshold
         if not 0.0 <= threshold <= 1.0:
             raise StreamerError(f"threshold {threshold}: must be between 0 and 1")
@@ -170,6 +171,25 @@ def configure_gpus(memory_limit_mb: int | None = None) -> list:
         except (RuntimeError, ValueError) as error:  # already initialised by an earlier model of this process
             log.debug("GPU %s keeps its memory settings: %s", gpu.name, error)
     return gpus
+
+
+def configure_threads(threads: int | None) -> None:
+    """TensorFlow's threads for one op (intra-op), the same for the whole process: set by its first model,
+    before TensorFlow starts; a later model asking for another number is told it keeps the first's."""
+    if threads is None:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow has started: the setting is fixed for this process
+        current = tf.config.threading.get_intra_op_parallelism_threads()
+        if current != threads:
+            log.warning(
+                "--threads %d: TensorFlow has started in this process with --threads %s; keeping that",
+                threads,
+                current or "(every core)",
+            )
 
 
 @functools.cache

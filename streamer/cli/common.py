@@ -40,8 +40,19 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")
     add_precision_argument(group)
     add_gpu_memory_argument(group)
+    add_threads_argument(group)
     add_runtime_argument(group)
     add_model_settings_arguments(group)
+
+
+def add_threads_argument(group) -> None:
+    group.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads one model call may use, so several workers share a machine (default: every core; "
+        "for a live input, every core but one, which decoding and encoding need to keep pace)",
+    )
 
 
 def add_runtime_argument(group) -> None:
@@ -159,6 +170,7 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
         mixed_precision=args.mixed_precision,
         precision=getattr(args, "precision", "auto"),
         gpu_memory_limit=getattr(args, "gpu_memory_limit", None),
+        threads=getattr(args, "threads", None),
         runtime=getattr(args, "runtime", "tf"),
         **model_settings(args),
     )

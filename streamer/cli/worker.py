@@ -13,6 +13,7 @@ from streamer.cli.common import (
     add_precision_argument,
     add_redis_arguments,
     add_runtime_argument,
+    add_threads_argument,
     model_settings,
     redis_config,
 )
@@ -36,6 +37,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")
     add_precision_argument(parser)
     add_gpu_memory_argument(parser)
+    add_threads_argument(parser)
     add_runtime_argument(parser)
     add_model_settings_arguments(parser)
     parser.add_argument("--name", help="worker name (default: host-pid)")
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             mixed_precision=args.mixed_precision,
             precision=args.precision,
             gpu_memory_limit=args.gpu_memory_limit,
+            threads=args.threads,
             runtime=args.runtime,
             **model_settings(args),
         ),

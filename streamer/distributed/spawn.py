@@ -42,6 +42,8 @@ def worker_command(model: ModelConfig, redis: RedisConfig) -> list[str]:
         command += ["--precision", model.precision]
     if model.gpu_memory_limit:
         command += ["--gpu-memory-limit", str(model.gpu_memory_limit)]
+    if model.threads:
+        command += ["--threads", str(model.threads)]
     if model.config_file:
         command += ["--config", model.config_file]
     for key, value in model.settings.items():

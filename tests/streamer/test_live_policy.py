@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from fractions import Fraction
@@ -25,7 +26,8 @@ def test_a_file_keeps_the_queue_depth_and_drops_nothing():
 def test_a_live_input_is_latency_first_and_drops_by_its_policy(drop):
     """One frame per model call, one call at a time, one frame waiting for the model at most."""
     policy = LivePolicy.decide(True, LiveConfig(drop=drop), batch_size=4, queue_frames=48)
-    assert policy == LivePolicy(live=True, drop=drop, depth=1, batch=1, parallel=1, handoff=True)
+    threads = max(1, len(os.sched_getaffinity(0)) - 1)  # a core left for decoding and encoding
+    assert policy == LivePolicy(live=True, drop=drop, depth=1, batch=1, parallel=1, handoff=True, threads=threads)
 
 
 def test_a_file_is_encoded_as_asked():

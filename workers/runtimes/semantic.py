@@ -99,18 +99,21 @@ def _missing(package: str, runtime: str) -> StreamerError:
     return StreamerError(f"--runtime {runtime}: needs {package}; install it with pip install 'streamer[{extra}]'")
 
 
-def open_semantic(path, runtime: str = "tf", keras_loader: Callable | None = None, hint: str = "") -> SemanticModel:
+def open_semantic(
+    path, runtime: str = "tf", keras_loader: Callable | None = None, hint: str = "", threads: int | None = None
+) -> SemanticModel:
     """The model in `path` (any of FORMATS) ready on `runtime`; `keras_loader(path)` loads `.keras` files
-    (default: keras.saving.load_model); `hint` ends every error message about the file."""
+    (default: keras.saving.load_model); `hint` ends every error message about the file. `threads`: the CPU
+    threads of one call on ONNX Runtime, OpenVINO and TFLite (TensorFlow's are set for the whole process)."""
     try:
-        return _open(Path(path), runtime, keras_loader)
+        return _open(Path(path), runtime, keras_loader, threads)
     except StreamerError as error:
         if hint and hint not in str(error):
             raise StreamerError(f"{error}; {hint}") from None
         raise
 
 
-def _open(path: Path, runtime: str, keras_loader: Callable | None) -> SemanticModel:
+def _open(path: Path, runtime: str, keras_loader: Callable | None, threads: int | None) -> SemanticModel:
     if runtime not in RUNTIMES:
         raise StreamerError(f"--runtime {runtime}: choose one of {', '.join(RUNTIMES)}")
     kind = file_format(path)
@@ -119,16 +122,16 @@ def _open(path: Path, runtime: str, keras_loader: Callable | None) -> SemanticMo
         size, channels, classes = check_shapes(path, tuple(model.inputs[0].shape), tuple(model.outputs[0].shape))
         if runtime == "tf":
             return SemanticModel(path, kind, runtime, size, channels, classes, keras_model=model)
-        return _on_onnx_runtime(path, kind, runtime, _keras_to_onnx(model, runtime))
+        return _on_onnx_runtime(path, kind, runtime, _keras_to_onnx(model, runtime), threads)
     if kind == "savedmodel":
         function, spec, output_spec = _saved_model(path)
         size, channels, classes = check_shapes(path, tuple(spec.shape), tuple(output_spec.shape))
         if runtime == "tf":
             return SemanticModel(path, kind, runtime, size, channels, classes, tf_call=function)
-        return _on_onnx_runtime(path, kind, runtime, _function_to_onnx(function, spec, runtime))
+        return _on_onnx_runtime(path, kind, runtime, _function_to_onnx(function, spec, runtime), threads)
     if kind == "tflite":
         if runtime == "tf":
-            return _tflite(path)
+            return _tflite(path, threads)
         try:
             import tf2onnx
         except ImportError:
@@ -137,11 +140,11 @@ def _open(path: Path, runtime: str, keras_loader: Callable | None) -> SemanticMo
             proto, _ = tf2onnx.convert.from_tflite(str(path))
         except Exception as error:  # the converter's own failures
             raise StreamerError(f"weights {path}: tf2onnx cannot convert it ({_reason(error)})") from None
-        return _on_onnx_runtime(path, kind, runtime, proto.SerializeToString())
+        return _on_onnx_runtime(path, kind, runtime, proto.SerializeToString(), threads)
     # ONNX
     if runtime == "tf":
         runtime = "onnx"  # an ONNX file runs on ONNX Runtime unless OpenVINO is asked for
-    return _on_onnx_runtime(path, kind, runtime, path.read_bytes())
+    return _on_onnx_runtime(path, kind, runtime, path.read_bytes(), threads)
 
 
 def _reason(error: Exception) -> str:
@@ -188,7 +191,7 @@ def _saved_model(path: Path):
     return function, spec, output_spec
 
 
-def _tflite(path: Path) -> SemanticModel:
+def _tflite(path: Path, threads: int | None) -> SemanticModel:
     import warnings
 
     import tensorflow as tf
@@ -196,7 +199,7 @@ def _tflite(path: Path) -> SemanticModel:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # its deprecation notice: the interpreter is still TensorFlow's
         try:
-            interpreter = tf.lite.Interpreter(model_path=str(path))
+            interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
         except Exception as error:
             raise StreamerError(f"weights {path}: not a TFLite model ({_reason(error)})") from None
     source, target = interpreter.get_input_details(), interpreter.get_output_details()
@@ -242,7 +245,7 @@ def _keras_to_onnx(model, runtime: str) -> bytes:
     return _function_to_onnx(lambda x: model(x, training=False), model.inputs[0], runtime)
 
 
-def _on_onnx_runtime(path: Path, kind: str, runtime: str, onnx_bytes: bytes) -> SemanticModel:
+def _on_onnx_runtime(path: Path, kind: str, runtime: str, onnx_bytes: bytes, threads: int | None) -> SemanticModel:
     """An ONNX model (bytes) on ONNX Runtime or OpenVINO; NCHW models are transposed around the call."""
     if runtime == "openvino":
         # OpenVINO reports its import to a web service from a forked process unless its telemetry package is
@@ -259,14 +262,14 @@ def _on_onnx_runtime(path: Path, kind: str, runtime: str, onnx_bytes: bytes) -> 
                 f.write(onnx_bytes)
             try:
                 network = core.read_model(file)
-                call = _openvino_call(core, network, "f32")
+                call = _openvino_call(core, network, "f32", threads)
             except Exception as error:
                 raise StreamerError(f"weights {path}: OpenVINO cannot read it ({_reason(error)})") from None
         input_shape = [d.get_length() if d.is_static else None for d in network.inputs[0].get_partial_shape()]
         output_shape = [d.get_length() if d.is_static else None for d in network.outputs[0].get_partial_shape()]
 
         def recompile(precision: str):
-            return _wrap(_openvino_call(core, network, precision))
+            return _wrap(_openvino_call(core, network, precision, threads))
     else:
         recompile = None
         try:
@@ -278,6 +281,8 @@ def _on_onnx_runtime(path: Path, kind: str, runtime: str, onnx_bytes: bytes) -> 
         # workers may share the machine (spinning made calls 2x slower on a busy 2-core machine)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        if threads:
+            options.intra_op_num_threads = threads
         try:
             session = onnxruntime.InferenceSession(onnx_bytes, options, providers=onnxruntime.get_available_providers())
         except Exception as error:
@@ -307,10 +312,11 @@ def _on_onnx_runtime(path: Path, kind: str, runtime: str, onnx_bytes: bytes) -> 
     return SemanticModel(path, kind, runtime, size, channels, classes, run=_wrap(call), recompile=recompile)
 
 
-def _openvino_call(core, network, precision: str) -> Callable[[np.ndarray], np.ndarray]:
-    """`network` compiled for the CPU at `precision` (f32 | bf16): a call numpy → numpy that any number of
-    threads may make at once (each thread has its own infer request)."""
-    compiled = core.compile_model(network, "CPU", {"INFERENCE_PRECISION_HINT": precision})
+def _openvino_call(core, network, precision: str, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+    """`network` compiled for the CPU at `precision` (f32 | bf16), on `threads` CPU threads (None: every core):
+    a call numpy → numpy that any number of threads may make at once (each thread has its own infer request)."""
+    settings = {"INFERENCE_PRECISION_HINT": precision, **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
+    compiled = core.compile_model(network, "CPU", settings)
     output = compiled.outputs[0]
     requests = threading.local()
 

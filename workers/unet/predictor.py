@@ -52,7 +52,9 @@ class UNetPredictor(Predictor):
         from workers.runtimes.semantic import open_semantic
 
         with self.building():
-            self.semantic = open_semantic(self.path, config.runtime, keras_loader=load_keras_model, hint=HINT)
+            self.semantic = open_semantic(
+                self.path, config.runtime, keras_loader=load_keras_model, hint=HINT, threads=config.threads
+            )
             model = self.semantic.keras_model
             if model is not None and self.config.mixed_precision:
                 model = _under_policy(model)
