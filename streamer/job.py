@@ -32,7 +32,9 @@ class ProcessConfig:
     hls_list_size: int = 6
     source: SourceOptions = field(default_factory=SourceOptions)
     live: LiveConfig = field(default_factory=LiveConfig)
-    queue_frames: int = 32  # frames buffered between two stages
+    # frames buffered between two stages: enough to keep a model call of each of two threads fed (720p at 32 took
+    # 85 MB more peak memory than at 12, at the same speed, identity and unet; benchmarks/io.py)
+    queue_frames: int = 12
     parallel_batches: int = 2  # embedded pipeline: model calls running at once (the model must be thread-safe)
     redis: RedisConfig | None = None  # None: the embedded pipeline; else inference goes to workers
     local_workers: int = 0  # with redis: workers this command starts and stops itself
