@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import redis
 
+from streamer.distributed.batches import SKIPPED
 from streamer.distributed.confine import Confinement
 from streamer.distributed.connection import RedisConfig, connect
 from streamer.distributed.jobs import DONE, FAILED, FINAL, RUNNING, JobSpec, JobStore, new_job_id
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 STATE_FOLDER = ".streamer"
-SKIPPED = "skipped"  # besides the job states: finished earlier (by an earlier run or another runner)
 STALE = 60.0
 POLL = 0.5
 CREDENTIAL_WORDS = ("secret", "token", "password", "credential", "access_key", "account_key", "sas", "connection")
@@ -531,7 +531,8 @@ def batch_id(dest: str) -> str:
 
 
 def _run_shared(config, entries, done, states, since, on_video) -> list[VideoReport]:
-    from streamer.distributed.runner import Runner, submit
+    from streamer.distributed.jobs import submit
+    from streamer.distributed.runner import Runner
 
     client = connect(config.redis)
     keys = BatchKeys(config.redis.namespace, config.dest)
@@ -702,43 +703,6 @@ def run_queued(
 
 # ---------------------------------------------------------------------------------------------------
 # progress and the summary
-
-
-def batch_progress(client: redis.Redis, namespace: str = "streamer") -> list[dict]:
-    """Every batch shared through Redis: videos done/failed/left, frames per second over all its
-    runners, ETA. For `streamer status` and the status page."""
-    listed = []
-    for raw in client.zrange(f"{namespace}:batches", 0, -1):
-        bid = raw.decode()
-        record = {k.decode(): v.decode() for k, v in client.hgetall(f"{namespace}:batch:{bid}").items()}
-        if not record:
-            client.zrem(f"{namespace}:batches", bid)
-            continue
-        states = [json.loads(value).get("state") for value in client.hvals(f"{namespace}:batch:{bid}:videos")]
-        done = sum(state in (DONE, SKIPPED) for state in states)
-        failed = sum(state == FAILED for state in states)
-        total = int(record.get("total") or 0)
-        left = max(0, total - done - failed)
-        running = client.hlen(f"{namespace}:batch:{bid}:queued")
-        started = float(record.get("started") or time.time())
-        ended = float(record.get("updated") or time.time()) if not running else time.time()
-        elapsed = max(ended - started, 1e-6)
-        processed = int(record.get("processed") or 0)
-        listed.append(
-            {
-                "batch": bid,
-                "dest": record.get("dest"),
-                "total": total,
-                "done": done,
-                "failed": failed,
-                "left": left,
-                "queued": running,
-                "frames": int(record.get("frames") or 0),
-                "fps": round(int(record.get("frames") or 0) / elapsed, 2),
-                "eta": round(left * elapsed / processed, 1) if processed and left and running else None,
-            }
-        )
-    return listed
 
 
 def state_progress(dest: str, storage: dict | None = None, stale: float = STALE, records: dict | None = None) -> dict:

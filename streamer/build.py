@@ -14,7 +14,7 @@ from streamer.detections import FORMATS, DetectionsWriter
 from streamer.distributed.connection import Keys, connect, retrying
 from streamer.distributed.jobs import JobSpec, JobStore, new_job_id
 from streamer.distributed.spawn import local_workers
-from streamer.effects import effect_function
+from streamer.effects import check_effect
 from streamer.errors import StreamerError
 from streamer.job import ProcessConfig
 from streamer.live import DropQueue, Latency, LivePolicy, open_source
@@ -48,7 +48,7 @@ class Parts:
 
 def check(config: ProcessConfig) -> None:
     """Fail on a bad option before opening anything."""
-    effect_function(config.effect.name)
+    check_effect(config.effect.name)
     check_model_effect(config.model.name, config.effect, config.model)
     if config.detections_format not in FORMATS:
         raise StreamerError(f"--detections-format {config.detections_format}: choose one of {', '.join(FORMATS)}")

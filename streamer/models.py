@@ -13,12 +13,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol
 
 from streamer.errors import StreamerError
-from streamer.prediction import Prediction
+
+if TYPE_CHECKING:  # a ModelConfig is made where no frame is (submit, batch): without NumPy
+    import numpy as np
+
+    from streamer.prediction import Prediction
 
 log = logging.getLogger(__name__)
 

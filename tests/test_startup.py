@@ -14,9 +14,10 @@ from redis_fixtures import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_MODULES = ("tensorflow", "keras", "torch", "tf_keras", "openvino", "onnxruntime")
+FRAME_MODULES = ("numpy", "cv2", "av", "PIL")  # what touching frames needs; a command on jobs only does not
 
 # Runs `streamer ARGV` in this interpreter; with a URL, asks for it once the command serves it, then
-# interrupts the command (Ctrl-C). Prints the exit code and the model modules imported, as JSON.
+# interrupts the command (Ctrl-C). Prints the exit code, the model modules and the frame modules imported, as JSON.
 RUNNER = """
 import json, os, signal, sys, threading, time, urllib.request
 
@@ -39,13 +40,18 @@ if url:
 from streamer.cli import main
 
 code = main(argv)
-print(json.dumps({"code": code, "answered": answered, "modules": [m for m in MODULES if m in sys.modules]}))
+print(json.dumps({
+    "code": code,
+    "answered": answered,
+    "modules": [m for m in MODULES if m in sys.modules],
+    "frame_modules": [m for m in FRAMES if m in sys.modules],
+}))
 """
 
 
 def run(argv: list[str], url: str = "", cwd: Path | None = None) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    script = f"MODULES = {MODEL_MODULES!r}\n" + RUNNER
+    script = f"MODULES = {MODEL_MODULES!r}\nFRAMES = {FRAME_MODULES!r}\n" + RUNNER
     done = subprocess.run(
         [sys.executable, "-c", script, json.dumps(argv), url],
         capture_output=True,
@@ -61,12 +67,12 @@ def run(argv: list[str], url: str = "", cwd: Path | None = None) -> dict:
 def test_commands_without_a_model_do_not_import_tensorflow(redis_server, tmp_path):
     url = redis_server.url
     submitted = run(["submit", str(tmp_path / "in.mp4"), "-o", str(tmp_path / "out.mp4"), "--redis", url])
-    assert submitted["code"] == 0 and submitted["modules"] == []
+    assert submitted["code"] == 0 and submitted["modules"] == [] and submitted["frame_modules"] == []
     status = run(["status", "--json", "--redis", url])
-    assert status["code"] == 0 and status["modules"] == []
+    assert status["code"] == 0 and status["modules"] == [] and status["frame_modules"] == []
     port = free_port()
     served = run(["serve", "--port", str(port), "--redis", url], url=f"http://127.0.0.1:{port}/api/status")
-    assert served["answered"] == [200] and served["modules"] == []
+    assert served["answered"] == [200] and served["modules"] == [] and served["frame_modules"] == []
     sample = run(["sample", "road", "-o", str(tmp_path / "road.mp4"), "--seconds", "0.2", "--size", "64x48", "-q"])
     assert sample["code"] == 0 and sample["modules"] == [] and (tmp_path / "road.mp4").stat().st_size > 0
 

@@ -22,7 +22,7 @@ from streamer.cli.common import (
     producer_config,
 )
 from streamer.distributed.confine import Confinement
-from streamer.effects import effect_function
+from streamer.effects import check_effect
 from streamer.errors import StreamerError
 from streamer.pipeline import ProcessConfig
 from streamer.progress import say
@@ -138,7 +138,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    effect_function(args.effect)
+    check_effect(args.effect)
     if args.workers < 0:
         raise StreamerError("--workers: must be 0 or more")
     if args.stale <= 0:

@@ -178,10 +178,10 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
 
 def add_effect_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """--effect, --color, --alpha, --classes; returns the group for a command's own effect options."""
-    from streamer.effects import EFFECTS
+    from streamer.effects import NAMES
 
     group = parser.add_argument_group("effect")
-    group.add_argument("--effect", default="overlay", help=f"one of {', '.join(EFFECTS)} (default: overlay)")
+    group.add_argument("--effect", default="overlay", help=f"one of {', '.join(NAMES)} (default: overlay)")
     group.add_argument("--color", default="255,0,255", help="overlay colour R,G,B (default: 255,0,255)")
     group.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1 (default: 0.5)")
     group.add_argument("--classes", help="instance models: only these classes, e.g. balloon or person,car")
@@ -236,7 +236,7 @@ def add_redis_arguments(parser: argparse.ArgumentParser, required: bool) -> None
 
 
 def add_frame_arguments(parser: argparse.ArgumentParser) -> None:
-    from streamer.distributed.messages import CODECS
+    from streamer.distributed.connection import CODECS
 
     group = parser.add_argument_group("frames over redis")
     group.add_argument("--frame-codec", default="raw", help=f"{' | '.join(CODECS)} (default: raw, lossless)")
@@ -254,7 +254,7 @@ def redis_config(args: argparse.Namespace) -> RedisConfig | None:
 
 
 def check_frame_codec(codec: str) -> str:
-    from streamer.distributed.messages import CODECS
+    from streamer.distributed.connection import CODECS
 
     if codec not in CODECS:
         raise StreamerError(f"--frame-codec {codec}: choose one of {', '.join(CODECS)}")

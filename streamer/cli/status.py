@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streamer.cli.common import add_redis_arguments, redis_config
+from streamer.distributed.batches import batch_progress
 from streamer.distributed.connection import WORKER_GROUP, Keys, connect
 from streamer.distributed.jobs import CANCELLED, FINAL, JobStore, shown_state
 from streamer.errors import StreamerError
@@ -81,7 +82,6 @@ def snapshot(client, keys: Keys, job: str | None = None) -> dict:
                 "lag": group.get("lag"),
             }
         )
-    from streamer.batch import batch_progress  # the batch module brings the pipeline: only when asked
 
     batches = batch_progress(client, keys.ns)
     return redact_record({"jobs": listed, "workers": workers, "backlogs": backlogs, "batches": batches})

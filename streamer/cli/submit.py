@@ -13,10 +13,9 @@ from streamer.cli.common import (
     model_settings,
     redis_config,
 )
-from streamer.distributed.connection import connect
-from streamer.distributed.jobs import JobSpec, new_job_id
-from streamer.distributed.messages import CODECS
-from streamer.effects import effect_function
+from streamer.distributed.connection import CODECS, connect
+from streamer.distributed.jobs import JobSpec, new_job_id, submit
+from streamer.effects import check_effect
 from streamer.models import ModelConfig
 
 
@@ -45,7 +44,7 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     model = ModelConfig(name=args.model, batch_size=args.batch, threshold=args.threshold, **model_settings(args))
-    effect_function(args.effect)
+    check_effect(args.effect)
     check_frame_codec(args.frame_codec)
     config = redis_config(args)
     spec = JobSpec(
@@ -58,8 +57,6 @@ def run(args: argparse.Namespace) -> int:
         frame_codec=args.frame_codec,
         quality=args.quality,
     )
-    from streamer.distributed.runner import submit  # brings the pipeline (PyAV): only when submitting
-
     job = new_job_id()
     submit(connect(config), config, job, spec, args.input, args.output, args.overwrite, model.batch_size)
     print(job)

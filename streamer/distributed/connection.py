@@ -15,6 +15,7 @@ from streamer.errors import StreamerError
 from streamer.secrets import redact
 
 T = TypeVar("T")
+CODECS = ("raw", "png", "jpeg", "webp")  # how frames may travel (streamer.distributed.messages)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import redis
 
-from streamer.distributed.connection import Keys
+from streamer.distributed.connection import RUNNER_GROUP, Keys, RedisConfig, ensure_group
 from streamer.effects import EffectConfig
 
 RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
@@ -148,3 +148,33 @@ def _seconds(value: float) -> int:
 
 def _text(value) -> str:
     return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def submit(
+    client: redis.Redis,
+    config: RedisConfig,
+    job: str,
+    spec: JobSpec,
+    input: str,
+    output: str,
+    overwrite: bool = False,
+    batch: int = 4,
+    task: str | None = None,
+) -> None:
+    """Queue a job for the runners; `task` (JSON): a video of a batch, which the runner processes whole
+    (decode, inference and encode on its own machine; streamer.batch.VideoTask)."""
+    keys = Keys(config.namespace)
+    JobStore(client, keys).create(job, spec, state="queued", input=input, output=output)
+    ensure_group(client, keys.submitted, RUNNER_GROUP)
+    client.xadd(
+        keys.submitted,
+        {
+            "job": job,
+            "input": input,
+            "output": output,
+            "spec": spec.to_json(),
+            "overwrite": json.dumps(overwrite),
+            "batch": str(batch),
+            **({"task": task} if task else {}),
+        },
+    )

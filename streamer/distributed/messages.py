@@ -20,11 +20,11 @@ import cv2
 import numpy as np
 import PIL.Image
 
+from streamer.distributed.connection import CODECS
 from streamer.effects.planes import PLANAR_420, drawable, plane_views
 from streamer.frames import Frame, Rendered
 
 VERSION = b"1"
-CODECS = ("raw", "png", "jpeg", "webp")
 PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 MAX_SIDE = 8192
 MAX_PAYLOAD = 128 * 1024 * 1024

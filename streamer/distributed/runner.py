@@ -24,36 +24,6 @@ from streamer.pipeline import Pipeline
 log = logging.getLogger(__name__)
 
 
-def submit(
-    client: redis.Redis,
-    config: RedisConfig,
-    job: str,
-    spec: JobSpec,
-    input: str,
-    output: str,
-    overwrite: bool = False,
-    batch: int = 4,
-    task: str | None = None,
-) -> None:
-    """Queue a job for the runners; `task` (JSON): a video of a batch, which the runner processes whole
-    (decode, inference and encode on its own machine; streamer.batch.VideoTask)."""
-    keys = Keys(config.namespace)
-    JobStore(client, keys).create(job, spec, state="queued", input=input, output=output)
-    ensure_group(client, keys.submitted, RUNNER_GROUP)
-    client.xadd(
-        keys.submitted,
-        {
-            "job": job,
-            "input": input,
-            "output": output,
-            "spec": spec.to_json(),
-            "overwrite": json.dumps(overwrite),
-            "batch": str(batch),
-            **({"task": task} if task else {}),
-        },
-    )
-
-
 class Runner:
     """Takes queued jobs one at a time and runs each through the Redis pipeline."""
 

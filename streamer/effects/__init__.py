@@ -4,24 +4,48 @@ splash also come as functions of a decoded YUV 4:2:0 picture: `streamer.effects.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from streamer.effects.config import EffectConfig
-from streamer.effects.instances import instances
-from streamer.effects.masks import mask, overlay, splash
 from streamer.errors import StreamerError
-from streamer.prediction import Prediction
 
-__all__ = ["EFFECTS", "EffectConfig", "effect_function", "leaves_unchanged", "selected", "with_class_names"]
+if TYPE_CHECKING:
+    from streamer.prediction import Prediction
 
-EFFECTS = {"overlay": overlay, "mask": mask, "splash": splash, "instances": instances}
+__all__ = ["EFFECTS", "NAMES", "EffectConfig", "check_effect", "effect_function", "leaves_unchanged", "selected"]
+
+# the names need no drawing code: commands that only check an effect's name (submit, batch, status) import neither
+# NumPy nor OpenCV; the functions load on first use (`EFFECTS`, `overlay`, ... as attributes of this package)
+NAMES = ("overlay", "mask", "splash", "instances")
+
+
+def __getattr__(name: str):
+    if name == "EFFECTS":
+        from streamer.effects.instances import instances
+        from streamer.effects.masks import mask, overlay, splash
+
+        return {"overlay": overlay, "mask": mask, "splash": splash, "instances": instances}
+    if name in ("overlay", "mask", "splash"):
+        from streamer.effects import masks
+
+        return getattr(masks, name)
+    if name == "instances":
+        from streamer.effects.instances import instances
+
+        return instances
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def check_effect(name: str) -> str:
+    """The effect's name, or a StreamerError naming the effects there are."""
+    if name not in NAMES:
+        raise StreamerError(f"unknown effect {name!r}: choose one of {', '.join(NAMES)}")
+    return name
 
 
 def effect_function(name: str):
     """The effect by name; callers pass it `selected(prediction, options)`."""
-    try:
-        return EFFECTS[name]
-    except KeyError:
-        raise StreamerError(f"unknown effect {name!r}: choose one of {', '.join(EFFECTS)}") from None
+    return __getattr__("EFFECTS")[check_effect(name)]
 
 
 def leaves_unchanged(name: str, prediction: Prediction) -> bool:
