@@ -156,16 +156,18 @@ def model_settings(args: argparse.Namespace) -> dict:
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
-    """The ModelConfig of add_model_arguments' options (--parallel-batches goes to ProcessConfig)."""
+    """The ModelConfig of add_model_arguments' options (--parallel-batches goes to ProcessConfig), or of the
+    worker's (which has no --threshold or --parallel-batches: each job brings its threshold)."""
     from streamer.models import ModelConfig
 
-    if args.parallel_batches < 1:
-        raise StreamerError(f"--parallel-batches {args.parallel_batches}: must be at least 1")
+    parallel = getattr(args, "parallel_batches", 1)
+    if parallel < 1:
+        raise StreamerError(f"--parallel-batches {parallel}: must be at least 1")
     return ModelConfig(
         name=args.model,
         weights=args.weights,
         batch_size=args.batch,
-        threshold=args.threshold,
+        threshold=getattr(args, "threshold", None),
         device=args.device,
         mixed_precision=args.mixed_precision,
         precision=getattr(args, "precision", "auto"),

@@ -14,7 +14,7 @@ from streamer.cli.common import (
     add_redis_arguments,
     add_runtime_argument,
     add_threads_argument,
-    model_settings,
+    model_config,
     redis_config,
 )
 from streamer.distributed.confine import Confinement
@@ -22,7 +22,6 @@ from streamer.distributed.connection import connect
 from streamer.distributed.runner import Runner
 from streamer.errors import StreamerError
 from streamer.metrics import HealthServer
-from streamer.models import ModelConfig
 from workers.loop import Worker, WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -84,18 +83,7 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = WorkerConfig(
-        model=ModelConfig(
-            name=args.model,
-            weights=args.weights,
-            batch_size=args.batch,
-            device=args.device,
-            mixed_precision=args.mixed_precision,
-            precision=args.precision,
-            gpu_memory_limit=args.gpu_memory_limit,
-            threads=args.threads,
-            runtime=args.runtime,
-            **model_settings(args),
-        ),
+        model=model_config(args),
         redis=redis_config(args),
         claim_idle=args.claim_idle,
         max_deliveries=args.max_deliveries,
