@@ -262,7 +262,8 @@ def make_task(config: BatchConfig, entry: Entry, since: float) -> VideoTask:
         size=entry.size,
         version=entry.version,
         dest=config.dest,
-        model=asdict(config.job.model),
+        # threads are the machine's own: a runner elsewhere keeps its --threads
+        model={key: value for key, value in asdict(config.job.model).items() if key != "threads"},
         effect=asdict(config.job.effect),
         encode=asdict(config.job.encode),
         parallel_batches=config.job.parallel_batches,

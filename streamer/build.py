@@ -172,7 +172,9 @@ def _transport(
         class_names=list(config.model.class_names) if config.model.class_names else None,
     )
     if config.local_workers:
-        helpers.enter_context(local_workers(config.local_workers, config.model, config.redis))
+        # workers on this machine leave a core to a live input's decoding and encoding too
+        served = replace(config.model, threads=config.model.threads or policy.threads)
+        helpers.enter_context(local_workers(config.local_workers, served, config.redis))
     transport = RedisTransport(stages, client, config.redis, config.job or new_job_id(), spec, source.info.frames)
     # what `status` and the status page show for the job (redacted there, as every record they serve)
     targets = config.outputs().targets

@@ -64,7 +64,7 @@ class LivePolicy:
             return cls(live=False, drop="none", depth=queue_frames)
         # every core but one for the model: decoding and encoding must keep pace with the input meanwhile
         # (on 2 cores, a model call on both ran into the encoder's slices: p95 latency about 1.3x)
-        threads = max(1, len(os.sched_getaffinity(0)) - 1)
+        threads = max(1, usable_cores() - 1)
         return cls(live=True, drop=config.drop, depth=1, batch=1, parallel=1, handoff=True, threads=threads)
 
     def model_config(self, model: ModelConfig) -> ModelConfig:
@@ -79,6 +79,13 @@ class LivePolicy:
         if not self.live:
             return encode
         return replace(encode, tune=encode.tune or "zerolatency", gop=encode.gop or max(1, round(2 * float(rate))))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class SourceLost(StreamerError):

@@ -269,3 +269,18 @@ def test_a_queued_video_without_a_job_record_is_dead_lettered_not_run(tmp_path, 
     assert dead[b"reason"] == b"batch video without a job record" and dead[b"job"] == b"forged"
     assert client.xlen(KEYS.submitted) == 0 and not client.exists(KEYS.job("forged"))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_queued_video_leaves_the_cpu_threads_to_the_runner_that_takes_it(tmp_path):
+    from dataclasses import replace
+
+    from streamer.batch import BatchConfig, VideoTask, make_task
+    from streamer.storage import expand
+
+    (tmp_path / "in").mkdir()
+    make_video(tmp_path / "in" / "x.mp4", frames=2)
+    config = BatchConfig(inputs=[str(tmp_path / "in" / "*.mp4")], dest=str(tmp_path / "out"))
+    config.job = replace(config.job, model=replace(config.job.model, threads=3, batch_size=2))
+    [entry] = expand(config.inputs)
+    task = VideoTask.from_json(make_task(config, entry, 0).to_json())
+    assert "threads" not in task.model and task.model["batch_size"] == 2

@@ -12,10 +12,20 @@ from streamer.errors import StreamerError
 if TYPE_CHECKING:
     from streamer.prediction import Prediction
 
-__all__ = ["EFFECTS", "NAMES", "EffectConfig", "check_effect", "effect_function", "leaves_unchanged", "selected"]
+__all__ = [
+    "EFFECTS",
+    "NAMES",
+    "EffectConfig",
+    "check_effect",
+    "effect_function",
+    "leaves_unchanged",
+    "selected",
+    "with_class_names",
+]
 
 # the names need no drawing code: commands that only check an effect's name (submit, batch, status) import neither
-# NumPy nor OpenCV; the functions load on first use (`EFFECTS`, `overlay`, ... as attributes of this package)
+# NumPy nor OpenCV; the functions load on first use (`EFFECTS`, and `overlay`, `mask`, `splash` as attributes of
+# this package; the instances effect is `streamer.effects.instances.instances`)
 NAMES = ("overlay", "mask", "splash", "instances")
 
 
@@ -24,15 +34,13 @@ def __getattr__(name: str):
         from streamer.effects.instances import instances
         from streamer.effects.masks import mask, overlay, splash
 
-        return {"overlay": overlay, "mask": mask, "splash": splash, "instances": instances}
+        effects = {"overlay": overlay, "mask": mask, "splash": splash, "instances": instances}
+        globals()["EFFECTS"] = effects  # one table, made once
+        return effects
     if name in ("overlay", "mask", "splash"):
         from streamer.effects import masks
 
         return getattr(masks, name)
-    if name == "instances":
-        from streamer.effects.instances import instances
-
-        return instances
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
