@@ -41,7 +41,8 @@ def wait_until(condition, timeout=30.0):
 
 
 def test_process_metrics_advance_during_a_job(tmp_path):
-    source = make_video(tmp_path / "in.mp4", frames=120)
+    # at least 3 s of model time: the job outlives the two scrapes a second apart
+    source = make_video(tmp_path / "in.mp4", frames=240)
     port = free_port()
     job = subprocess.Popen(
         [
