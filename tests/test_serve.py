@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -139,6 +140,9 @@ def test_page(served):
 def test_process_over_redis_records_input_and_output(tmp_path, redis_server, workers, run_cli):
     """A job run with `process --redis` shows its input and output; the worker logs its start and end."""
     worker = workers.start("--batch", "4")
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(line for line in worker.stderr), daemon=True)
+    reader.start()
     source = make_video(tmp_path / "in.mp4", frames=12, width=64, height=48)
     output = tmp_path / "out.mp4"
     code, _, err = run_cli(
@@ -148,11 +152,15 @@ def test_process_over_redis_records_input_and_output(tmp_path, redis_server, wor
     client = connect(RedisConfig(url=redis_server.url))
     [(job, record)] = JobStore(client, Keys("streamer")).all()
     assert (record["input"], record["output"], record["state"]) == (str(source), str(output), "done")
-    time.sleep(JOB_IDLE + 1.5)  # the worker checks an idle job's state once a second
+    ended = rf"job {job} done: 12 frames here"
+    deadline = time.monotonic() + JOB_IDLE + 20  # the worker checks a job's state once idle for JOB_IDLE
+    while time.monotonic() < deadline and not re.search(ended, "".join(lines)):
+        time.sleep(0.1)
     workers.stop_all()
-    log = worker.stderr.read()
+    reader.join(timeout=10)
+    log = "".join(lines)
     assert f"job {job} started" in log
-    assert re.search(rf"job {job} done: 12 frames here", log), log
+    assert re.search(ended, log), log
 
 
 def test_worker_fps_is_a_recent_window(monkeypatch):
