@@ -173,8 +173,7 @@ def _transport(
     )
     if config.local_workers:
         # workers on this machine leave a core to a live input's decoding and encoding too
-        served = replace(config.model, threads=config.model.threads or policy.threads)
-        helpers.enter_context(local_workers(config.local_workers, served, config.redis))
+        helpers.enter_context(local_workers(config.local_workers, policy.model_threads(config.model), config.redis))
     transport = RedisTransport(stages, client, config.redis, config.job or new_job_id(), spec, source.info.frames)
     # what `status` and the status page show for the job (redacted there, as every record they serve)
     targets = config.outputs().targets

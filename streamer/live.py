@@ -68,8 +68,12 @@ class LivePolicy:
         return cls(live=True, drop=config.drop, depth=1, batch=1, parallel=1, handoff=True, threads=threads)
 
     def model_config(self, model: ModelConfig) -> ModelConfig:
-        """The model as this policy runs it: its batch size and, unless the user set them, its CPU threads."""
-        return replace(model, batch_size=self.batch or model.batch_size, threads=model.threads or self.threads)
+        """The model as this policy runs it in this process: its batch size and its CPU threads."""
+        return replace(self.model_threads(model), batch_size=self.batch or model.batch_size)
+
+    def model_threads(self, model: ModelConfig) -> ModelConfig:
+        """The model with this policy's CPU threads, unless the user set them (also for workers on this machine)."""
+        return replace(model, threads=model.threads or self.threads)
 
     def source(self, source: VideoSource, config: LiveConfig):
         """The source as the pipeline reads it: restamped and reconnecting when live."""

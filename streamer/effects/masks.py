@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -14,7 +16,7 @@ def overlay(frame: np.ndarray, prediction: Prediction, options: EffectConfig) ->
     where = mask_of(prediction)
     if not where.any():
         return frame
-    tinted = cv2.LUT(frame, _blend_table(options.color, options.alpha))
+    tinted = cv2.LUT(frame, blend_table(tuple(options.color), options.alpha))
     out = frame.copy()
     cv2.copyTo(tinted, where, out)
     return out
@@ -32,11 +34,15 @@ def splash(frame: np.ndarray, prediction: Prediction, options: EffectConfig) -> 
     return grey
 
 
-def _blend_table(color: tuple[int, int, int], alpha: float) -> np.ndarray:
-    """Per-channel lookup table value → round(value·(1-alpha) + colour·alpha), for cv2.LUT."""
+@functools.lru_cache(maxsize=64)
+def blend_table(color: tuple[int, ...], alpha: float) -> np.ndarray:
+    """Lookup table value → round(value·(1-alpha) + c·alpha) for each channel c of `color` (RGB, or one plane's
+    value), shaped for cv2.LUT: 256×1×channels; made once per colour and opacity, read-only."""
     values = np.arange(256, dtype=np.float32)[:, None]
     table = values * (1.0 - alpha) + np.asarray(color, np.float32)[None, :] * alpha
-    return np.clip(np.rint(table), 0, 255).astype(np.uint8).reshape(256, 1, 3)
+    table = np.clip(np.rint(table), 0, 255).astype(np.uint8).reshape(256, 1, len(color))
+    table.flags.writeable = False
+    return table
 
 
 def mask_of(prediction: Prediction) -> np.ndarray:

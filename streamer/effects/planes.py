@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from streamer.effects.config import EffectConfig
-from streamer.effects.masks import mask_of
+from streamer.effects.masks import blend_table, mask_of
 from streamer.prediction import Prediction
 
 PLANAR_420 = ("yuv420p", "yuvj420p")  # 8-bit planar 4:2:0: what H.264, HEVC, VP9 and AV1 files decode to
@@ -35,7 +35,7 @@ def overlay(picture: av.VideoFrame, prediction: Prediction, options: EffectConfi
     out, source, target = _new_like(picture)
     cover = _chroma_cover(where, source[1].shape)
     for plane, (src, dst) in enumerate(zip(source, target)):
-        tinted = cv2.LUT(src, _blend_table(colour[plane], options.alpha))
+        tinted = cv2.LUT(src, blend_table((colour[plane],), options.alpha))
         if plane == 0:
             np.copyto(dst, src)
             cv2.copyTo(tinted, where, dst)
@@ -65,8 +65,7 @@ def splash(picture: av.VideoFrame, prediction: Prediction, options: EffectConfig
     np.copyto(target[0], source[0])
     cover = _chroma_cover(where, source[1].shape)
     for plane in (1, 2):
-        grey = np.full_like(source[plane], neutral[plane])
-        _mix(grey, source[plane], cover, target[plane])
+        _mix(neutral[plane], source[plane], cover, target[plane])
     return out
 
 
@@ -94,9 +93,10 @@ def _chroma_cover(where: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(where * np.uint8(255), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
 
 
-def _mix(outside: np.ndarray, inside: np.ndarray, cover: np.ndarray, out: np.ndarray) -> None:
-    """out = outside + (inside - outside) · cover / 255, rounded (integer arithmetic)."""
-    outside16 = outside.astype(np.int16)
+def _mix(outside: np.ndarray | int, inside: np.ndarray, cover: np.ndarray, out: np.ndarray) -> None:
+    """out = outside + (inside - outside) · cover / 255, rounded (integer arithmetic); `outside` a plane or one
+    value for all of it."""
+    outside16 = np.asarray(outside, np.int16)
     mixed = outside16 + ((inside.astype(np.int16) - outside16) * cover.astype(np.int16) + 127) // 255
     np.copyto(out, mixed, casting="unsafe")
 
@@ -115,10 +115,3 @@ def _yuv_of(rgb: tuple[int, int, int], pix_fmt: str, colorspace: int, color_rang
         dst_color_range=color_range or None,
     )
     return tuple(int(plane[0, 0]) for plane in plane_views(converted))
-
-
-@functools.lru_cache(maxsize=64)
-def _blend_table(value: int, alpha: float) -> np.ndarray:
-    """Lookup table v → round(v·(1-alpha) + value·alpha), for cv2.LUT."""
-    table = np.arange(256, dtype=np.float32) * (1.0 - alpha) + value * alpha
-    return np.clip(np.rint(table), 0, 255).astype(np.uint8)

@@ -315,7 +315,9 @@ def _on_onnx_runtime(path: Path, kind: str, runtime: str, onnx_bytes: bytes, thr
 def _openvino_call(core, network, precision: str, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
     """`network` compiled for the CPU at `precision` (f32 | bf16), on `threads` CPU threads (None: every core):
     a call numpy → numpy that any number of threads may make at once (each thread has its own infer request)."""
-    settings = {"INFERENCE_PRECISION_HINT": precision, **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
+    settings = {"INFERENCE_PRECISION_HINT": precision}
+    if threads:
+        settings["INFERENCE_NUM_THREADS"] = threads
     compiled = core.compile_model(network, "CPU", settings)
     output = compiled.outputs[0]
     requests = threading.local()
