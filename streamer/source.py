@@ -80,7 +80,7 @@ class VideoSource:
         elif url == "-" and _stdin_is_file():  # `< in.mp4`: a file, which can seek
             self._file = os.fdopen(os.dup(sys.stdin.fileno()), "rb")
         elif url == "-" or _is_pipe(url):  # stdin or a named pipe: every read bounded by the timeout
-            self._file = BoundedPipe.open(url, self.options.timeout)
+            self._file = _readable_pipe(BoundedPipe.open(url, self.options.timeout))
         try:
             self._container = _open_input(url, self.options, self._file)
         except BaseException:
@@ -357,9 +357,22 @@ class BoundedPipe:
 
     _head = b""
 
+    def peek(self, enough) -> bytes:
+        """The bytes read ahead until `enough(bytes)` holds, the input ends or 64 KiB are in; read() gives them
+        again."""
+        head = self._head
+        while not enough(head) and len(head) < 1 << 16:
+            chunk = self.read(1 << 16)
+            if not chunk:
+                break
+            head += chunk
+        self._head = head
+        return head
+
     def read(self, size: int = -1) -> bytes:
-        if self._head:
-            head, self._head = self._head, b""
+        if self._head:  # never more than asked for: PyAV copies the bytes into a buffer of `size`
+            cut = size if size > 0 else len(self._head)
+            head, self._head = self._head[:cut], self._head[cut:]
             return head
         ready, _, _ = select.select([self.fd], [], [], self.timeout)
         if not ready:
@@ -370,6 +383,26 @@ class BoundedPipe:
         if self.owned and self.fd >= 0:
             os.close(self.fd)
         self.fd = -1
+
+
+def _readable_pipe(pipe: BoundedPipe):
+    """The pipe itself, or, for an MP4 whose index comes after its media data (which needs seeking), its bytes
+    spooled to an unnamed temporary file."""
+    from streamer.spool import index_at_end, spool
+
+    try:
+        head = pipe.peek(lambda data: index_at_end(data) is not None)
+        if not index_at_end(head):
+            return pipe
+        file = spool(pipe, pipe.name)
+    except TimeoutError as error:
+        pipe.close()
+        raise StreamerError(f"{pipe.name}: {error.strerror}; start its writer first, or raise --timeout") from None
+    except BaseException:
+        pipe.close()
+        raise
+    pipe.close()
+    return file
 
 
 def _stdin_is_file() -> bool:

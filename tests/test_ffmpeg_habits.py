@@ -10,7 +10,7 @@ from pathlib import Path
 
 import av
 import pytest
-from media import frame_image, make_video, probe
+from media import frame_image, make_video, probe, remux
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", TF_CPP_MIN_LOG_LEVEL="2")
@@ -121,9 +121,15 @@ def test_bitrate_maxrate_bufsize(tmp_path, run_cli):
     assert rate < 120_000
 
 
-def pipe(args, stdin, **kwargs):
+def pipe(args, stdin, tmpdir=None, limit=None):
     command = [sys.executable, "-m", "streamer", "process", *args, "--model", "identity", "-q"]
-    return subprocess.Popen(command, env=ENV, cwd=ROOT, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = dict(ENV)
+    if tmpdir is not None:
+        tmpdir.mkdir()
+        env["TMPDIR"] = str(tmpdir)
+    if limit is not None:
+        env["STREAMER_SPOOL_LIMIT"] = str(limit)
+    return subprocess.Popen(command, env=env, cwd=ROOT, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def test_stdin_and_stdout_in_a_shell_pipe(tmp_path):
@@ -174,3 +180,43 @@ def test_version(run_cli, capsys):
         run_cli("--version")
     out = capsys.readouterr().out
     assert exit.value.code == 0 and out.startswith("streamer ") and "FFmpeg" in out
+
+
+def test_mp4_with_its_index_at_the_end_through_a_pipe(tmp_path):
+    """cat clip.mp4 | streamer process - -o - --format mpegts, for an MP4 whose moov comes after its mdat (as
+    cameras write them): spooled to a temporary file, stated in one line, and every frame comes out."""
+    source = make_video(tmp_path / "camera.mp4", frames=40, width=96, height=54, audio="aac")
+    data = source.read_bytes()
+    assert 0 < data.find(b"mdat") < data.find(b"moov")  # the index at the end
+    job = pipe(["-", "-o", "-", "--format", "mpegts"], subprocess.PIPE, tmpdir=tmp_path / "spool")
+    out, err = job.communicate(data, timeout=90)
+    assert job.returncode == 0, err.decode()
+    assert "index at the end" in err.decode() and "+faststart" in err.decode()
+    (tmp_path / "out.ts").write_bytes(out)
+    written = probe(tmp_path / "out.ts")
+    assert written["frames"] == 40 and written["audio_codec"] == "aac"
+    assert all(shows(image, index) for index, image in enumerate(written["images"][:6]))
+    assert list((tmp_path / "spool").iterdir()) == []  # the spooled copy is gone
+
+
+def test_a_spooled_pipe_is_bounded(tmp_path):
+    source = make_video(tmp_path / "camera.mp4", frames=40, width=96, height=54)
+    job = pipe(["-", "-o", "-", "--format", "mpegts"], subprocess.PIPE, limit=1000)
+    _, err = job.communicate(source.read_bytes(), timeout=60)
+    assert job.returncode == 2 and "STREAMER_SPOOL_LIMIT=1000" in err.decode()
+    assert "index first" in err.decode() and "-movflags +faststart" in err.decode()
+
+
+@pytest.mark.parametrize("layout", ["faststart", "fragmented", "end"])
+def test_where_an_mp4_keeps_its_index(tmp_path, layout):
+    from streamer.spool import index_at_end
+
+    path = make_video(tmp_path / "in.mp4", frames=5)
+    if layout != "end":
+        flags = {"faststart": "+faststart", "fragmented": "+frag_keyframe+empty_moov"}[layout]
+        path = remux(path, tmp_path / f"{layout}.mp4", {"movflags": flags})
+    data = path.read_bytes()
+    assert index_at_end(data) is (layout == "end")
+    assert index_at_end(data[:20]) is None  # too little to tell
+    assert index_at_end(b"\x47\x40\x11\x10" * 47) is False  # MPEG-TS
+    assert index_at_end(make_video(tmp_path / "in.mkv", frames=2).read_bytes()) is False
