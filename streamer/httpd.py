@@ -1,7 +1,8 @@
 """The small WSGI server shared by the metrics endpoint (`--metrics-port`) and the status page (`serve`).
 
-wsgiref's server with a thread per request (a slow scrape never holds up a probe) and no request logs on
-the terminal; `respond` sends a whole body with its length and `Cache-Control: no-store`.
+wsgiref's server with a thread per request (a slow scrape never holds up a probe), no request logs on
+the terminal, and a socket timeout per request (a client that sends nothing, or a byte at a time, is cut
+off); `respond` sends a whole body with its length and `Cache-Control: no-store`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from streamer.errors import StreamerError
 
 App = Callable[[dict, Callable], Iterable[bytes]]
+REQUEST_TIMEOUT = 20.0  # seconds one read or write of a request may block
 
 
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -23,6 +25,8 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
 
 
 class QuietHandler(WSGIRequestHandler):
+    timeout = REQUEST_TIMEOUT
+
     def log_message(self, *args) -> None:
         pass
 
@@ -46,9 +50,18 @@ def respond_json(start_response: Callable, status: int, value) -> list[bytes]:
 class Server:
     """`app` served on host:port in a background thread (port 0: any free port, see `.port`)."""
 
-    def __init__(self, app: App, host: str, port: int, name: str = "http", option: str = "--port"):
+    def __init__(
+        self,
+        app: App,
+        host: str,
+        port: int,
+        name: str = "http",
+        option: str = "--port",
+        timeout: float = REQUEST_TIMEOUT,
+    ):
+        handler = type("Handler", (QuietHandler,), {"timeout": timeout})
         try:
-            self.httpd = make_server(host, port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler)
+            self.httpd = make_server(host, port, app, server_class=ThreadingWSGIServer, handler_class=handler)
         except OSError as error:
             raise StreamerError(f"cannot listen on {host}:{port} ({error.strerror}); choose another {option}") from None
         self.port = self.httpd.server_address[1]

@@ -138,7 +138,7 @@ def test_status_page_shows_a_running_job_in_chromium(tmp_path, redis_server, wor
     workers.start("--batch", "1", model=SLOW)
     port = free_port()
     serve = subprocess.Popen(
-        [sys.executable, "-m", "streamer", "serve", "--redis", redis_server.url, "--port", str(port)],
+        [sys.executable, "-m", "streamer", "serve", "--redis", redis_server.url, "--port", str(port), "--no-auth"],
         env=environment(),
         cwd=ROOT,
         stderr=subprocess.PIPE,
@@ -189,10 +189,10 @@ def test_status_page_shows_a_running_job_in_chromium(tmp_path, redis_server, wor
             assert row.locator("td").nth(3).inner_text().endswith("/200")
             page.wait_for_selector("#workers tbody tr td:text('tests.models:slow')", timeout=10_000)
             page.wait_for_selector("#preview img", timeout=10_000)
-            page.wait_for_function("document.querySelector('#preview img').naturalWidth === 320", timeout=10_000)
+            page.wait_for_function("() => document.querySelector('#preview img').naturalWidth === 320", timeout=10_000)
             # the producer beats about once a second and the page polls once a second: progress shows within 3 s
             page.wait_for_function(
-                f"parseInt(document.querySelector('#jobs tbody tr').children[3].textContent) > {done_before}",
+                f"() => parseInt(document.querySelector('#jobs tbody tr').children[3].textContent) > {done_before}",
                 timeout=10_000,
             )
             row = page.locator("#jobs tbody tr").first

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -11,7 +15,9 @@ import urllib.request
 
 import pytest
 from media import make_video
+from redis_fixtures import ROOT, environment, free_port
 
+from streamer.access import Access, default_hosts, guarded
 from streamer.cli.serve import make_app
 from streamer.distributed.connection import WORKER_GROUP, Keys, RedisConfig, connect
 from streamer.distributed.jobs import DONE, JobSpec, JobStore
@@ -19,17 +25,34 @@ from streamer.httpd import Server
 from workers.loop import JOB_IDLE
 
 SECRET_INPUT = "rtsp://admin:hunter2@camera.local/stream?token=abc123"
+TOKEN = "s3cret-token-0123456789"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
 
 
-def request(url: str, method: str = "GET", content_type: str | None = None) -> tuple[int, str, str]:
-    """(status, content type, body)."""
-    headers = {"Content-Type": content_type} if content_type else {}
-    data = b"{}" if method == "POST" else None
+def exchange(url: str, method: str = "GET", headers: dict | None = None, data: bytes | None = None):
+    """(status, headers, body) of one request."""
+    if method == "POST" and data is None:
+        data = b"{}"
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data, headers, method=method), timeout=10) as response:
-            return response.status, response.headers["Content-Type"], response.read().decode(errors="replace")
+        with urllib.request.urlopen(urllib.request.Request(url, data, headers or {}, method=method), timeout=10) as r:
+            return r.status, r.headers, r.read().decode(errors="replace")
     except urllib.error.HTTPError as error:
-        return error.code, error.headers["Content-Type"], error.read().decode()
+        return error.code, error.headers, error.read().decode(errors="replace")
+
+
+def request(
+    url: str, method: str = "GET", content_type: str | None = None, token: str | None = TOKEN
+) -> tuple[int, str, str]:
+    """(status, content type, body), with the token unless `token` is None."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    status, response_headers, body = exchange(url, method, headers)
+    return status, response_headers["Content-Type"], body
 
 
 def metric(text: str, name: str, labels: str = "") -> float | None:
@@ -57,7 +80,7 @@ def served(redis_server):
     for index in range(5):
         client.xadd(stream, {"index": index})
     client.xreadgroup(WORKER_GROUP, "w1", {stream: ">"}, count=2)
-    server = Server(make_app(client, keys), "127.0.0.1", 0)
+    server = Server(guarded(make_app(client, keys), Access(TOKEN, default_hosts("127.0.0.1"))), "127.0.0.1", 0)
     yield f"http://127.0.0.1:{server.port}", jobs
     server.close()
 
@@ -134,7 +157,172 @@ def test_page(served):
     status, kind, body = request(base + "/")
     assert status == 200 and kind.startswith("text/html")
     assert "<title>streamer status</title>" in body
-    assert "/api/status" in body and "/cancel" in body
+    assert "<script>" not in body and "<style>" not in body and not re.search(r"<[^>]+\son\w+=", body)
+    status, kind, script = request(base + "/app.js", token=None)  # the page's own files hold no data
+    assert status == 200 and kind.startswith("text/javascript")
+    assert "/api/status" in script and "/cancel" in script
+    assert request(base + "/style.css", token=None)[:2] == (200, "text/css; charset=utf-8")
+
+
+API_ROUTES = [
+    ("GET", "/api/status"),
+    ("GET", "/api/jobs/running1"),
+    ("GET", "/api/jobs/nope"),
+    ("GET", "/api/jobs/running1/preview.jpg"),
+    ("POST", "/api/jobs/running1/cancel"),
+    ("GET", "/nowhere"),
+    ("DELETE", "/api/jobs/running1"),
+]
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "Bearer wrong-token-0123456789",
+        f"Bearer {TOKEN}x",
+        f"Bearer {TOKEN[:-1]}",
+        f"Basic {base64.b64encode(b'streamer:nope').decode()}",
+        f"Token {TOKEN}",
+        "Basic !!!",
+        "Bearer",
+    ],
+)
+def test_every_route_needs_the_token(served, authorization):
+    base, jobs = served
+    for method, path in API_ROUTES:
+        headers = {"Content-Type": "application/json"}
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        status, response_headers, body = exchange(base + path, method, headers)
+        assert status == 401, (method, path, status)
+        assert response_headers["WWW-Authenticate"].startswith("Bearer"), "not Basic: no browser dialog"
+        assert "hunter2" not in body and "running1" not in body
+    assert jobs.state("running1") == "running"
+    for path in ("/healthz", "/readyz", "/metrics"):  # the probes' paths stay open
+        assert exchange(base + path)[0] == 200, path
+
+
+def test_basic_auth_takes_the_token_as_password(served):
+    base, jobs = served
+    for user in ("streamer", "", "anyone"):
+        basic = base64.b64encode(f"{user}:{TOKEN}".encode()).decode()
+        status, _, body = exchange(base + "/api/status", headers={"Authorization": f"Basic {basic}"})
+        assert status == 200 and "running1" in body
+
+
+def test_foreign_host_and_origin_are_refused(served):
+    base, jobs = served
+    port = base.rsplit(":", 1)[1]
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.2", "localhost.evil.example", f"[::2]:{port}"):
+        status, _, body = exchange(base + "/api/status", headers={**auth, "Host": host})
+        assert status == 403 and "--allowed-hosts" in json.loads(body)["error"], host
+        assert exchange(base + "/", headers={"Host": host})[0] == 403, "DNS rebinding gets no page either"
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "LOCALHOST"):
+        assert exchange(base + "/api/status", headers={**auth, "Host": host})[0] == 200, host
+    assert exchange(base + "/healthz", headers={"Host": "10.1.2.3:8080"})[0] == 200, "probes send the pod address"
+
+    cancel = base + "/api/jobs/running1/cancel"
+    for origin in ("http://evil.example", f"http://127.0.0.1:{int(port) + 1}", "null", f"https://evil.example:{port}"):
+        status, _, body = exchange(cancel, "POST", {**auth, "Origin": origin})
+        assert status == 403 and "cross-origin" in body, origin
+    assert exchange(cancel, "POST", {**auth, "Sec-Fetch-Site": "cross-site"})[0] == 403
+    assert jobs.state("running1") == "running"
+    assert exchange(cancel, "POST", {**auth, "Origin": f"http://127.0.0.1:{port}"})[0] == 200
+    assert jobs.state("running1") == "cancelled"
+
+
+def test_security_headers_on_every_response(served):
+    base, _ = served
+    for method, path, token in [
+        ("GET", "/", None),
+        ("GET", "/app.js", None),
+        ("GET", "/api/status", TOKEN),
+        ("GET", "/api/status", None),
+        ("GET", "/nowhere", TOKEN),
+        ("GET", "/healthz", None),
+        ("GET", "/metrics", None),
+        ("POST", "/api/jobs/done1/cancel", TOKEN),
+    ]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        _, response_headers, _ = exchange(base + path, method, {**headers, "Content-Type": "application/json"})
+        for name, value in SECURITY_HEADERS.items():
+            assert response_headers[name] == value, (path, name)
+        policy = response_headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy and "unsafe-inline" not in policy
+
+
+def test_request_size_and_time_are_bounded(served, redis_server):
+    base, jobs = served
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    status, _, _ = exchange(base + "/api/jobs/running1/cancel", "POST", auth, b"{" + b" " * 100_000 + b"}")
+    assert status == 413 and jobs.state("running1") == "running"
+    # a client that sends half a request and then nothing is cut off after the server's timeout
+    client = connect(RedisConfig(url=redis_server.url, grace=1.0))
+    server = Server(
+        guarded(make_app(client, Keys("streamer")), Access(TOKEN, default_hosts("127.0.0.1"))),
+        "127.0.0.1",
+        0,
+        timeout=0.5,
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
+            slow.sendall(b"GET /api/status HTTP/1.1\r\nHost: localhost\r\n")
+            started = time.monotonic()
+            assert slow.recv(1024) == b""  # closed by the server, no answer
+            assert time.monotonic() - started < 5
+    finally:
+        server.close()
+
+
+def serve_once(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "streamer", "serve", "--redis", "redis://127.0.0.1:1/0", *args],
+        env=dict(environment(), **(env or {})),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_serve_refuses_to_listen_openly_without_a_credential(tmp_path):
+    for host in ("0.0.0.0", "192.168.1.10", "::"):
+        result = serve_once("--host", host, "--no-auth")
+        assert result.returncode == 2
+        [line] = result.stderr.strip().splitlines()
+        assert "--no-auth" in line and "--host 127.0.0.1" in line and "token" in line, line
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    result = serve_once("--token-file", str(empty))
+    assert result.returncode == 2 and "empty" in result.stderr
+    result = serve_once("--token-file", str(tmp_path / "missing"))
+    assert result.returncode == 2 and "missing" in result.stderr
+    result = serve_once(env={"STREAMER_SERVE_TOKEN": "short"})
+    assert result.returncode == 2 and "16 characters" in result.stderr
+
+
+def test_a_token_is_made_and_shown_once_when_none_is_given(redis_server):
+    port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "serve", "--redis", redis_server.url, "--port", str(port)],
+        env={k: v for k, v in environment().items() if k != "STREAMER_SERVE_TOKEN"},
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = [serve.stderr.readline(), serve.stderr.readline()]
+        [token] = re.findall(r"#token=([A-Za-z0-9_-]{20,})$", lines[1].strip())
+        base = f"http://127.0.0.1:{port}"
+        assert request(base + "/api/status", token=token)[0] == 200
+        assert request(base + "/api/status", token=token[:-1] + ("B" if token.endswith("A") else "A"))[0] == 401
+        assert request(base + "/api/status", token=None)[0] == 401
+    finally:
+        serve.terminate()
+        rest = serve.communicate(timeout=10)[1]
+    assert token not in rest, "shown once"
 
 
 def test_process_over_redis_records_input_and_output(tmp_path, redis_server, workers, run_cli):

@@ -2,7 +2,7 @@
 
 One WSGI app on one port:
 
-    /                              the status page (streamer/web/index.html)
+    /                              the status page (streamer/web: index.html, app.js, style.css)
     /api/status                    jobs, workers and backlogs (JSON)
     /api/jobs/JOB                  one job (JSON); POST /api/jobs/JOB/cancel cancels it
     /api/jobs/JOB/preview.jpg      the latest output frame of a running job
@@ -11,12 +11,16 @@ One WSGI app on one port:
     /metrics                       jobs by state, backlog, pending and lag per model, workers alive per model
 
 Every job and worker record leaves through `redact_record`: passwords and tokens in URLs are never served.
+Everything but the page's files and the probes' paths needs the token (streamer.access): from --token-file or
+STREAMER_SERVE_TOKEN, or made at start and printed once; `--no-auth` only on a loopback address.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import secrets
 import threading
 from importlib import resources
 
@@ -24,6 +28,7 @@ import redis
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 
+from streamer.access import ANY, Access, default_hosts, guarded, is_loopback
 from streamer.cli.common import add_redis_arguments, redis_config
 from streamer.cli.status import snapshot
 from streamer.distributed.connection import Keys, connect
@@ -46,6 +51,23 @@ def add_parser(commands) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    group = parser.add_argument_group("access")
+    group.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="file holding the token every API call, preview and cancel needs (env STREAMER_SERVE_TOKEN; "
+        "default: a new token, printed once at start)",
+    )
+    group.add_argument(
+        "--no-auth", action="store_true", help="no token (only with a loopback --host: anyone on this machine)"
+    )
+    group.add_argument(
+        "--allowed-hosts",
+        metavar="NAMES",
+        help="comma-separated host names the page may be reached by, '*' for any "
+        "(default: localhost, 127.0.0.1, ::1 and the --host address)",
+    )
+    group.add_argument("--metrics-auth", action="store_true", help="/metrics needs the token too (default: open)")
     add_redis_arguments(parser, required=True)
     parser.set_defaults(run=run)
 
@@ -99,7 +121,12 @@ class StateCollector:
 
 def make_app(client, keys: Keys) -> App:
     """The WSGI app of `streamer serve` over a Redis client."""
-    page = resources.files("streamer.web").joinpath("index.html").read_bytes()
+    web = resources.files("streamer.web")
+    files = {
+        name: (web.joinpath(name).read_bytes(), kind)
+        for name, kind in (("index.html", "text/html"), ("app.js", "text/javascript"), ("style.css", "text/css"))
+    }
+    files[""] = files["index.html"]
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StateCollector(client, keys))
     metrics = make_wsgi_app(registry)
@@ -107,8 +134,8 @@ def make_app(client, keys: Keys) -> App:
     lock = threading.Lock()  # a cancel reads then writes the state
 
     def get(path, environ, start_response):
-        if path in ("/", "/index.html"):
-            return respond(start_response, 200, page, "text/html")
+        if path.removeprefix("/") in files:
+            return respond(start_response, 200, *files[path.removeprefix("/")])
         if path == "/healthz":
             return respond(start_response, 200, "ok\n")
         if path == "/readyz":
@@ -166,10 +193,50 @@ def make_app(client, keys: Keys) -> App:
     return app
 
 
+def access_of(args: argparse.Namespace) -> tuple[Access, bool]:
+    """The access rules the options give, and whether the token was made here (to be shown once)."""
+    hosts = default_hosts(args.host)
+    if args.allowed_hosts:
+        hosts = frozenset(name.strip().strip("[]").lower() for name in args.allowed_hosts.split(",") if name.strip())
+    open_paths = {"/healthz", "/readyz"} if args.metrics_auth else {"/healthz", "/readyz", "/metrics"}
+    if args.no_auth:
+        if args.token_file:
+            raise StreamerError("serve: --no-auth and --token-file contradict each other; give one")
+        if not is_loopback(args.host):
+            raise StreamerError(
+                f"serve --host {args.host} --no-auth would let anyone who reaches it cancel jobs; drop --no-auth "
+                "(a token is then needed) or bind --host 127.0.0.1 behind a proxy that authenticates"
+            )
+        return Access(None, hosts, open=frozenset(open_paths)), False
+    made = False
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as file:
+                token = file.read(4096).strip()
+        except OSError as error:
+            raise StreamerError(f"--token-file {args.token_file}: {error.strerror}") from None
+        if not token:
+            raise StreamerError(f"--token-file {args.token_file}: the file is empty; put the token in it")
+    elif os.environ.get("STREAMER_SERVE_TOKEN", "").strip():
+        token = os.environ["STREAMER_SERVE_TOKEN"].strip()
+    else:
+        token, made = secrets.token_urlsafe(24), True
+    if len(token) < 16:
+        raise StreamerError("serve: the token is shorter than 16 characters; use a longer one (openssl rand -hex 24)")
+    return Access(token, hosts, open=frozenset(open_paths)), made
+
+
 def run(args: argparse.Namespace) -> int:
+    access, made = access_of(args)
     config = redis_config(args)
-    server = Server(make_app(connect(config), Keys(config.namespace)), args.host, args.port, "serve")
-    say(f"status page on http://{args.host}:{server.port}/ (JSON at /api/status, /metrics, /healthz, /readyz)")
+    app = guarded(make_app(connect(config), Keys(config.namespace)), access)
+    server = Server(app, args.host, args.port, "serve")
+    shown = "localhost" if args.host in ("0.0.0.0", "::") or is_loopback(args.host) else args.host
+    say(f"status page on http://{shown}:{server.port}/ (JSON at /api/status, /metrics, /healthz, /readyz)")
+    if made:  # shown once, in the fragment: a browser never sends it to a server or a log
+        say(f"token (shown once; keep one with --token-file): http://{shown}:{server.port}/#token={access.token}")
+    if ANY in access.allowed_hosts:
+        say("any Host header is accepted (--allowed-hosts '*')")
     try:
         server.thread.join()
     except KeyboardInterrupt:

@@ -52,6 +52,8 @@ def snapshot(client, keys: Keys, job: str | None = None) -> dict:
                 "reason": record.get("reason") or None,
                 "input": record.get("input"),
                 "output": record.get("output"),
+                **described(record),
+                **times(record),
             }
         )
     workers = []
@@ -85,6 +87,44 @@ def snapshot(client, keys: Keys, job: str | None = None) -> dict:
 
     batches = batch_progress(client, keys.ns)
     return redact_record({"jobs": listed, "workers": workers, "backlogs": backlogs, "batches": batches})
+
+
+def described(record: dict) -> dict:
+    """The job's model and effect, from the record's own fields or the description it carries (tolerant: a
+    record of another version shows blanks, never an error)."""
+    model, effect = record.get("model"), record.get("effect")
+    try:
+        spec = json.loads(record.get("spec") or "{}")
+    except ValueError:
+        spec = {}
+    if isinstance(spec, dict):
+        model = model or spec.get("model")
+        effect = effect or spec.get("effect")
+    if isinstance(effect, str) and effect.startswith("{"):
+        try:
+            effect = json.loads(effect)
+        except ValueError:
+            pass
+    if isinstance(effect, dict):
+        effect = effect.get("name")
+    return {"model": model if isinstance(model, str) else None, "effect": effect if isinstance(effect, str) else None}
+
+
+def times(record: dict) -> dict:
+    """Seconds since the epoch: submitted (queued or created), started (unless still queued), ended."""
+
+    def number(name: str) -> float | None:
+        try:
+            return float(record[name]) if record.get(name) else None
+        except ValueError:
+            return None
+
+    created = number("created")
+    return {
+        "submitted": number("submitted") or created,
+        "started": number("started") or (created if record.get("state") != "queued" else None),
+        "ended": number("finished") or number("ended"),
+    }
 
 
 def run_status(args: argparse.Namespace) -> int:

@@ -164,7 +164,7 @@ def submit(
     """Queue a job for the runners; `task` (JSON): a video of a batch, which the runner processes whole
     (decode, inference and encode on its own machine; streamer.batch.VideoTask)."""
     keys = Keys(config.namespace)
-    JobStore(client, keys).create(job, spec, state="queued", input=input, output=output)
+    JobStore(client, keys).create(job, spec, state="queued", input=input, output=output, submitted=time.time())
     ensure_group(client, keys.submitted, RUNNER_GROUP)
     client.xadd(
         keys.submitted,
