@@ -6,21 +6,33 @@ import argparse
 import json
 import time
 
-from rich.console import Console
+import redis
+from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from streamer.cli.common import add_redis_arguments, redis_config
+from streamer.cli.wait import OUTCOME
 from streamer.distributed.batches import batch_progress
 from streamer.distributed.connection import WORKER_GROUP, Keys, connect
 from streamer.distributed.jobs import CANCELLED, FINAL, JobStore, shown_state
 from streamer.errors import StreamerError
-from streamer.secrets import redact_record
+from streamer.progress import say
+from streamer.secrets import redact, redact_record
 
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("status", help="show jobs, workers and stream backlogs")
     parser.add_argument("job", nargs="?", help="one job id (default: all)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep showing, refreshed every --interval (JSON: a line each time); with JOB, until it ends, "
+        "exiting as `submit --wait` does (0 done, 1 failed or lost, 130 cancelled)",
+    )
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default: 1)")
     add_redis_arguments(parser, required=True)
     parser.set_defaults(run=run_status)
     cancel = commands.add_parser("cancel", help="cancel a job")
@@ -129,17 +141,63 @@ def times(record: dict) -> dict:
 
 def run_status(args: argparse.Namespace) -> int:
     config = redis_config(args)
-    state = snapshot(connect(config), Keys(config.namespace), args.job)
-    if args.json:
-        print(json.dumps(state))
+    client, keys = connect(config), Keys(config.namespace)
+    if not args.watch:
+        state = snapshot(client, keys, args.job)
+        if args.json:
+            print(json.dumps(state))
+        else:
+            Console().print(tables(state))
         return 0
-    console = Console()
-    table = Table("job", "state", "frames", "fps", "ETA", "note", title="jobs")
+    if args.interval <= 0:
+        raise StreamerError("--interval: give a positive number of seconds")
+    if args.json:
+        return watch(client, keys, args, lambda state: print(json.dumps(state), flush=True))
+    with Live(console=Console(), auto_refresh=False) as live:
+        return watch(client, keys, args, lambda state: live.update(tables(state), refresh=True))
+
+
+def watch(client, keys: Keys, args: argparse.Namespace, show) -> int:
+    """Shows the state every --interval until Ctrl-C, or until JOB ends (its outcome is the exit code); a Redis
+    that stops answering is said in the view and waited for."""
+    seen = False
+    while True:
+        try:
+            state = snapshot(client, keys, args.job)
+            seen = True
+        except redis.RedisError as error:
+            state = {"error": f"Redis does not answer ({redact(error)}); retrying", "jobs": []}
+        except StreamerError:
+            if not seen:
+                raise  # no such job
+            say(f"job {args.job}: its record is gone (expired, or its producer stopped)")
+            return 1
+        show(state)
+        if args.job and state["jobs"] and state["jobs"][0]["state"] in OUTCOME:
+            return OUTCOME[state["jobs"][0]["state"]]
+        time.sleep(args.interval)
+
+
+def tables(state: dict) -> Group:
+    """The jobs, workers, backlogs and (when any) batches tables of a snapshot."""
+    if "error" in state:
+        return Group(Text(state["error"], style="red"))
+    table = Table("job", "state", "frames", "fps", "ETA", "model", "submitted", "ended", "note", title="jobs")
     for job in state["jobs"]:
         frames = f"{job['done']}/{job['total']}" if job["total"] else str(job["done"])
         eta = f"{job['eta']:.0f} s" if job["eta"] is not None else ""
-        table.add_row(job["job"], job["state"], frames, f"{job['fps']:.1f}", eta, job["reason"] or "")
-    console.print(table)
+        table.add_row(
+            job["job"],
+            job["state"],
+            frames,
+            f"{job['fps']:.1f}",
+            eta,
+            job["model"] or "",
+            clock(job["submitted"]),
+            clock(job["ended"]),
+            job["reason"] or "",
+        )
+    shown = [table]
     table = Table("worker", "model", "batch", "fps", "frames", "last seen", title="workers")
     for worker in state["workers"]:
         table.add_row(
@@ -150,18 +208,28 @@ def run_status(args: argparse.Namespace) -> int:
             str(worker["frames"]),
             f"{worker['last_seen']} s ago",
         )
-    console.print(table)
+    shown.append(table)
     table = Table("stream", "length", "pending", "lag", title="backlogs")
     for backlog in state["backlogs"]:
         table.add_row(backlog["stream"], str(backlog["length"]), str(backlog["pending"]), str(backlog["lag"]))
-    console.print(table)
-    table = Table("batch", "dest", "done", "failed", "left", "fps", "ETA", title="batches")
-    for item in state["batches"]:
-        eta = f"{item['eta']:.0f} s" if item["eta"] is not None else ""
-        row = (item["batch"], item["dest"], item["done"], item["failed"], item["left"], f"{item['fps']:.1f}", eta)
-        table.add_row(*map(str, row))
-    console.print(table)
-    return 0
+    shown.append(table)
+    if state["batches"]:
+        table = Table("batch", "dest", "done", "failed", "left", "fps", "ETA", title="batches")
+        for item in state["batches"]:
+            eta = f"{item['eta']:.0f} s" if item["eta"] is not None else ""
+            row = (item["batch"], item["dest"], item["done"], item["failed"], item["left"], f"{item['fps']:.1f}", eta)
+            table.add_row(*map(str, row))
+        shown.append(table)
+    return Group(*shown)
+
+
+def clock(seconds: float | None) -> str:
+    """Local time of day, with the date when not today."""
+    if not seconds:
+        return ""
+    moment = time.localtime(seconds)
+    today = time.localtime()[:3] == moment[:3]
+    return time.strftime("%H:%M:%S" if today else "%Y-%m-%d %H:%M", moment)
 
 
 def run_cancel(args: argparse.Namespace) -> int:

@@ -13,9 +13,11 @@ from streamer.cli.common import (
     model_settings,
     redis_config,
 )
-from streamer.distributed.connection import CODECS, connect
-from streamer.distributed.jobs import JobSpec, new_job_id, submit
+from streamer.cli.wait import wait_for_job
+from streamer.distributed.connection import CODECS, Keys, connect
+from streamer.distributed.jobs import JobSpec, JobStore, new_job_id, submit
 from streamer.effects import check_effect
+from streamer.errors import StreamerError
 from streamer.models import ModelConfig
 
 
@@ -38,6 +40,12 @@ def add_parser(commands) -> None:
     add_effect_arguments(parser)
     parser.add_argument("--frame-codec", default="raw", help=f"{' | '.join(CODECS)} (default: raw)")
     parser.add_argument("--quality", type=int, default=90, help="jpeg/webp quality (default: 90)")
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the job to end; exit 0 done, 1 failed or lost, 130 cancelled, 124 after --wait-timeout",
+    )
+    parser.add_argument("--wait-timeout", type=float, metavar="SECONDS", help="with --wait: give up waiting after this")
     add_redis_arguments(parser, required=True)
     parser.set_defaults(run=run)
 
@@ -45,6 +53,8 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     model = ModelConfig(name=args.model, batch_size=args.batch, threshold=args.threshold, **model_settings(args))
     check_effect(args.effect)
+    if args.wait_timeout is not None and (not args.wait or args.wait_timeout <= 0):
+        raise StreamerError("--wait-timeout: give a positive number of seconds, with --wait")
     check_frame_codec(args.frame_codec)
     config = redis_config(args)
     spec = JobSpec(
@@ -58,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
         quality=args.quality,
     )
     job = new_job_id()
-    submit(connect(config), config, job, spec, args.input, args.output, args.overwrite, model.batch_size)
-    print(job)
+    client = connect(config)
+    submit(client, config, job, spec, args.input, args.output, args.overwrite, model.batch_size)
+    print(job, flush=True)
+    if args.wait:
+        return wait_for_job(JobStore(client, Keys(config.namespace)), job, args.wait_timeout)
     return 0
