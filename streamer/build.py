@@ -7,6 +7,7 @@ before a frame is decoded; whatever was opened is closed again when a later part
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -70,22 +71,30 @@ def _same(one: str, other: str) -> bool:
 
 
 def build(
-    config: ProcessConfig, stages: Stages, helpers: contextlib.ExitStack, metrics: Metrics, model: Model | None = None
+    config: ProcessConfig,
+    stages: Stages,
+    helpers: contextlib.ExitStack,
+    metrics: Metrics,
+    model: Model | None = None,
+    phase: Callable[[str], None] = lambda name: None,
 ) -> Parts:
-    """Open every part; `helpers` gets what must outlive the threads (local workers)."""
+    """Open every part; `helpers` gets what must outlive the threads (local workers); `phase(name)` is told
+    each step that takes time (opening the input, loading the model, warming up)."""
     check(config)
     live = config.source.live if config.source.live is not None else looks_live(config.input)
     if live and model is None and config.redis is None:
         # before a live input opens, so no frames pile up while it loads; built as LivePolicy runs it (batches of
         # one rather than each frame padded to a full batch; a core left for decoding and encoding)
         expected = LivePolicy.decide(True, config.live, config.model.batch_size, config.queue_frames)
+        phase(f"loading model {config.model.name}")
         model = load_model(expected.model_config(config.model))
+    phase("opening input")
     opened = open_source(config.input, config.source, config.live)
     policy = LivePolicy.decide(opened.info.live, config.live, config.model.batch_size, config.queue_frames)
     source = policy.source(opened, config.live)
     latency = Latency()
     try:
-        transport = _transport(config, stages, source, helpers, metrics, model, policy, latency)
+        transport = _transport(config, stages, source, helpers, metrics, model, policy, latency, phase)
         info = source.info
         stream = Stream(info.width, info.height, info.rate, info.time_base, info.rotation)
         sink = open_outputs(config.outputs(), stream, policy.encoding(config.encode, info.rate), source.audio)
@@ -144,11 +153,16 @@ def _transport(
     model: Model | None,
     policy: LivePolicy,
     latency: Latency,
+    phase: Callable[[str], None],
 ) -> Transport:
     if config.redis is None:
         records = bool(config.detections or config.on_frame)  # the callback gets the prediction from the record
         batch = policy.batch or config.model.batch_size
-        stage = RenderStage(model or load_model(policy.model_config(config.model)), config.effect, records, metrics)
+        if model is None:
+            phase(f"loading model {config.model.name}")
+            model = load_model(policy.model_config(config.model))
+        stage = RenderStage(model, config.effect, records, metrics)
+        phase("warming up")
         stage.warm_up(source.info.height, source.info.width)
         return MemoryTransport(
             stages,

@@ -71,7 +71,7 @@ class ProcessResult:
 
     output: str | None
     frames: int
-    seconds: float
+    seconds: float  # processing: from the first frame decoded to the last encoded
     interrupted: bool = False
     warning: str | None = None
     audio: str = "none"  # none | copied | re-encoded
@@ -81,6 +81,12 @@ class ProcessResult:
     gaps: int = 0
     latency_p50: float | None = None
     latency_p95: float | None = None
+    setup_seconds: float = 0.0  # before processing: opening the input, loading and warming up the model
+
+    @property
+    def total_seconds(self) -> float:
+        """Wall time of the whole job."""
+        return self.setup_seconds + self.seconds
 
     @property
     def fps(self) -> float:

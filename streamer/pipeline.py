@@ -42,13 +42,15 @@ class Pipeline:
         self._began = time.perf_counter()
         stages = Stages()
         helpers = contextlib.ExitStack()
+        phase = getattr(progress, "phase", lambda name: None)
         try:
-            parts = build(self.config, stages, helpers, self.metrics, self.model)
+            parts = build(self.config, stages, helpers, self.metrics, self.model, phase)
         except BaseException:
             helpers.close()
             raise
         latency = self.latency = parts.latency
         started = time.perf_counter()
+        phase("processing")
         interrupted = False
         try:
             self._wire(stages, parts, latency, progress)
@@ -68,6 +70,7 @@ class Pipeline:
             output=str(written) if written else None,
             frames=sink.frames,
             seconds=time.perf_counter() - started,
+            setup_seconds=started - self._began,
             interrupted=interrupted,
             warning=parts.source.damage,
             audio="none" if sink.audio is None else ("copied" if sink.audio_copied else "re-encoded"),

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 #: how progress lines and errors are written: "text" or "json" (set by the command line's --log-format)
 LOG_FORMAT = "text"
@@ -41,11 +41,11 @@ class ProgressBar:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[fps]:.1f} fps"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[eta]}"),
             console=self._console,
             transient=True,
         )
-        self._task = self._progress.add_task(description, total=None, fps=0.0)
+        self._task = self._progress.add_task(description, total=None, fps=0.0, eta="")
 
     def __enter__(self) -> "ProgressBar":
         if self._enabled and self._terminal:
@@ -55,6 +55,24 @@ class ProgressBar:
     def __exit__(self, *exc) -> None:
         if self._enabled and self._terminal:
             self._progress.stop()
+
+    def phase(self, name: str) -> None:
+        """A step of the job before or around its frames (opening the input, loading the model, warming up,
+        processing): the bar's label on a terminal, one line elsewhere. The fps window starts again, so time
+        spent before the frames flow counts in neither their fps nor the ETA."""
+        self._window.clear()
+        self._description = name
+        if not self._enabled:
+            return
+        if self._terminal:
+            self._progress.update(self._task, description=name, fps=0.0, eta="")
+            return
+        self._last_line = time.monotonic()
+        if LOG_FORMAT == "json":
+            text = json.dumps({"time": round(time.time(), 3), "level": "info", "message": name, "phase": name})
+        else:
+            text = f"streamer: {name}"
+        print(text, file=sys.stderr, flush=True)
 
     def __call__(self, done: int, total: int | None) -> None:
         if not self._enabled:
@@ -66,13 +84,15 @@ class ProgressBar:
         start, first = self._window[0]
         fps = (done - first) / (now - start) if now > start else 0.0
         if self._terminal:
-            self._progress.update(self._task, completed=done, total=total, fps=fps)
-        elif done and now - self._last_line >= self._every:  # nothing to say while the model loads
+            eta = _eta(done, total, fps)
+            left = f"ETA {_clock(eta)}" if eta is not None else ""
+            self._progress.update(self._task, completed=done, total=total, fps=fps, eta=left)
+        elif done and len(self._window) > 1 and now - self._last_line >= self._every:  # nothing while it loads
             self._last_line = now
             self._line(done, total, fps)
 
     def _line(self, done: int, total: int | None, fps: float) -> None:
-        eta = (total - done) / fps if total and fps > 0 and total >= done else None
+        eta = _eta(done, total, fps)
         if LOG_FORMAT == "json":
             entry = {"time": round(time.time(), 3), "level": "info", "message": self._description, "frames": done}
             entry.update(total=total, fps=round(fps, 2), eta=None if eta is None else round(eta, 1))
@@ -84,6 +104,11 @@ class ProgressBar:
         print(text, file=sys.stderr, flush=True)
 
 
+def _eta(done: int, total: int | None, fps: float) -> float | None:
+    """Seconds left at `fps`, once frames have been flowing for a while (None before: no guess from the start-up)."""
+    return (total - done) / fps if total and fps > 0 and total >= done and done else None
+
+
 def _clock(seconds: float) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
@@ -92,6 +117,16 @@ def _clock(seconds: float) -> str:
 
 def say(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+def summary(message: str, **fields) -> None:
+    """A command's closing line on stderr: `message` as it is, or with --log-format json one JSON object with
+    `message` and `fields`."""
+    if LOG_FORMAT == "json":
+        entry = {"time": round(time.time(), 3), "level": "info", "message": message, **fields}
+        print(json.dumps(entry), file=sys.stderr)
+    else:
+        say(message)
 
 
 # What native libraries write straight to file descriptor 2 while TensorFlow loads and builds its first

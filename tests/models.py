@@ -144,3 +144,9 @@ def threads_asked(config) -> LeftHalf:
     if str(config.threads) != os.environ["STREAMER_TEST_THREADS"]:
         raise RuntimeError(f"loaded with threads={config.threads}")
     return LeftHalf()
+
+
+def slow_to_load(config) -> LeftHalf:
+    """LeftHalf that takes a second to load, as a real model's weights do."""
+    time.sleep(1.0)
+    return LeftHalf()

@@ -78,7 +78,14 @@ def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path, run_cli, monkeyp
     )
     assert code == 0, err
     entries = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-    assert entries and all(entry["message"] == "processing" and "fps" in entry for entry in entries)
+    assert len(entries) == len(err.splitlines())  # every line on stderr is a JSON object
+    phases = [entry["phase"] for entry in entries if "phase" in entry]
+    assert phases == ["opening input", "loading model tests.models:slow", "warming up", "processing"]
+    counts = [entry for entry in entries if "frames" in entry and "phase" not in entry and "total_s" not in entry]
+    assert counts and all(entry["message"] == "processing" and "fps" in entry for entry in counts)
+    (closing,) = [entry for entry in entries if "total_s" in entry]  # the summary, as JSON
+    assert closing["frames"] == 30 and closing["output"] == str(tmp_path / "j.mp4")
+    assert closing["total_s"] >= closing["seconds"] + closing["load_s"] - 0.01
     code, _, err = run_cli("process", source, "-o", tmp_path / "q.mp4", "--model", "tests.models:slow", "-q")
     assert code == 0 and err == ""
 
@@ -113,3 +120,44 @@ def test_options_the_model_cannot_serve_are_refused_before_it_loads(tmp_path, ru
     code, _, err = run_cli("process", source, "--model", "maskrcnn", "--classes", "balloon")
     assert code == 2 and "--classes balloon: not classes of this model; it has square, circle, triangle" in err
     assert time.monotonic() - started < 5  # no model was loaded
+
+
+def test_the_summary_tells_loading_from_processing(tmp_path, run_cli, monkeypatch):
+    """A model that takes 1 s to load: the summary gives processing time and wall time apart, --json has load_s,
+    total_s and the output's absolute path, and its progress still goes to stderr."""
+    monkeypatch.setenv("STREAMER_PROGRESS_EVERY", "0.2")
+    monkeypatch.chdir(tmp_path)
+    source = make_video(tmp_path / "in.mp4", frames=20)
+    model = ("--model", "tests.models:slow_to_load")
+    code, out, err = run_cli("process", source, "-o", "out.mp4", *model, "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["output"] == str(tmp_path / "out.mp4") and summary["frames"] == 20
+    assert summary["load_s"] >= 1.0 and summary["seconds"] < summary["load_s"]
+    assert summary["total_s"] == pytest.approx(summary["load_s"] + summary["seconds"], abs=0.01)
+    assert "streamer: loading model tests.models:slow_to_load" in err and "streamer: processing" in err
+    code, _, err = run_cli("process", source, "-o", "text.mp4", *model)
+    assert code == 0, err
+    line = err.strip().splitlines()[-1]
+    found = re.match(r"20 frames in ([\d.]+) s \([\d.]+ fps\) → (\S+); ([\d.]+) s in all, of which ([\d.]+) s", line)
+    assert found, line
+    assert found[2] == str(tmp_path / "text.mp4") and float(found[4]) >= 1.0 > float(found[1])
+
+
+def test_the_eta_counts_from_the_first_frames_not_from_the_start(capsys):
+    from streamer.progress import ProgressBar
+
+    with ProgressBar("processing", every=0) as bar:
+        bar.phase("loading model")
+        bar(0, 100)
+        time.sleep(0.6)  # the model loads: no frames, no ETA
+        bar.phase("processing")
+        bar(0, 100)
+        time.sleep(0.1)
+        bar(20, 100)
+        time.sleep(0.1)
+        bar(40, 100)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[:2] == ["streamer: loading model", "streamer: processing"]
+    etas = [int(m[1]) * 60 + int(m[2]) for m in (re.search(r"ETA (\d+):(\d\d)", line) for line in lines) if m]
+    assert etas and max(etas) <= 1  # 200 fps once the frames flow: under a second left, not minutes

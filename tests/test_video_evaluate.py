@@ -73,6 +73,52 @@ def test_maskrcnn_scores_the_video_frames_against_their_annotations(shapes_sampl
     assert 0.3 < missing.mean < 1.0 and missing.coco_ap50 < 1.0
 
 
+class CountingContainer:
+    """An opened input whose decoded frames are counted."""
+
+    decoded = 0
+
+    def __init__(self, container):
+        self.container = container
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self.container.__exit__(*exc)
+
+    def __getattr__(self, name):
+        return getattr(self.container, name)
+
+    def decode(self, *args, **kwargs):
+        for frame in self.container.decode(*args, **kwargs):
+            CountingContainer.decoded += 1
+            yield frame
+
+
+@pytest.mark.parametrize("batch_size,samples", [(1, None), (2, None), (4, 5), (3, 2)])
+def test_maskrcnn_evaluation_decodes_each_frame_once(shapes_sample, monkeypatch, batch_size, samples):
+    """Each frame's image and masks are read together: the video is decoded once, whatever the batch size."""
+    import av
+
+    from workers.maskrcnn.config import EvaluateConfig
+    from workers.maskrcnn.evaluate import evaluate
+
+    opened = av.open
+    monkeypatch.setattr(av, "open", lambda *args, **kwargs: CountingContainer(opened(*args, **kwargs)))
+    monkeypatch.setattr(CountingContainer, "decoded", 0)
+    video, truth = shapes_sample
+    config = EvaluateConfig(data=f"video:{video}:{truth}", batch_size=batch_size, samples=samples)
+    frames = [(image, gt) for image, gt, _ in shapes_video(2, 256, 192, 30.0, 6)]
+    seen = []
+    result = evaluate(config, model=Replay(frames), progress=lambda done, total: seen.append((done, total)))
+    count = samples or 6
+    assert len(result.aps) == count and result.mean == 1.0
+    assert CountingContainer.decoded == count  # frames past the last one wanted are not decoded either
+    assert seen[-1] == (count, count) and len(seen) == -(-count // batch_size)
+    assert result.elapsed >= result.seconds > 0 and result.to_dict()["elapsed_s"] == round(result.elapsed, 3)
+
+
 def test_unet_scores_the_video_frames_against_their_annotations(road_sample):
     from workers.unet.config import EvaluateConfig
     from workers.unet.evaluate import evaluate
@@ -97,6 +143,8 @@ def test_evaluate_cli_on_a_video(run_cli, shapes_sample, road_sample):
     assert code == 0, err
     report = json.loads(out)
     assert report["images"] == 2 and 0.0 <= report["mAP"] <= 1.0 and "coco_mask_AP50" in report
+    assert report["elapsed_s"] >= report["inference_s"] > 0
+    assert "streamer: loading model maskrcnn" in err and "streamer: evaluating" in err  # phases, on stderr
 
 
 def test_video_data_mistakes_are_one_line_errors(run_cli, shapes_sample, tmp_path):

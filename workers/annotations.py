@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -82,16 +82,34 @@ class VideoAnnotations:
         }
 
 
-@dataclass
 class AnnotatedFrame:
-    """One decoded frame (RGB uint8 H×W×3) with its ground truth: masks bool H×W×N, class ids, instance ids."""
+    """One decoded frame (RGB uint8 H×W×3) with its ground truth: `rles` (COCO run-length encodings, as
+    stored), `class_ids` and `instances` (int32 [N]); `masks` (bool H×W×N) are decoded from the RLEs when first
+    read, so a reader that compares RLEs decodes none."""
 
-    index: int
-    name: str
-    image: np.ndarray
-    masks: np.ndarray
-    class_ids: np.ndarray
-    instances: np.ndarray
+    def __init__(self, index: int, name: str, image: np.ndarray, annotations: list[dict]) -> None:
+        self.index, self.name, self.image = index, name, image
+        self.rles = [_rle(annotation["segmentation"]) for annotation in annotations]
+        self.class_ids = np.array([int(a["category_id"]) for a in annotations], np.int32)
+        self.instances = np.array([int(a.get("instance", a["id"])) for a in annotations], np.int32)
+
+    @cached_property
+    def masks(self) -> np.ndarray:
+        from pycocotools import mask as mask_utils
+
+        height, width = self.image.shape[:2]
+        if not self.rles:
+            return np.zeros((height, width, 0), bool)
+        return mask_utils.decode([dict(rle, counts=rle["counts"].encode("ascii")) for rle in self.rles]).astype(bool)
+
+
+def _rle(segmentation: dict) -> dict:
+    """An annotation's RLE with its counts as text (pycocotools' JSON form)."""
+    counts = segmentation["counts"]
+    return {
+        "size": list(segmentation["size"]),
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
 
 
 def load_annotations(path: str | Path) -> dict:
@@ -159,22 +177,6 @@ class VideoFrames:
                 self._last = (position, item)
                 return item
 
-    def truth(self, entry: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(masks bool H×W×N, class ids int32 [N], instance ids int32 [N]) of one `images` entry."""
-        from pycocotools import mask as mask_utils
-
-        height, width = int(entry["height"]), int(entry["width"])
-        annotations = self.by_image.get(int(entry["id"]), [])
-        masks = np.zeros((height, width, len(annotations)), bool)
-        for i, annotation in enumerate(annotations):
-            rle = dict(annotation["segmentation"])
-            if isinstance(rle.get("counts"), str):
-                rle["counts"] = rle["counts"].encode("ascii")
-            masks[:, :, i] = mask_utils.decode(rle).astype(bool)
-        class_ids = np.array([int(a["category_id"]) for a in annotations], np.int32)
-        instances = np.array([int(a.get("instance", a["id"])) for a in annotations], np.int32)
-        return masks, class_ids, instances
-
     def __iter__(self) -> Iterator[AnnotatedFrame]:
         import av
 
@@ -200,8 +202,7 @@ class VideoFrames:
                         f"video {self.video}: frame {index} is {image.shape[1]}x{image.shape[0]}, the annotations "
                         f"say {entry['width']}x{entry['height']}: give the video the annotations were written for"
                     )
-                masks, class_ids, instances = self.truth(entry)
-                yield AnnotatedFrame(index, entry["file_name"], image, masks, class_ids, instances)
+                yield AnnotatedFrame(index, entry["file_name"], image, self.by_image.get(int(entry["id"]), []))
                 entry = next(wanted, None)
                 if entry is None:
                     return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import threading
 
@@ -21,6 +22,7 @@ from streamer.live import DROP_POLICIES, LiveConfig
 from streamer.metrics import HealthServer, Metrics
 from streamer.pipeline import Pipeline, ProcessConfig
 from streamer.progress import ProgressBar, say
+from streamer.progress import summary as summary_line
 from streamer.sink import EncodeConfig
 from streamer.source import SourceOptions
 
@@ -226,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
     metrics = Metrics()
     health = HealthServer(metrics, args.metrics_port) if args.metrics_port else None
     try:
-        with ProgressBar("processing", enabled=not (args.quiet or args.json)) as progress:
+        # progress is on stderr: with --json too (stdout has the summary)
+        with ProgressBar("processing", enabled=not args.quiet) as progress:
             pipeline = Pipeline(config, metrics=metrics)
             result = pipeline.run(progress)
     finally:
@@ -234,12 +237,15 @@ def run(args: argparse.Namespace) -> int:
             health.close()
     if result.warning:  # even with -q: the output is shorter than the input
         say(f"streamer: warning: {config.input}: {result.warning}; kept the frames decoded before it")
+    output = _where(result.output)
     if args.json:
         summary = {
-            "output": result.output,
+            "output": output,
             "frames": result.frames,
             "seconds": round(result.seconds, 3),
             "fps": round(result.fps, 2),
+            "load_s": round(result.setup_seconds, 3),
+            "total_s": round(result.total_seconds, 3),
             "interrupted": result.interrupted,
             "warning": result.warning,
             "audio": result.audio,
@@ -276,8 +282,25 @@ def run(args: argparse.Namespace) -> int:
         say(f"streamer: interrupted after {result.frames} frames: {kept}")
         return 130
     if not args.quiet:
-        say(f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.1f} fps) → {result.output}")
+        summary_line(
+            f"{result.frames} {'frame' if result.frames == 1 else 'frames'} in {result.seconds:.1f} s "
+            f"({result.fps:.1f} fps) → {output}; {result.total_seconds:.1f} s in all, of which "
+            f"{result.setup_seconds:.1f} s opening the input and loading the model",
+            output=output,
+            frames=result.frames,
+            seconds=round(result.seconds, 3),
+            fps=round(result.fps, 2),
+            load_s=round(result.setup_seconds, 3),
+            total_s=round(result.total_seconds, 3),
+        )
     return 0
+
+
+def _where(output: str | None) -> str | None:
+    """An output file's absolute path (URLs and stdout as they are)."""
+    if output is None or output == "-" or "://" in output:
+        return output
+    return os.path.abspath(output)
 
 
 def _interrupt(signum, frame):

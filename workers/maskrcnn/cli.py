@@ -161,11 +161,14 @@ def evaluate_config(args: argparse.Namespace) -> EvaluateConfig:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a Mask R-CNN and print its mAP (and COCO mask AP), or JSON."""
+    from streamer.progress import ProgressBar
+
     from .evaluate import evaluate
     from .weights import DEMO_WEIGHTS
 
     config = evaluate_config(args)
-    result = evaluate(config)
+    with ProgressBar("evaluating") as progress:  # on stderr: stdout has the scores
+        result = evaluate(config, progress=progress)
     if args.json:
         weights = config.weights or str(DEMO_WEIGHTS)
         print(json.dumps({"model": "maskrcnn", "weights": weights, "data": config.data, **result.to_dict()}))
@@ -175,7 +178,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(
             f"COCO mask AP@[.5:.95]: {result.coco_ap:.4f}  AP50: {result.coco_ap50:.4f}  AP75: {result.coco_ap75:.4f}"
         )
-    print(f"detect: {result.ms_per_image:.1f} ms/image")
+    print(
+        f"detect: {result.ms_per_image:.1f} ms/image; {len(result.aps)} images in {result.elapsed:.1f} s, "
+        f"{result.seconds:.1f} s of it inference"
+    )
     sys.stdout.flush()
     return 0
 

@@ -158,6 +158,11 @@ class VideoDataset(Dataset):
         frame = self.frames.frame(int(image_id))
         return frame.masks, frame.class_ids
 
+    def load_mask_rles(self, image_id):
+        """(COCO RLEs, class ids) of an image's ground truth, without decoding its masks."""
+        frame = self.frames.frame(int(image_id))
+        return frame.rles, frame.class_ids
+
     def image_reference(self, image_id):
         return f"{self.frames.video} frame {self.image_info[image_id]['frame']}"
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from streamer.errors import StreamerError
 
-from .boxes import compute_overlaps_masks, extract_bboxes
+from .boxes import compute_overlaps_masks
 from .config import Config, EvaluateConfig, model_config
 
 
@@ -30,14 +30,18 @@ def compute_matches(
     pred_masks,
     iou_threshold=0.5,
     score_threshold=0.0,
+    overlaps=None,
 ):
     """Greedy matching by mask IoU (matterport): predictions by score; each takes the highest-IoU
-    unmatched GT of its class with IoU ≥ threshold. → (gt_match, pred_match, overlaps)."""
-    gt_masks = np.asarray(gt_masks)[..., : len(gt_class_ids)]
+    unmatched GT of its class with IoU ≥ threshold. → (gt_match, pred_match, overlaps). `overlaps`: the mask
+    IoU matrix [predictions, ground truth] when already known (rle_overlaps), in the predictions' order."""
     order = np.argsort(-np.asarray(pred_scores), kind="stable")
     pred_class_ids = np.asarray(pred_class_ids)[order]
-    pred_masks = np.asarray(pred_masks)[..., order]
-    overlaps = compute_overlaps_masks(pred_masks, gt_masks)
+    if overlaps is None:
+        gt_masks = np.asarray(gt_masks)[..., : len(gt_class_ids)]
+        overlaps = compute_overlaps_masks(np.asarray(pred_masks)[..., order], gt_masks)
+    else:
+        overlaps = np.asarray(overlaps).reshape(len(order), len(gt_class_ids))[order]
     pred_match = -1 * np.ones([len(order)])
     gt_match = -1 * np.ones([len(gt_class_ids)])
     for i in range(len(order)):
@@ -58,15 +62,31 @@ def compute_matches(
 
 
 def compute_ap(
-    gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores, pred_masks, iou_threshold=0.5
+    gt_boxes,
+    gt_class_ids,
+    gt_masks,
+    pred_boxes,
+    pred_class_ids,
+    pred_scores,
+    pred_masks,
+    iou_threshold=0.5,
+    overlaps=None,
 ):
     """VOC-style AP of one image → (mAP, precisions, recalls, overlaps).
 
     Precision padded with 0 at both ends, recall with 0 and 1; precision made monotone
     decreasing; AP = Σ Δrecall × precision where recall changes. An image without ground truth
-    scores 1.0 if nothing was predicted, else 0.0."""
+    scores 1.0 if nothing was predicted, else 0.0. `overlaps`: see compute_matches."""
     gt_match, pred_match, overlaps = compute_matches(
-        gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores, pred_masks, iou_threshold
+        gt_boxes,
+        gt_class_ids,
+        gt_masks,
+        pred_boxes,
+        pred_class_ids,
+        pred_scores,
+        pred_masks,
+        iou_threshold,
+        overlaps=overlaps,
     )
     if len(gt_match) == 0:
         value = 1.0 if len(pred_match) == 0 else 0.0
@@ -83,10 +103,45 @@ def compute_ap(
     return mean_ap, precisions, recalls, overlaps
 
 
+def rle_masks(masks) -> list[dict]:
+    """COCO run-length encodings of bool H×W×N masks (one per mask; a few KB each instead of H×W bytes)."""
+    from pycocotools import mask as mask_utils
+
+    masks = np.asarray(masks)
+    if masks.ndim != 3 or masks.shape[-1] == 0:
+        return []
+    rles = mask_utils.encode(np.asfortranarray(masks.astype(np.uint8, copy=False)))
+    for rle in rles:
+        rle["counts"] = rle["counts"].decode("ascii")
+    return rles
+
+
+def rle_overlaps(pred_rles: list[dict], gt_rles: list[dict]) -> np.ndarray:
+    """Mask IoU matrix [predictions, ground truth] of run-length encoded masks, as compute_overlaps_masks gives
+    it for the masks themselves (pycocotools' C, without a float copy of every pixel)."""
+    from pycocotools import mask as mask_utils
+
+    if not pred_rles or not gt_rles:
+        return np.zeros((len(pred_rles), len(gt_rles)))
+    return np.asarray(mask_utils.iou(pred_rles, gt_rles, [0] * len(gt_rles)), dtype=np.float64)
+
+
+def coco_record(height, width, gt_rles, gt_class_ids, gt_crowd, pred_rles, pred_class_ids, pred_scores) -> dict:
+    """One image's ground truth and detections for pycocotools_mask_ap, masks run-length encoded (rle_masks)."""
+    gt_class_ids = np.asarray(gt_class_ids).tolist()
+    crowd = np.asarray(gt_crowd if gt_crowd is not None else np.zeros(len(gt_class_ids), bool), dtype=bool)
+    return {
+        "height": int(height),
+        "width": int(width),
+        "gt": list(zip(gt_rles, gt_class_ids, crowd.tolist())),
+        "pred": list(zip(pred_rles, np.asarray(pred_class_ids).tolist(), np.asarray(pred_scores).tolist())),
+    }
+
+
 def pycocotools_mask_ap(images):
     """COCO mask AP by pycocotools (COCOeval, iouType "segm"): AP (IoU 0.5:0.95), AP50 and AP75.
 
-    images: list of dicts with gt_masks bool [H,W,G], gt_class_ids [G], gt_crowd bool [G],
+    images: coco_record()s, or dicts with gt_masks bool [H,W,G], gt_class_ids [G], gt_crowd bool [G] (optional),
     pred_masks bool [H,W,D], pred_class_ids [D], pred_scores [D]."""
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
@@ -97,23 +152,30 @@ def pycocotools_mask_ap(images):
     categories = set()
     ann_id = 1
     for image_id, im in enumerate(images, start=1):
-        h, w = np.asarray(im["gt_masks"]).shape[:2]
-        gt["images"].append({"id": image_id, "height": int(h), "width": int(w)})
-        crowd = np.asarray(im.get("gt_crowd", np.zeros(len(im["gt_class_ids"]), bool)), dtype=bool)
-        for i, cls in enumerate(np.asarray(im["gt_class_ids"]).tolist()):
-            rle = mask_utils.encode(np.asfortranarray(np.asarray(im["gt_masks"])[:, :, i].astype(np.uint8)))
+        if "gt_masks" in im:
+            height, width = np.asarray(im["gt_masks"]).shape[:2]
+            gt_rles = rle_masks(np.asarray(im["gt_masks"])[:, :, : len(im["gt_class_ids"])])
+            pred_rles = rle_masks(np.asarray(im["pred_masks"])[:, :, : len(im["pred_class_ids"])])
+            im = coco_record(
+                height,
+                width,
+                gt_rles,
+                im["gt_class_ids"],
+                im.get("gt_crowd"),
+                pred_rles,
+                im["pred_class_ids"],
+                im["pred_scores"],
+            )
+        gt["images"].append({"id": image_id, "height": im["height"], "width": im["width"]})
+        for rle, cls, crowd in im["gt"]:
             area = float(mask_utils.area(rle))
-            rle["counts"] = rle["counts"].decode("ascii")
             bbox = mask_utils.toBbox(rle).tolist()
             annotation = {"id": ann_id, "image_id": image_id, "category_id": int(cls), "segmentation": rle}
-            gt["annotations"].append({**annotation, "area": area, "bbox": bbox, "iscrowd": int(crowd[i])})
+            gt["annotations"].append({**annotation, "area": area, "bbox": bbox, "iscrowd": int(crowd)})
             categories.add(int(cls))
             ann_id += 1
-        for i, cls in enumerate(np.asarray(im["pred_class_ids"]).tolist()):
-            rle = mask_utils.encode(np.asfortranarray(np.asarray(im["pred_masks"])[:, :, i].astype(np.uint8)))
-            rle["counts"] = rle["counts"].decode("ascii")
-            score = float(im["pred_scores"][i])
-            results.append({"image_id": image_id, "category_id": int(cls), "segmentation": rle, "score": score})
+        for rle, cls, score in im["pred"]:
+            results.append({"image_id": image_id, "category_id": int(cls), "segmentation": rle, "score": float(score)})
             categories.add(int(cls))
     gt["categories"] = [{"id": c, "name": str(c)} for c in sorted(categories)]
     with contextlib.redirect_stdout(io.StringIO()):
@@ -138,6 +200,7 @@ class Evaluation:
     names: list[str] = field(default_factory=list)
     aps: list[float] = field(default_factory=list)
     seconds: float = 0.0  # spent in predict
+    elapsed: float = 0.0  # the whole pass over the images: decoding, predict, scoring
     coco_ap: float | None = None  # COCO mask AP@[.5:.95]
     coco_ap50: float | None = None
     coco_ap75: float | None = None
@@ -154,52 +217,61 @@ class Evaluation:
     def to_dict(self) -> dict:
         """JSON-ready: images (the count), mAP, ms_per_image and, when measured, coco_mask_AP/AP50/AP75."""
         out = {"images": len(self.aps), "mAP": self.mean, "ms_per_image": self.ms_per_image}
+        out.update(inference_s=round(self.seconds, 3), elapsed_s=round(self.elapsed, 3))
         if self.coco_ap is not None:
             out.update(coco_mask_AP=self.coco_ap, coco_mask_AP50=self.coco_ap50, coco_mask_AP75=self.coco_ap75)
         return out
 
 
-def evaluate(config: EvaluateConfig, model=None) -> Evaluation:
+def evaluate(config: EvaluateConfig, model=None, progress=None) -> Evaluation:
     """Run the model (the predictor for `config.weights`, or `model` if given) on every image of
     `config.data` at its original size: per-image VOC AP on masks at `iou_threshold`, and (config.coco)
-    the COCO mask AP from pycocotools. See data.evaluation_data for the images."""
+    the COCO mask AP from pycocotools. See data.evaluation_data for the images. `progress(done, total)` is
+    called after every batch."""
     from .data import evaluation_data
 
+    phase = getattr(progress, "phase", lambda name: None)
     config.validate()
+    phase("reading the data")
     data = evaluation_data(config)
     dataset = data.val
     if model is None:
+        phase("loading model maskrcnn")
         model = evaluation_model(config, data.kind, data.class_names)
+    phase("evaluating")
+    began = time.perf_counter()
     result = Evaluation(iou_threshold=config.iou_threshold)
     records = []
-    for ids, images in same_size_batches(dataset, config.batch_size):
+    total = len(dataset.image_ids)
+    for ids, images, truths in same_size_batches(dataset, config.batch_size):
         started = time.perf_counter()
         predictions = model.predict(np.stack(images))
         result.seconds += time.perf_counter() - started
-        for image_id, image, prediction in zip(ids, images, predictions):
-            masks, class_ids = dataset.load_mask(image_id)
+        for image_id, image, (gt_rles, class_ids), prediction in zip(ids, images, truths, predictions):
             class_ids = np.asarray(class_ids, dtype=np.int32)
-            if masks.shape[-1] == 0:
-                masks = np.zeros(image.shape[:2] + (0,), bool)
             crowd = class_ids < 0
-            gt_masks = masks[:, :, ~crowd]
+            # masks compared run-length encoded: a 720p frame's IoUs cost little more than its RLEs
+            pred_rles = rle_masks(prediction.masks)
+            overlaps = rle_overlaps(pred_rles, [rle for rle, is_crowd in zip(gt_rles, crowd) if not is_crowd])
             found = (prediction.boxes, prediction.class_ids, prediction.scores, prediction.masks)
-            ap, *_ = compute_ap(extract_bboxes(gt_masks), class_ids[~crowd], gt_masks, *found, config.iou_threshold)
+            no_masks = np.zeros(image.shape[:2] + (0,), bool)
+            ap, *_ = compute_ap(None, class_ids[~crowd], no_masks, *found, config.iou_threshold, overlaps=overlaps)
             result.names.append(str(dataset.image_info[image_id]["id"]))
             result.aps.append(ap)
-            records.append(
-                {
-                    "gt_masks": masks.astype(bool),
-                    "gt_class_ids": np.abs(class_ids),
-                    "gt_crowd": crowd,
-                    "pred_masks": prediction.masks,
-                    "pred_class_ids": prediction.class_ids,
-                    "pred_scores": prediction.scores,
-                }
-            )
+            if config.coco:
+                height, width = image.shape[:2]
+                scores = prediction.scores
+                records.append(
+                    coco_record(
+                        height, width, gt_rles, np.abs(class_ids), crowd, pred_rles, prediction.class_ids, scores
+                    )
+                )
+        if progress is not None:
+            progress(len(result.aps), total)
     if config.coco and records:
         stats = pycocotools_mask_ap(records)
         result.coco_ap, result.coco_ap50, result.coco_ap75 = stats["AP"], stats["AP50"], stats["AP75"]
+    result.elapsed = time.perf_counter() - began
     return result
 
 
@@ -229,15 +301,20 @@ def evaluation_model(config: EvaluateConfig, kind: str, class_names: list[str]):
     return MaskRCNNPredictor(options, settings)
 
 
-def same_size_batches(dataset, batch_size: int) -> Iterator[tuple[list[int], list[np.ndarray]]]:
-    """Consecutive images (ids, images) grouped into batches of equal image size."""
-    ids, images = [], []
+def same_size_batches(dataset, batch_size: int) -> Iterator[tuple[list[int], list[np.ndarray], list[tuple]]]:
+    """Consecutive images (ids, images, their (mask RLEs, class ids)) grouped into batches of equal image size.
+    Each image's masks are read with it, so a video data set is decoded once, in order."""
+    ids, images, truths = [], [], []
+    rles = getattr(dataset, "load_mask_rles", None)  # a video's ground truth is RLEs already: no decoding
     for image_id in dataset.image_ids:
         image = dataset.load_image(image_id)
+        masks, class_ids = rles(image_id) if rles else dataset.load_mask(image_id)
+        truth = (masks if rles else rle_masks(masks), class_ids)
         if images and (len(images) == batch_size or image.shape != images[0].shape):
-            yield ids, images
-            ids, images = [], []
+            yield ids, images, truths
+            ids, images, truths = [], [], []
         ids.append(image_id)
         images.append(image)
+        truths.append(truth)
     if images:
-        yield ids, images
+        yield ids, images, truths

@@ -121,11 +121,13 @@ def evaluate_config(args: argparse.Namespace) -> EvaluateConfig:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a U-Net and print per-image IoU and the mean (or JSON)."""
+    from streamer.progress import ProgressBar
     from workers.unet.evaluate import evaluate
     from workers.unet.weights import DEMO_WEIGHTS
 
     config = evaluate_config(args)
-    result = evaluate(config)
+    with ProgressBar("evaluating") as progress:  # on stderr: stdout has the scores
+        result = evaluate(config, progress=progress)
     if args.json:
         weights = config.weights or str(DEMO_WEIGHTS)
         print(json.dumps({"model": "unet", "weights": weights, "data": config.data, **result.to_dict()}, indent=2))

@@ -43,13 +43,17 @@ class Evaluation:
         return {"images": images, "mean_iou": self.mean, "count": len(self.ious)}
 
 
-def evaluate(config: EvaluateConfig, model=None) -> Evaluation:
+def evaluate(config: EvaluateConfig, model=None, progress=None) -> Evaluation:
     """Run the model (the predictor for `config.weights`, or `model` if given) on every image of `config.data`
-    at its original size; see data.evaluation_data for the images."""
+    at its original size; see data.evaluation_data for the images. `progress(done, total)` is called after
+    every batch."""
     from workers.unet.data import evaluation_data
 
+    phase = getattr(progress, "phase", lambda name: None)
+    phase("reading the data")
     source = evaluation_data(config)
     if model is None:
+        phase("loading model unet")
         from streamer.models import ModelConfig
         from workers.unet.predictor import load
 
@@ -62,11 +66,14 @@ def evaluate(config: EvaluateConfig, model=None) -> Evaluation:
                 device=config.device,
             )
         )
+    phase("evaluating")
     result = Evaluation()
     for names, images, masks in same_size_batches(source, config.batch_size):
         for name, mask, prediction in zip(names, masks, model.predict(np.stack(images))):
             result.names.append(name)
             result.ious.append(iou(mask == 1, prediction.semantic == 1))
+        if progress is not None:
+            progress(len(result.ious), len(source))
     return result
 
 
