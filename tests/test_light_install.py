@@ -13,10 +13,10 @@ from redis_fixtures import ROOT, environment, free_port
 
 MODEL_STACK = ("tensorflow", "keras", "albumentations", "h5py")
 
-# `streamer ARGS` with the model stack not importable; fails if any of it got imported anyway
+# `streamer ARGS` with the model stack (or the modules in HIDE) not importable; fails if any got imported anyway
 WITHOUT_MODELS = f"""
-import importlib.abc, sys
-STACK = {MODEL_STACK!r}
+import importlib.abc, os, sys
+STACK = tuple(os.environ["HIDE"].split(",")) if os.environ.get("HIDE") else {MODEL_STACK!r}
 class NotInstalled(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name.split(".")[0] in STACK:
@@ -30,13 +30,13 @@ sys.exit(code)
 """
 
 
-def streamer(*args, hide_models: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+def streamer(*args, hide_models: bool = True, timeout: float = 60, hide=()) -> subprocess.CompletedProcess:
     program = (
         WITHOUT_MODELS if hide_models else "import sys; from streamer.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     return subprocess.run(
         [sys.executable, "-c", program, *[str(arg) for arg in args]],
-        env=environment(),
+        env=dict(environment(), HIDE=",".join(hide)),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -117,3 +117,57 @@ def test_model_commands_name_the_extra_to_install(tmp_path, redis_server):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("streamer: error: "), result.stderr
         assert "pip install 'streamer[models]'" in lines[0]
+
+
+# Each command that needs an extra, with the options that need it, and the extra its error names. The modules of
+# one extra are hidden at a time (the others stay installed), so each check is seen to name the right one.
+NEEDS = [
+    (("train", "unet", "--data", "synthetic-roads", "--epochs", "1", "--out", "{out}"), "models"),
+    (("train", "unet", "--data", "synthetic-roads", "--epochs", "1", "--out", "{out}"), "plots"),
+    (("train", "maskrcnn", "--data", "shapes", "--epochs", "1", "--out", "{out}"), "plots"),
+    (("inspect", "unet", "{video}", "-o", "{out}"), "plots"),
+    (("inspect", "maskrcnn", "{video}", "-o", "{out}"), "models"),
+    (("evaluate", "unet", "--data", "synthetic-roads"), "models"),
+    (("evaluate", "maskrcnn", "--data", "shapes"), "models"),
+    (("export", "unet", "--format", "onnx", "-o", "{out}"), "onnx"),
+    (("export", "maskrcnn", "--format", "savedmodel", "-o", "{out}"), "models"),
+    (("process", "{video}", "--runtime", "openvino", "-o", "{out}"), "openvino"),
+    (("batch", "{video}", "-o", "{out}"), "models"),
+]
+HIDDEN = {
+    "models": MODEL_STACK,
+    "plots": ("matplotlib",),
+    "onnx": ("onnx", "tf2onnx", "onnxruntime"),
+    "openvino": ("openvino",),
+}
+
+
+def test_every_command_checks_its_extras_before_any_work(tmp_path):
+    """In an install without the extra, each command stops at once (nothing written, no model built) with one
+    line naming the extra; the README's table of extras says the same."""
+    import re
+    from concurrent.futures import ThreadPoolExecutor
+
+    video = tmp_path / "in.mp4"
+    assert streamer("sample", "road", "-o", video, "--seconds", "0.2", "--size", "64x48", "-q").returncode == 0
+
+    def attempt(numbered):
+        number, (args, extra) = numbered
+        out = tmp_path / f"out-{number}"
+        words = [str(word).format(video=video, out=out) for word in args]
+        started = time.monotonic()
+        result = streamer(*words, hide=HIDDEN[extra], timeout=120)
+        return (args, extra), result, time.monotonic() - started, out
+
+    with ThreadPoolExecutor(2) as pool:
+        for (args, extra), result, seconds, out in pool.map(attempt, enumerate(NEEDS)):
+            lines = result.stderr.strip().splitlines()
+            assert result.returncode == 2 and len(lines) == 1, (args, extra, result.stderr)
+            assert f"pip install 'streamer[{extra}]'" in lines[0], (args, lines)
+            assert not out.exists(), args  # stopped before any work
+            assert seconds < 30, (args, seconds)
+    readme = (ROOT / "README.md").read_text()
+    table = dict(re.findall(r"^\| `\[(\w+)\]` \| (.+?) \|$", readme, re.M))
+    assert set(table) >= set(HIDDEN), table
+    for args, extra in NEEDS:
+        assert f"`{args[0]}" in table[extra], (args[0], extra, table[extra])

@@ -181,16 +181,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-# Top-level modules of the optional dependency groups (pyproject.toml), for the message when one is missing.
-EXTRAS = {
-    "tensorflow": "models",
-    "keras": "models",
-    "albumentations": "models",
-    "h5py": "models",
-    "matplotlib": "plots",
-}
-
-
 MODEL_COMMANDS = {"train", "evaluate", "inspect", "export"}
 
 
@@ -198,6 +188,9 @@ def run_command(args: argparse.Namespace) -> int:
     """Runs the parsed command; a module of an optional group that is not installed becomes a StreamerError
     that names the group to install (`pip install 'streamer[models]'`)."""
     # commands that build models in this thread: TensorFlow's C++ start-up lines are dropped (kept with -v)
+    from streamer.cli.needs import check_installed
+
+    check_installed(args)  # before any work: a missing extra is named now, not after an epoch
     quiet = native_logs_hidden() if args.command in MODEL_COMMANDS else contextlib.nullcontext()
     try:
         with quiet:
@@ -212,6 +205,8 @@ def run_command(args: argparse.Namespace) -> int:
 def missing_extra(error: BaseException | None) -> StreamerError | None:
     """A StreamerError naming the extra to install when `error` (or what it was raised from) is a
     ModuleNotFoundError for a module of an optional group; None otherwise."""
+    from streamer.cli.needs import EXTRAS
+
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))

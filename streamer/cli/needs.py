@@ -1,0 +1,78 @@
+"""What each command needs beyond `pip install streamer`, checked before it does any work.
+
+One table: the optional dependency groups of pyproject.toml by the top-level modules they install, and the
+modules a command run with given options imports. A missing one is a one-line error naming the extra to
+install (exit 2), not a failure after an epoch of training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+
+from streamer.errors import StreamerError
+
+# Top-level module → the extra (pyproject.toml) that installs it.
+EXTRAS = {
+    "tensorflow": "models",
+    "keras": "models",
+    "albumentations": "models",
+    "h5py": "models",
+    "matplotlib": "plots",
+    "onnxruntime": "onnx",
+    "tf2onnx": "onnx",
+    "onnx": "onnx",
+    "openvino": "openvino",
+}
+
+MODEL_STACK = ("tensorflow", "keras", "h5py")
+BUILT_IN_MODELS = ("unet", "maskrcnn", "semantic")  # the models that run on the model stack
+RUNTIMES = {"onnx": ("onnxruntime",), "openvino": ("openvino",)}
+
+
+def needed(args: argparse.Namespace) -> tuple[str, ...]:
+    """The optional modules the parsed command will import."""
+    command = getattr(args, "command", None)
+    if command == "train":
+        return (*MODEL_STACK, "albumentations", "matplotlib")  # the run's report.html has plots
+    if command == "inspect":
+        return (*MODEL_STACK, "matplotlib")
+    if command == "evaluate":
+        return MODEL_STACK
+    if command == "export":
+        return (*MODEL_STACK, "tf2onnx", "onnx") if args.format == "onnx" else MODEL_STACK
+    if command in ("process", "batch", "worker"):
+        if getattr(args, "model", None) not in BUILT_IN_MODELS:
+            return ()  # identity, or a model of the user's own: its imports are its own
+        if command != "worker" and getattr(args, "redis", None) and not getattr(args, "workers", 0):
+            return ()  # the workers elsewhere run the model
+        runtime = getattr(args, "runtime", "tf")
+        return RUNTIMES[runtime] if runtime in RUNTIMES else MODEL_STACK  # (converting a Keras file: said then)
+    return ()
+
+
+def installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def check_installed(args: argparse.Namespace) -> None:
+    """A StreamerError naming the extras to install when a module the command needs is not installed."""
+    missing = [module for module in needed(args) if not installed(module)]
+    if not missing:
+        return
+    extras = sorted({EXTRAS[module] for module in missing})
+    command = " ".join(word for word in (args.command, _subject(args)) if word)
+    raise StreamerError(
+        f"{command} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed: "
+        f"pip install 'streamer[{','.join(extras)}]'"
+    )
+
+
+def _subject(args: argparse.Namespace) -> str:
+    """The model of train/evaluate/inspect/export (their second word)."""
+    if args.command in ("train", "evaluate", "inspect", "export"):
+        return getattr(args, "model", "") or ""
+    return ""
