@@ -17,6 +17,7 @@ if [ "$want" = test ]; then
     if command -v apt-get >/dev/null 2>&1; then
       sudo_cmd=""
       [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+      echo "setup: installing Debian packages for the tests with apt-get${sudo_cmd:+ (through sudo)}: $(echo $missing)" >&2
       $sudo_cmd apt-get update -qq
       # shellcheck disable=SC2086
       DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq $missing >/dev/null

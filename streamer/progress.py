@@ -53,6 +53,7 @@ class ProgressBar:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._cancel_phase_line()
         if self._enabled and self._terminal:
             self._progress.stop()
 
@@ -68,6 +69,26 @@ class ProgressBar:
             self._progress.update(self._task, description=name, fps=0.0, eta="")
             return
         self._last_line = time.monotonic()
+        self._cancel_phase_line()
+        # a line only for a step that takes a while (2 s, or the progress interval if shorter): a job that fails
+        # at once (a missing file, a pipe with no data for --timeout 1) still prints one line, its error
+        delay = min(2.0, self._every)
+        if delay <= 0:
+            self._phase_line(name)
+        else:
+            self._pending = threading.Timer(delay, self._phase_line, (name,))
+            self._pending.daemon = True
+            self._pending.start()
+
+    _pending: threading.Timer | None = None
+
+    def _cancel_phase_line(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+
+    @staticmethod
+    def _phase_line(name: str) -> None:
         if LOG_FORMAT == "json":
             text = json.dumps({"time": round(time.time(), 3), "level": "info", "message": name, "phase": name})
         else:
@@ -88,6 +109,7 @@ class ProgressBar:
             left = f"ETA {_clock(eta)}" if eta is not None else ""
             self._progress.update(self._task, completed=done, total=total, fps=fps, eta=left)
         elif done and len(self._window) > 1 and now - self._last_line >= self._every:  # nothing while it loads
+            self._cancel_phase_line()
             self._last_line = now
             self._line(done, total, fps)
 

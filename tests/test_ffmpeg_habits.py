@@ -121,8 +121,8 @@ def test_bitrate_maxrate_bufsize(tmp_path, run_cli):
     assert rate < 120_000
 
 
-def pipe(args, stdin, tmpdir=None, limit=None):
-    command = [sys.executable, "-m", "streamer", "process", *args, "--model", "identity", "-q"]
+def pipe(args, stdin, tmpdir=None, limit=None, quiet=True):
+    command = [sys.executable, "-m", "streamer", "process", *args, "--model", "identity", *(["-q"] if quiet else [])]
     env = dict(ENV)
     if tmpdir is not None:
         tmpdir.mkdir()
@@ -188,7 +188,7 @@ def test_mp4_with_its_index_at_the_end_through_a_pipe(tmp_path):
     source = make_video(tmp_path / "camera.mp4", frames=40, width=96, height=54, audio="aac")
     data = source.read_bytes()
     assert 0 < data.find(b"mdat") < data.find(b"moov")  # the index at the end
-    job = pipe(["-", "-o", "-", "--format", "mpegts"], subprocess.PIPE, tmpdir=tmp_path / "spool")
+    job = pipe(["-", "-o", "-", "--format", "mpegts"], subprocess.PIPE, tmpdir=tmp_path / "spool", quiet=False)
     out, err = job.communicate(data, timeout=90)
     assert job.returncode == 0, err.decode()
     assert "index at the end" in err.decode() and "+faststart" in err.decode()

@@ -132,7 +132,8 @@ def test_unet_scores_the_video_frames_against_their_annotations(road_sample):
     assert len(worse.ious) == 3 and worse.mean < 0.95
 
 
-def test_evaluate_cli_on_a_video(run_cli, shapes_sample, road_sample):
+def test_evaluate_cli_on_a_video(run_cli, shapes_sample, road_sample, monkeypatch):
+    monkeypatch.setenv("STREAMER_PROGRESS_EVERY", "0")  # every step's line, however short
     video, truth = road_sample
     code, out, err = run_cli("evaluate", "unet", "--data", f"video:{video}:{truth}", "--json")
     assert code == 0, err

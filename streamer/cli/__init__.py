@@ -126,6 +126,8 @@ def apply_verbosity(args: argparse.Namespace) -> None:
 
     verbose = getattr(args, "verbose", 0) or 0
     level = getattr(args, "log_level", None) or ("debug" if verbose > 1 else "info" if verbose else None)
+    if level is None and getattr(args, "quiet", False):
+        level = "error"  # -q: no notes either (errors, and the warning that an output is short, still print)
     if level:
         logging.getLogger().setLevel(level.upper())
     if verbose or level == "debug":

@@ -7,6 +7,7 @@ precision are the shared Predictor's (workers/predictor.py).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from streamer.errors import StreamerError
 from streamer.models import ModelConfig
 from streamer.prediction import Prediction
 from workers.maskrcnn.config import Config
-from workers.maskrcnn.weights import COCO_CLASS_NAMES, DEMO_WEIGHTS, architecture_from_keras2, read_config
+from workers.maskrcnn.weights import COCO_CLASS_NAMES, DEMO_NOTE, DEMO_WEIGHTS, architecture_from_keras2, read_config
 from workers.predictor import Predictor
 
 COMPUTED = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE")
@@ -72,6 +73,8 @@ class MaskRCNNPredictor(Predictor):
         if config.runtime != "tf":
             raise StreamerError(f"--runtime {config.runtime}: maskrcnn runs on tf only (export it to run elsewhere)")
         path = Path(config.weights) if config.weights else DEMO_WEIGHTS
+        if not config.weights:
+            logging.getLogger(__name__).warning(DEMO_NOTE)
         if not path.is_file():
             raise StreamerError(f"maskrcnn weights {path} not found: pass an existing .weights.h5 or .h5 file")
         settings = settings or saved_settings(path, config)

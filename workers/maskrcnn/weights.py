@@ -21,6 +21,12 @@ from streamer.publish import atomic_path
 
 # The bundled demo model (a small Mask R-CNN trained on generated shapes; see weights/MODEL_CARD.md).
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "shapes-demo.weights.h5"
+# What a user is told when the demo weights run: they explain garbage on real footage.
+DEMO_NOTE = (
+    "maskrcnn: the bundled demo weights, trained only on generated squares, circles and triangles (streamer sample "
+    "shapes): on real footage their detections mean nothing. Pass your own with --weights FILE (e.g. matterport's "
+    "mask_rcnn_coco.h5, or streamer train maskrcnn --data via:DIR)"
+)
 CONFIG_ATTR = "maskrcnn_config"
 EXTRA_ATTR = "maskrcnn_extra"
 # matterport's COCO model (mask_rcnn_coco.h5): its 81 classes in order

@@ -21,7 +21,7 @@ from streamer.models import ModelConfig
 from streamer.prediction import Prediction
 from workers.predictor import Predictor
 from workers.unet.config import DEFAULT_THRESHOLD
-from workers.unet.weights import DEMO_WEIGHTS, HINT, load_keras_model
+from workers.unet.weights import DEMO_NOTE, DEMO_WEIGHTS, HINT, load_keras_model
 
 STRIDE = 32  # a model of any input size gets frames rounded up to a multiple of this
 AGREEMENT = 0.999  # --precision auto keeps bf16 only when at least this fraction of probe mask pixels match f32
@@ -49,6 +49,8 @@ class UNetPredictor(Predictor):
         import tensorflow as tf
 
         self.path = Path(config.weights) if config.weights else DEMO_WEIGHTS
+        if not config.weights:
+            logging.getLogger(__name__).warning(DEMO_NOTE)
         from workers.runtimes.semantic import open_semantic
 
         with self.building():

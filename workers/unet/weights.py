@@ -15,6 +15,12 @@ from streamer.errors import StreamerError
 HINT = "train one with `streamer train unet` or pass a .keras file saved by it"
 # The bundled demo road model (a small U-Net trained on synthetic roads; see weights/MODEL_CARD.md).
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "road-demo.keras"
+# What a user is told when the demo weights run: they explain garbage on real footage.
+DEMO_NOTE = (
+    "unet: the bundled demo weights, trained only on synthetic roads (streamer sample road): on real footage they "
+    "find no road. Pass your own with --weights FILE (.keras from streamer train unet --data kitti:DIR, or any "
+    "segmentation model file)"
+)
 
 
 def load_keras_model(path: str | Path, compile: bool = False):
