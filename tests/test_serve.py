@@ -349,6 +349,10 @@ def test_process_over_redis_records_input_and_output(tmp_path, redis_server, wor
     log = "".join(lines)
     assert f"job {job} started" in log
     assert re.search(ended, log), log
+    # one line when it can take frames, before any job's: what it serves, in what batches, from which stream
+    ready = re.findall(r"^streamer: INFO: \S+ ready: model (\S+), batch (\d+), stream (\S+)$", log, re.M)
+    assert ready == [("tests.models:left_half", "4", "streamer:work:tests.models:left_half")], log
+    assert log.index(" ready: ") < log.index(f"job {job} started")
 
 
 def test_worker_fps_is_a_recent_window(monkeypatch):

@@ -91,6 +91,14 @@ class Worker:
     def serve(self, stop: threading.Event) -> None:
         self.queue.join()
         self._model(self.config.model.threshold, {})
+        stream = getattr(self.queue, "stream", self.config.model.name)
+        jobs_log.info(
+            "%s ready: model %s, batch %d, stream %s",
+            self.config.name,
+            self.config.model.name,
+            self.config.model.batch_size,
+            stream,
+        )
         beat = threading.Thread(target=self._heartbeat, args=(stop,), name="heartbeat", daemon=True)
         beat.start()
         try:
