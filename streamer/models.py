@@ -8,14 +8,13 @@ user's own model factory the same way.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from streamer.errors import StreamerError
+from streamer.settings import read_settings_file
 
 if TYPE_CHECKING:  # a ModelConfig is made where no frame is (submit, batch): without NumPy
     import numpy as np
@@ -65,6 +64,7 @@ class ModelConfig:
     config_file: str | None = None  # JSON or YAML of model settings (Mask R-CNN: matterport's Config names)
     settings: dict = field(default_factory=dict)  # KEY=VALUE settings (--set), applied over config_file's
     class_names: tuple[str, ...] | None = None  # names of the class ids, background first; None: the file's
+    exclude: tuple[str, ...] = ()  # layers of the weights file not to load (names or patterns; Mask R-CNN)
 
     def __post_init__(self) -> None:
         """The one place a model name and batch size are checked."""
@@ -79,6 +79,7 @@ class ModelConfig:
             raise StreamerError(f"--gpu-memory-limit {self.gpu_memory_limit}: give megabytes, at least 1")
         if self.class_names is not None:
             self.class_names = tuple(str(name) for name in self.class_names)
+        self.exclude = tuple(str(name) for name in self.exclude or ())
 
     def all_settings(self) -> dict:
         """config_file's settings with `settings` applied over them."""
@@ -95,28 +96,6 @@ class Model(Protocol):
 
     def predict(self, frames: np.ndarray) -> list[Prediction]:
         """frames: uint8[B,H,W,3] RGB → one Prediction per frame, at frame size."""
-
-
-def read_settings_file(path: str) -> dict:
-    """{KEY: value} from a JSON or YAML file of model settings (a mapping at the top level)."""
-    file = Path(path)
-    if not file.is_file():
-        raise StreamerError(f"--config {path}: no such file; give a JSON or YAML file of KEY: value settings")
-    if file.stat().st_size > 1_000_000:
-        raise StreamerError(f"--config {path}: larger than 1 MB; give a JSON or YAML file of KEY: value settings")
-    text = file.read_text(errors="replace")
-    try:
-        if file.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            values = yaml.safe_load(text)
-        else:
-            values = json.loads(text)
-    except Exception as error:  # yaml.YAMLError, json.JSONDecodeError
-        raise StreamerError(f"--config {path}: cannot parse it ({str(error).splitlines()[0]})") from None
-    if not isinstance(values, dict):
-        raise StreamerError(f"--config {path}: must hold a mapping of KEY: value settings")
-    return {str(key): value for key, value in values.items()}
 
 
 def model_names() -> list[str]:

@@ -85,12 +85,13 @@ def add_gpu_memory_argument(group) -> None:
 
 
 def add_model_settings_arguments(group) -> None:
-    """--config, --set and --class-names: what a user's own weights file does not say about itself."""
+    """--config, --set, --class-names and --exclude: what a user's own weights file does not say about itself."""
     group.add_argument(
         "--config",
         dest="model_config_file",
         metavar="FILE",
-        help="model settings, JSON or YAML (maskrcnn: matterport's Config names, e.g. IMAGE_MAX_DIM: 512)",
+        help="model settings, JSON or YAML (maskrcnn: matterport's Config names, e.g. IMAGE_MAX_DIM: 512), or "
+        "the KEY value listing matterport's config.display() prints",
     )
     group.add_argument(
         "--set",
@@ -105,6 +106,12 @@ def add_model_settings_arguments(group) -> None:
         metavar="NAMES|FILE",
         help="names of the model's classes, background first: BG,balloon or a file with one name per line "
         "(default: the names the weights file carries)",
+    )
+    group.add_argument(
+        "--exclude",
+        metavar="LAYERS",
+        help="maskrcnn: comma-separated layers (names or regular expressions) of the weights file not to load, "
+        "left as initialised, e.g. mrcnn_class_logits,mrcnn_bbox_fc,mrcnn_mask",
     )
 
 
@@ -142,8 +149,9 @@ def parse_class_names(text: str | None) -> tuple[str, ...] | None:
 
 
 def model_settings(args: argparse.Namespace) -> dict:
-    """ModelConfig's config_file, settings and class_names from --config, --set and --class-names."""
-    from streamer.models import read_settings_file
+    """ModelConfig's config_file, settings, class_names and exclude from --config, --set, --class-names and
+    --exclude."""
+    from streamer.settings import read_settings_file
 
     config_file = getattr(args, "model_config_file", None)
     if config_file:
@@ -152,7 +160,13 @@ def model_settings(args: argparse.Namespace) -> dict:
         "config_file": config_file,
         "settings": parse_settings(getattr(args, "model_settings", [])),
         "class_names": parse_class_names(getattr(args, "class_names", None)),
+        "exclude": parse_names(getattr(args, "exclude", None)),
     }
+
+
+def parse_names(text: str | None) -> tuple[str, ...]:
+    """'a, b,,c' → ('a', 'b', 'c')."""
+    return tuple(name.strip() for name in (text or "").split(",") if name.strip())
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:

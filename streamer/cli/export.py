@@ -31,10 +31,10 @@ def run(args: argparse.Namespace) -> int:
         from workers.unet.export import export
 
         options = model_settings(args)
-        if options["config_file"] or options["settings"] or options["class_names"]:
+        if options["config_file"] or options["settings"] or options["class_names"] or options["exclude"]:
             from streamer.errors import StreamerError
 
-            raise StreamerError("--config/--set/--class-names: unet export takes none (the file fixes them)")
+            raise StreamerError("--config/--set/--class-names/--exclude: unet export takes none (the file fixes them)")
         out = export(args.weights, args.format, args.output, args.overwrite)
     else:
         from workers.maskrcnn.export import export

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from streamer.cli.common import add_model_settings_arguments, model_settings
 from streamer.progress import say
 
 MODELS = {
@@ -26,14 +27,21 @@ def add_parser(commands) -> None:
         model.add_argument("--weights", help="weights file (default: the bundled demo weights)")
         model.add_argument("--frame", type=int, default=0, help="video: frame index, from 0 (default: 0)")
         model.add_argument("--device", help="TensorFlow device, e.g. /CPU:0 or /GPU:0 (default: automatic)")
+        if name == "maskrcnn":  # what a matterport file does not say about itself, as `process` takes it
+            add_model_settings_arguments(model)
         model.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.model == "maskrcnn":
         from workers.maskrcnn.inspect import inspect
+
+        index = inspect(
+            args.input, args.output, weights=args.weights, frame=args.frame, device=args.device, **model_settings(args)
+        )
     else:
         from workers.unet.inspect import inspect
-    index = inspect(args.input, args.output, weights=args.weights, frame=args.frame, device=args.device)
+
+        index = inspect(args.input, args.output, weights=args.weights, frame=args.frame, device=args.device)
     say(f"pictures → {index}")
     return 0

@@ -50,6 +50,8 @@ def worker_command(model: ModelConfig, redis: RedisConfig) -> list[str]:
         command += ["--set", f"{key}={json.dumps(value)}"]
     if model.class_names:
         command += ["--class-names", ",".join(model.class_names)]
+    if model.exclude:
+        command += ["--exclude", ",".join(model.exclude)]
     return command
 
 

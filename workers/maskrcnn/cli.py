@@ -13,12 +13,16 @@ import sys
 
 from streamer.errors import StreamerError
 
-from .config import BACKBONES, EvaluateConfig, TrainConfig
+from .config import BACKBONES, EvaluateConfig, TrainConfig, user_settings
 
 SUPPRESS = argparse.SUPPRESS  # train options not given stay out of the namespace (so --resume reuses saved ones)
 TRAIN = TrainConfig()
 EVALUATE = EvaluateConfig()
 SET_HELP = "override a Config setting, e.g. --set IMAGE_MAX_DIM=512 (JSON values); repeatable"
+CONFIG_HELP = (
+    "Config settings with matterport's names: JSON, YAML, or the KEY value listing of config.display() "
+    "(--set overrides them)"
+)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +39,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     option("--backbone", "default: light for shapes, resnet50 otherwise, or the --init file's", choices=BACKBONES)
     option("--set", SET_HELP, action="append", metavar="KEY=VALUE", dest="overrides")
+    option("--config", CONFIG_HELP, metavar="FILE", dest="config_file")
     option("--layers", "heads | 3+ | 4+ | 5+ | all | REGEX (default: heads with --init, all without)")
     option("--epochs", f"train up to this epoch (default: {TRAIN.epochs})", type=int)
     option("--steps-per-epoch", "batches per epoch (default: the Config's STEPS_PER_EPOCH)", type=int)
@@ -64,8 +69,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     from .data import DATA_HELP, parse_data
 
     adjusted = {}
-    if "overrides" in vars(args):
-        adjusted["overrides"] = parse_overrides(args.overrides)
+    if "overrides" in vars(args) or "config_file" in vars(args):
+        given = {**settings_file(vars(args).get("config_file")), **parse_overrides(vars(args).get("overrides"))}
+        adjusted["overrides"] = user_settings(given)
     if "exclude" in vars(args):
         adjusted["exclude"] = [name.strip() for name in args.exclude.split(",") if name.strip()]
     return config_from_options(TrainConfig, args, DATA_HELP, parse_data, **adjusted)
@@ -123,12 +129,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         "for shapes, resnet50 otherwise)",
     )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides", help=SET_HELP)
-    parser.add_argument(
-        "--config",
-        dest="config_file",
-        metavar="FILE",
-        help="Config settings, JSON or YAML with matterport's names (--set overrides them)",
-    )
+    parser.add_argument("--config", dest="config_file", metavar="FILE", help=CONFIG_HELP)
     parser.add_argument(
         "--iou",
         type=float,
@@ -150,7 +151,7 @@ def evaluate_config(args: argparse.Namespace) -> EvaluateConfig:
         seed=args.seed,
         split=args.split,
         backbone=args.backbone,
-        overrides={**settings_file(args.config_file), **parse_overrides(args.overrides)},
+        overrides=user_settings({**settings_file(args.config_file), **parse_overrides(args.overrides)}),
         iou_threshold=args.iou,
         coco=args.coco,
         batch_size=args.batch_size,
@@ -187,13 +188,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def settings_file(path: str | None) -> dict:
-    """The settings of a --config file ({} without one); computed names (BATCH_SIZE, …) are left out."""
-    from streamer.models import read_settings_file
+    """The settings of a --config file ({} without one), as written (user_settings reads them for Config)."""
+    from streamer.settings import read_settings_file
 
-    from .predictor import COMPUTED
-
-    settings = read_settings_file(path) if path else {}
-    return {key: value for key, value in settings.items() if key not in COMPUTED}
+    return read_settings_file(path) if path else {}
 
 
 def parse_overrides(items) -> dict:

@@ -21,17 +21,28 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from streamer.errors import StreamerError
+from streamer.settings import parse_value
 
 BACKBONES = ("resnet50", "resnet101", "light")
 RESIZE_MODES = ("none", "square", "pad64", "crop")
 RESIZE_COMPATS = ("opencv", "matterport")
 ARRAYS = ("MEAN_PIXEL", "RPN_BBOX_STD_DEV", "BBOX_STD_DEV")
+# computed from the other settings (a dump of config.display() lists them): left out of what a user gives
+COMPUTED = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE", "BACKBONE_SHAPES")
+# matterport's settings that this Config has no use for: {name: (the value that changes nothing, why)}
+IGNORED = {
+    "USE_RPN_ROIS": (True, "ROIs always come from the RPN here (matterport's False trains on ROIs given as input)"),
+    "IMAGE_PADDING": (True, "IMAGE_RESIZE_MODE says how images are padded (older matterport versions' setting)"),
+}
+log = logging.getLogger(__name__)
 
 
 def _default(value):
@@ -174,6 +185,9 @@ class Config:
         return dataclasses.replace(self, **overrides)
 
 
+FIELD_TYPES = {item.name: str(item.type) for item in dataclasses.fields(Config)}
+
+
 def check_names(settings: dict) -> None:
     """A StreamerError for a setting Config does not have, suggesting the closest names."""
     names = [item.name for item in dataclasses.fields(Config)]
@@ -182,6 +196,77 @@ def check_names(settings: dict) -> None:
             close = difflib.get_close_matches(str(key), names, n=3)
             hint = f"did you mean {' or '.join(close)}?" if close else "see workers/maskrcnn/config.py for the names"
             raise StreamerError(f"unknown Mask R-CNN config setting {key!r}: {hint}")
+
+
+def user_settings(settings: dict, source: str = "--config/--set") -> dict:
+    """Settings as a user gives them (`--config`, `--set`, the listing of matterport's `config.display()`),
+    ready for Config: computed names (BATCH_SIZE, IMAGE_SHAPE, …) left out; matterport's names this Config
+    has no use for (USE_RPN_ROIS, …) left out, with a note when their value would have changed something;
+    each value read as its setting's type (a printed NumPy array `[123.7 116.8 103.9]` or tuple `(56, 56)` as
+    numbers). An unknown name, or a value of the wrong kind, is a StreamerError naming it."""
+    out = {}
+    for key, value in settings.items():
+        key = str(key)
+        if key in COMPUTED:
+            continue
+        if key in IGNORED:
+            harmless, why = IGNORED[key]
+            if _value(key, value, "bool") != harmless:
+                log.warning("%s: %s %s is ignored: %s", source, key, value, why)
+            continue
+        check_names({key: value})
+        out[key] = _value(key, value, FIELD_TYPES[key])
+    return out
+
+
+def _value(key: str, value, kind: str):
+    """`value` as a setting of type `kind` (a dataclass field's annotation, e.g. "int", "list | None")."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    kinds = [part.strip() for part in kind.split("|")]
+    if isinstance(value, str) and "str" not in kinds:
+        value = parse_value(value)
+    if value is None and "None" in kinds:
+        return None
+    base = kinds[0]
+    if base in ("list", "tuple", "np.ndarray") and key != "CLASS_NAMES":
+        value = _numbers(value)
+    ok = {
+        "int": lambda v: isinstance(v, int) or (isinstance(v, float) and v.is_integer()),
+        "float": lambda v: isinstance(v, int | float),
+        "bool": lambda v: isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "dict": lambda v: isinstance(v, dict),
+        "list": lambda v: isinstance(v, list | tuple),
+        "tuple": lambda v: isinstance(v, list | tuple),
+        "np.ndarray": lambda v: isinstance(v, list | tuple),
+    }.get(base, lambda v: False)
+    if not ok(value) or isinstance(value, bool) != (base == "bool"):
+        kinds_said = {"np.ndarray": "a list of numbers", "int": "a whole number", "float": "a number"}
+        wanted = kinds_said.get(base, f"a {base}")
+        raise StreamerError(f"{key} {value!r}: expected {wanted}")
+    if base == "int":
+        return int(value)
+    if base == "float":
+        return float(value)
+    if base == "tuple":
+        return tuple(value)
+    if base in ("list", "np.ndarray"):
+        return list(value)
+    return value
+
+
+def _numbers(value):
+    """Strings of numbers inside a list (YAML reads `[123.7 116.8 103.9]` as one string) as the numbers."""
+    if isinstance(value, list | tuple):
+        items = []
+        for item in value:
+            if isinstance(item, str) and re.fullmatch(r"[\s0-9.eE+-]+", item):
+                items.extend(parse_value(part) for part in item.split())
+            else:
+                items.append(item)
+        return items
+    return value
 
 
 def shapes_config(**overrides) -> Config:

@@ -11,6 +11,7 @@ import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -278,23 +279,32 @@ def evaluate(config: EvaluateConfig, model=None, progress=None) -> Evaluation:
 def evaluation_model(config: EvaluateConfig, kind: str, class_names: list[str]):
     """The predictor for `config.weights` (default: the demo weights) on a data set with `class_names`: the
     Config saved in the file with the --set overrides, or for a file without one (a matterport file) the
-    data set's Config on `config.backbone`."""
+    data set's Config with what the file's layers say (backbone, layer sizes, classes) and matterport's
+    resizing, as `streamer process` reads such a file."""
     from streamer.models import ModelConfig
 
-    from .predictor import MaskRCNNPredictor
-    from .weights import DEMO_WEIGHTS, read_config
+    from .predictor import MaskRCNNPredictor, check_weights_path
+    from .weights import DEMO_WEIGHTS, architecture_from_keras2, read_config
 
     weights = str(config.weights or DEMO_WEIGHTS)
+    check_weights_path(Path(weights))
     saved = read_config(weights)
     if saved is not None:
         settings = Config.from_dict(saved, **config.overrides)
-        if settings.NUM_CLASSES != len(class_names):
-            raise StreamerError(
-                f"weights {weights} have {settings.NUM_CLASSES} classes ({', '.join(settings.class_names[1:])}) but "
-                f"{config.data} has {len(class_names)} ({', '.join(class_names[1:])}): evaluate with matching weights"
-            )
     else:
-        settings = model_config(kind, class_names, config.backbone, overrides=config.overrides)
+        architecture = {"RESIZE_COMPAT": "matterport", **architecture_from_keras2(weights)}
+        if config.backbone and architecture.get("BACKBONE", config.backbone) != config.backbone:
+            raise StreamerError(
+                f"--backbone {config.backbone}: the weights {weights} hold a {architecture['BACKBONE']} backbone; "
+                "drop --backbone (it is read from the file)"
+            )
+        settings = model_config(kind, class_names, overrides=config.overrides, architecture=architecture)
+        settings = settings.replace(NUM_CLASSES=architecture.get("NUM_CLASSES", settings.NUM_CLASSES), CLASS_NAMES=None)
+    if settings.NUM_CLASSES != len(class_names):
+        raise StreamerError(
+            f"weights {weights} have {settings.NUM_CLASSES} classes ({', '.join(settings.class_names[1:])}) but "
+            f"{config.data} has {len(class_names)} ({', '.join(class_names[1:])}): evaluate with matching weights"
+        )
     options = ModelConfig(
         name="maskrcnn", weights=weights, batch_size=config.batch_size, threshold=config.threshold, device=config.device
     )

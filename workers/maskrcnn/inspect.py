@@ -23,8 +23,12 @@ SHOWN_REFINEMENTS = 20
 HISTOGRAMS_PER_PAGE = 60
 
 
-def inspect(input_path: str, out: str, weights: str | None = None, frame: int = 0, device: str | None = None) -> Path:
-    """Write the pictures for `input_path` (frame `frame` of a video) into `out`; returns index.html."""
+def inspect(
+    input_path: str, out: str, weights: str | None = None, frame: int = 0, device: str | None = None, **options
+) -> Path:
+    """Write the pictures for `input_path` (frame `frame` of a video) into `out`; returns index.html. `options`:
+    ModelConfig's config_file, settings, class_names and exclude (--config, --set, --class-names, --exclude),
+    read with the weights file as `streamer process` reads them."""
     import tensorflow as tf
 
     from streamer.models import ModelConfig
@@ -35,7 +39,7 @@ def inspect(input_path: str, out: str, weights: str | None = None, frame: int = 
     from .proposals import proposal_layer
 
     image = read_input(input_path, frame)
-    predictor = MaskRCNNPredictor(ModelConfig(name="maskrcnn", weights=weights, batch_size=1, device=device))
+    predictor = MaskRCNNPredictor(ModelConfig(name="maskrcnn", weights=weights, batch_size=1, device=device, **options))
     model, config = predictor.model, predictor.model.config
     names = list(predictor.class_names or [])
     pictures = PictureSet(out)

@@ -15,11 +15,9 @@ import numpy as np
 from streamer.errors import StreamerError
 from streamer.models import ModelConfig
 from streamer.prediction import Prediction
-from workers.maskrcnn.config import Config
+from workers.maskrcnn.config import Config, user_settings
 from workers.maskrcnn.weights import COCO_CLASS_NAMES, DEMO_NOTE, DEMO_WEIGHTS, architecture_from_keras2, read_config
 from workers.predictor import Predictor
-
-COMPUTED = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE")
 
 
 def load(config: ModelConfig) -> MaskRCNNPredictor:
@@ -37,8 +35,8 @@ def saved_settings(path: str | Path, options: ModelConfig | None = None) -> Conf
     matterport's resizing (RESIZE_COMPAT "matterport") so the masks are the ones matterport gives; an
     81-class file is named with COCO's classes."""
     options = options or ModelConfig(name="maskrcnn")
-    # BATCH_SIZE, IMAGE_SHAPE and IMAGE_META_SIZE (in a dump of matterport's config.display()) follow from the rest
-    overrides = {k: v for k, v in options.all_settings().items() if k not in COMPUTED}
+    check_weights_path(Path(path))
+    overrides = user_settings(options.all_settings())
     names = list(options.class_names) if options.class_names else None
     saved = read_config(path)
     if saved is not None:
@@ -56,9 +54,22 @@ def saved_settings(path: str | Path, options: ModelConfig | None = None) -> Conf
             )
         values["CLASS_NAMES"] = names
         values.setdefault("NUM_CLASSES", len(names))
-    elif "NUM_CLASSES" in overrides and "CLASS_NAMES" not in overrides:
+    elif overrides.get("NUM_CLASSES", values.get("NUM_CLASSES")) != values.get("NUM_CLASSES"):
         values["CLASS_NAMES"] = None  # the saved names no longer fit
     return Config.from_dict(values, **overrides)
+
+
+def check_weights_path(path: Path) -> None:
+    """A StreamerError unless `path` is a file (a folder, e.g. an exported SavedModel, is said to be one)."""
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            raise StreamerError(
+                f"maskrcnn weights {path}: an exported SavedModel folder, not a weights file; --model maskrcnn "
+                "loads the .weights.h5 (or matterport .h5) it was exported from"
+            )
+        raise StreamerError(f"maskrcnn weights {path}: a folder; pass a .weights.h5 or matterport .h5 file")
+    if not path.is_file():
+        raise StreamerError(f"maskrcnn weights {path} not found: pass an existing .weights.h5 or .h5 file")
 
 
 class MaskRCNNPredictor(Predictor):
@@ -75,8 +86,7 @@ class MaskRCNNPredictor(Predictor):
         path = Path(config.weights) if config.weights else DEMO_WEIGHTS
         if not config.weights:
             logging.getLogger(__name__).warning(DEMO_NOTE)
-        if not path.is_file():
-            raise StreamerError(f"maskrcnn weights {path} not found: pass an existing .weights.h5 or .h5 file")
+        check_weights_path(path)
         settings = settings or saved_settings(path, config)
         super().__init__(config, default_threshold=float(settings.DETECTION_MIN_CONFIDENCE))
         settings = settings.replace(
@@ -87,7 +97,7 @@ class MaskRCNNPredictor(Predictor):
         self.path = path
         with self.building():
             self.model = MaskRCNN(settings)
-        self.model.load_weights(path)
+        self.model.load_weights(path, exclude=list(config.exclude))
         self.model.fix_weights()  # served as loaded: BatchNorms folded once
         self.class_names = settings.class_names
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from streamer.errors import StreamerError
 from workers.training import RunLog, TrainResult, read_state, result, start_run
 
 from .config import RESUMABLE, TrainConfig, model_config
@@ -35,6 +36,9 @@ ARCHITECTURE = (
     "RPN_ANCHOR_STRIDE",
     "TRAIN_BN",
 )
+# the layers sized by the class count: not loaded from a --init file with another count (matterport's balloon
+# sample excludes them by hand when it starts from COCO)
+CLASS_LAYERS = ("mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask")
 
 
 def log_line(message: str) -> None:
@@ -48,8 +52,9 @@ def train(config: TrainConfig, log=log_line) -> TrainResult:
     state = start_run(config, RESUMABLE)
     data = training_data(config)
     start = out / state["checkpoint"] if state else config.init
+    architecture = _architecture(start, config.backbone)
     settings = model_config(
-        data.kind, data.class_names, config.backbone, config.batch_size, config.overrides, _architecture(start)
+        data.kind, data.class_names, config.backbone, config.batch_size, config.overrides, architecture
     )
     output = Path(config.output or out / f"mask_rcnn_{(settings.NAME or 'model').lower()}.weights.h5")
     done = state["epoch"] if state else 0
@@ -57,16 +62,9 @@ def train(config: TrainConfig, log=log_line) -> TrainResult:
         log(f"{out}: already trained {done} epochs (asked for {config.epochs}); pass a larger --epochs to continue")
         return result(out, state, output)
 
-    from .model import MaskRCNN
-
-    model = MaskRCNN(settings)
+    model = initial_model(settings, start if state else config.init, architecture, config.exclude, bool(state), log)
     if state:
-        model.load_weights(start)
         log(f"resumed from {start} (epoch {done})")
-    elif config.init:
-        report = model.load_weights(config.init, by_name=True, exclude=config.exclude)
-        loaded, excluded, skipped = (len(report[k]) for k in ("loaded", "excluded", "skipped"))
-        log(f"loaded {loaded} layers from {config.init} (excluded {excluded}, not in model {skipped})")
     layers = config.layers or ("heads" if config.init else "all")
     learning_rate = config.learning_rate or settings.LEARNING_RATE
     log(
@@ -98,14 +96,48 @@ def train(config: TrainConfig, log=log_line) -> TrainResult:
     return result(out, read_state(out), output)
 
 
-def _architecture(path) -> dict | None:
-    """The ARCHITECTURE settings saved in one of our weights files (None for other files, or no file)."""
+def initial_model(settings, start, architecture: dict | None, exclude=(), resume: bool = False, log=log_line):
+    """The MaskRCNN of `settings` with the weights of `start` (a checkpoint to resume from, or a --init file,
+    loaded by layer name without `exclude`; none: as initialised). A --init file of another class count
+    leaves out the class-sized layers (CLASS_LAYERS), as matterport's balloon sample does by hand."""
+    from .model import MaskRCNN
+
+    model = MaskRCNN(settings)
+    if resume:
+        model.load_weights(start)
+    elif start:
+        exclude = list(exclude)
+        classes = (architecture or {}).get("NUM_CLASSES")
+        if classes is not None and classes != settings.NUM_CLASSES:
+            exclude += [name for name in CLASS_LAYERS if name not in exclude]
+            log(
+                f"not loading {', '.join(CLASS_LAYERS)} from {start}: it has {classes} classes, "
+                f"the data {settings.NUM_CLASSES} ({', '.join(settings.class_names)})"
+            )
+        report = model.load_weights(start, by_name=True, exclude=exclude)
+        loaded, excluded, skipped = (len(report[k]) for k in ("loaded", "excluded", "skipped"))
+        log(f"loaded {loaded} layers from {start} (excluded {excluded}, not in model {skipped})")
+    return model
+
+
+def _architecture(path, backbone: str | None = None) -> dict | None:
+    """The ARCHITECTURE settings and NUM_CLASSES of the weights file a run starts from: saved in one of our
+    files, or read from the layers of a matterport / Keras 2 file (ResNet-101 or -50, layer sizes, classes);
+    None without a file. A `backbone` (--backbone) other than the file's is an error."""
     if not path:
         return None
-    from .weights import read_config
+    from .weights import architecture_from_keras2, read_config
 
     saved = read_config(path)
-    return {key: saved[key] for key in ARCHITECTURE if key in saved} if saved else None
+    if saved is None:
+        saved = architecture_from_keras2(path, backbone_only=True)
+    found = {key: saved[key] for key in (*ARCHITECTURE, "NUM_CLASSES") if key in saved}
+    if backbone and found.get("BACKBONE", backbone) != backbone:
+        raise StreamerError(
+            f"--backbone {backbone}: the --init file {path} holds a {found['BACKBONE']} backbone; drop --backbone "
+            f"or give --backbone {found['BACKBONE']}"
+        )
+    return found
 
 
 def _prefetch(generator, size=3):

@@ -102,8 +102,8 @@ def read_keras2_h5(path, arrays: bool = True) -> dict:
         names = _attr_list(root, "layer_names")
         if not names:
             raise StreamerError(
-                f"weights file {path} has no 'layer_names': it is neither a Keras 2 HDF5 weights file "
-                "nor one of ours (.weights.h5 with a Mask R-CNN config)"
+                f"weights file {path}: this is not a Mask R-CNN weights file: it has no 'layer_names', so it is "
+                "neither matterport's Keras 2 HDF5 layout nor one of ours (.weights.h5 with a Mask R-CNN config)"
             )
         out = {}
         for name in names:
@@ -123,12 +123,13 @@ def _kernel_shape(weights) -> tuple | None:
     return tuple(weights[0][1]) if weights else None
 
 
-def architecture_from_keras2(path) -> dict:
+def architecture_from_keras2(path, backbone_only: bool = False) -> dict:
     """The Config settings a Keras 2 HDF5 file (matterport's layout) fixes by its layer names and shapes:
     BACKBONE (resnet101 when stage 4 has blocks a..w, resnet50 for a..f, light for basic blocks, with its
     BACKBONE_WIDTH), NUM_CLASSES (mrcnn_class_logits), TOP_DOWN_PYRAMID_SIZE, RPN_CONV_DEPTH,
     FPN_CLASSIF_FC_LAYERS_SIZE, POOL_SIZE and MASK_HEAD_DEPTH. Settings whose layers the file lacks are
-    left out."""
+    left out. A file with none of Mask R-CNN's layers is refused, and so is one with only a ResNet backbone
+    (matterport's ImageNet start) unless `backbone_only` (training may start from one)."""
     layers = read_keras2_h5(path, arrays=False)
     flat = {}  # also the inner layers of the nested rpn_model, by their weight-name prefix
     for name, weights in layers.items():
@@ -137,6 +138,7 @@ def architecture_from_keras2(path) -> dict:
             parts = wname.split("/")
             if len(parts) >= 2 and parts[-2] != name:
                 flat.setdefault(parts[-2], []).append((wname, shape))
+    check_layout(path, flat, backbone_only)
     out = {}
     stage4 = {m.group(1) for name in flat if (m := re.fullmatch(r"res4([a-z])_branch2a", name))}
     if stage4:
@@ -167,6 +169,32 @@ def architecture_from_keras2(path) -> dict:
         if shape:
             out[key] = int(shape[axis])
     return out
+
+
+HEAD_PREFIXES = ("mrcnn_", "rpn_", "fpn_")  # FPN, RPN and the heads: what only a Mask R-CNN has
+BACKBONE_LAYER = re.compile(r"res[2-5][a-z]+_branch2a")
+
+
+def check_layout(path, layers: dict, backbone_only: bool = False) -> None:
+    """A StreamerError unless the layer names `layers` of a Keras 2 file are a Mask R-CNN's (or, with
+    `backbone_only`, at least its ResNet backbone's)."""
+    heads = any(name.startswith(HEAD_PREFIXES) for name in layers)
+    backbone = any(BACKBONE_LAYER.fullmatch(name) for name in layers)
+    if heads or (backbone and backbone_only):
+        return
+    names = [name for name in layers if layers[name]] or list(layers)
+    shown = ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
+    if backbone:
+        raise StreamerError(
+            f"weights file {path}: this is not a Mask R-CNN weights file: it holds only a ResNet backbone "
+            "(no FPN, RPN or heads), e.g. ImageNet weights; train from it with streamer train maskrcnn --init, "
+            "or give a whole Mask R-CNN's weights (mask_rcnn_coco.h5, a checkpoint, our .weights.h5)"
+        )
+    raise StreamerError(
+        f"weights file {path}: this is not a Mask R-CNN weights file: none of its {len(layers)} layers "
+        f"({shown or 'none'}) is one of Mask R-CNN's (conv1, res2a_branch2a, fpn_p2, rpn_model, mrcnn_mask, …); "
+        "give matterport's mask_rcnn_coco.h5 or a checkpoint of it, or our .weights.h5"
+    )
 
 
 def _excluded(name, exclude):
@@ -276,8 +304,8 @@ def assign_by_name(model, stored: dict, exclude=(), source="weights file") -> di
         )
     if not loaded:
         raise StreamerError(
-            f"{source}: no layer name matches this model (it has {len(stored)} layers, e.g. "
-            f"{', '.join(list(stored)[:3])}): is it a Mask R-CNN weights file for this backbone?"
+            f"{source}: this is not a Mask R-CNN weights file for this model: none of its {len(stored)} layers "
+            f"({', '.join(list(stored)[:3])}, …) matches one of the model's"
         )
     for variable, array in plan:
         variable.assign(array.astype(variable.dtype) if hasattr(array, "astype") else array)
@@ -342,4 +370,6 @@ def load_weights(model, path, by_name=True, exclude=None) -> dict:
         return assign_by_name(model, stored, exclude, source=f"weights file {path}")
     if not by_name and not exclude:
         by_name = True  # topological loading is not supported: names are stable, order is not
-    return assign_by_name(model, read_keras2_h5(path), exclude, source=f"weights file {path}")
+    stored = read_keras2_h5(path)
+    check_layout(path, stored, backbone_only=True)
+    return assign_by_name(model, stored, exclude, source=f"weights file {path}")

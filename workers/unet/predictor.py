@@ -68,6 +68,8 @@ class UNetPredictor(Predictor):
             raise StreamerError(
                 f"--config/--set: the unet model takes no settings (its file {self.path} fixes them); drop them"
             )
+        if config.exclude:
+            raise StreamerError(f"--exclude: the {self.name} model loads its file {self.path} whole; drop --exclude")
         if config.class_names is not None:
             wanted = max(self.classes, 2)  # a one-channel (binary) map has background and one class
             if len(config.class_names) != wanted:
