@@ -81,7 +81,7 @@ def health_app(registry: CollectorRegistry, ready: Callable[[], bool], alive: Ca
 
 
 class HealthServer:
-    """HTTP on 0.0.0.0:port: /metrics, /healthz (the process is alive), /readyz (it can do work)."""
+    """HTTP on host:port: /metrics, /healthz (the process is alive), /readyz (it can do work)."""
 
     def __init__(
         self,
@@ -89,7 +89,7 @@ class HealthServer:
         port: int,
         ready: Callable[[], bool] = lambda: True,
         alive: Callable[[], bool] = lambda: True,
-        host: str = "0.0.0.0",
+        host: str = "127.0.0.1",
     ):
         self.server = Server(health_app(metrics.registry, ready, alive), host, port, "metrics", "--metrics-port")
         self.port = self.server.port

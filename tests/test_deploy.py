@@ -92,7 +92,8 @@ def container_env(container: dict) -> dict[str, str]:
     """The container's environment, a placeholder for values taken from secrets."""
     env = {}
     for item in container.get("env", []):
-        env[item["name"]] = item["value"] if "value" in item else PLACEHOLDER_REDIS
+        key = item.get("valueFrom", {}).get("secretKeyRef", {}).get("key", "")
+        env[item["name"]] = item["value"] if "value" in item else PLACEHOLDER_REDIS if "redis" in key else "x" * 24
     return env
 
 
@@ -384,13 +385,60 @@ def test_secret_references_exist():
     for reference in references:
         assert reference["name"] == secret["metadata"]["name"]
         assert reference["key"] in keys, f"secret {reference['name']} has no key {reference['key']}"
-    # the three keys describe the same Redis
-    url = urlsplit(secret["stringData"]["url"])
-    assert url.scheme in ("redis", "rediss")
-    assert f"{url.hostname}:{url.port}" == secret["stringData"]["address"]
-    assert url.password == secret["stringData"]["password"]
-    assert by_name("Service", url.hostname)  # the in-cluster Redis's Service
-    assert any(port["port"] == url.port for port in by_name("Service", url.hostname)["spec"]["ports"])
+    # one URL per user of users.acl, all of the same Redis; KEDA's user and password are serve's
+    data = secret["stringData"]
+    assert {key.removeprefix("redis-") for key in data if key.startswith("redis-")} == acl_users() - {"default"}
+    for key, value in data.items():
+        if key.startswith("redis-"):
+            url = urlsplit(value)
+            assert url.scheme in ("redis", "rediss") and url.username == key.removeprefix("redis-"), key
+            assert f"{url.hostname}:{url.port}" == data["address"], key
+            assert by_name("Service", url.hostname)  # the in-cluster Redis's Service
+            assert any(port["port"] == url.port for port in by_name("Service", url.hostname)["spec"]["ports"])
+    serve = urlsplit(data["redis-serve"])
+    assert (serve.username, serve.password) == (data["username"], data["password"])
+
+
+def acl_users() -> set[str]:
+    return {line.split()[1] for line in (DEPLOY / "redis" / "users.acl").read_text().splitlines() if line.strip()}
+
+
+def secret_env(container: dict) -> dict[str, str]:
+    """Variable name → the key of the secret it comes from."""
+    return {
+        item["name"]: item["valueFrom"]["secretKeyRef"]["key"]
+        for item in container.get("env", [])
+        if "secretKeyRef" in item.get("valueFrom", {})
+    }
+
+
+def test_every_k8s_process_connects_as_its_own_user():
+    """Workers and batch runners as `runner`, the status page as `serve` with its token, KEDA as `serve`;
+    the in-cluster Redis gets every user's URL as a file and starts with the ACL users (acl.sh)."""
+    roles = {}
+    for _, container in streamer_containers():
+        roles[container["args"][0]] = secret_env(container)
+    assert roles["worker"] == {"STREAMER_REDIS": "redis-runner"}
+    assert roles["serve"] == {"STREAMER_REDIS": "redis-serve", "STREAMER_SERVE_TOKEN": "serve-token"}
+    text = (K8S / "batch" / "keda-scaledjob.yaml").read_text()
+    assert "key: redis-runner" in text and "key: url" not in text
+    [auth] = objects_of("TriggerAuthentication")
+    assert {ref["parameter"]: ref["key"] for ref in auth["spec"]["secretTargetRef"]} == {
+        "address": "address",
+        "username": "username",
+        "password": "password",
+    }
+    redis = by_name("Deployment", "redis")["spec"]["template"]["spec"]
+    [container] = redis["containers"]
+    assert container["args"][:3] == ["sh", "/usr/local/etc/redis/acl.sh", "start"]
+    assert container["readinessProbe"]["exec"]["command"] == ["sh", "/usr/local/etc/redis/acl.sh", "ping"]
+    assert "env" not in container, "no password in the environment or arguments"
+    volumes = {volume["name"]: volume for volume in redis["volumes"]}
+    mounts = {mount["mountPath"]: volumes[mount["name"]] for mount in container["volumeMounts"]}
+    assert mounts["/usr/local/etc/redis"]["configMap"]["name"] == "streamer-redis-acl"
+    items = mounts["/run/secrets"]["secret"]["items"]
+    assert {item["key"] for item in items} == {f"redis-{user}" for user in acl_users() - {"default"}}
+    assert all(item["path"] == item["key"] for item in items)
 
 
 def test_streamer_containers_run_valid_commands():
@@ -601,7 +649,7 @@ def test_keda_objects():
         auth = by_name("TriggerAuthentication", trigger["authenticationRef"]["name"])
         parameters = {ref["parameter"] for ref in auth["spec"]["secretTargetRef"]}
         assert "address" in parameters or {"address", "host", "addressFromEnv"} & set(metadata)
-        secret_url = urlsplit(load_documents(SECRET)[0]["stringData"]["url"])
+        secret_url = urlsplit(load_documents(SECRET)[0]["stringData"]["redis-serve"])
         assert metadata.get("databaseIndex", "0") == (secret_url.path.strip("/") or "0")
         assert metadata.get("enableTLS", "false") == ("true" if secret_url.scheme == "rediss" else "false")
     # lag (not yet delivered) and pending (being worked on): busy workers are not scaled down
@@ -670,7 +718,7 @@ def test_compose_producer_reads_the_mounted_folder():
     command = compose_command(producer)
     args = parse_streamer(command)
     assert args.input == "/data/in/input.mp4"
-    assert args.redis == "redis://redis:6379/0"
+    assert args.redis == "@/run/secrets/redis-producer"
     assert any(interpolate(volume).endswith(":/data") for volume in producer["volumes"])
     assert interpolate(producer["user"]).split(":")[0] != "0"
     serve = compose()["services"]["serve"]
@@ -1012,10 +1060,67 @@ def test_readme_kubectl_commands():
         if words[1:] and "secret" in words and "generic" in words:
             name = words[words.index("generic") + 1]
             assert name == secret["metadata"]["name"]
-            keys = {value.split("=", 1)[0] for value in option_values(words, "--from-literal")}
+            assert option_values(words, "--from-file") == ["deploy/secrets/"]
+            keys = set(made_secrets())
             assert keys == set(secret["stringData"]), "the README's secret has the keys the manifests use"
             seen.add("secret")
+        if "configmap" in words:
+            assert words[words.index("configmap") + 1] == "streamer-redis-acl"
+            assert option_values(words, "--from-file") == ["deploy/redis/"]
+            assert {p.name for p in (DEPLOY / "redis").iterdir()} == {"users.acl", "acl.sh"}
     assert seen == {"apply", "exec", "secret"}
+
+
+def made_secrets() -> dict[str, str]:
+    """What `sh deploy/make-secrets.sh FOLDER` writes: file name → contents."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run(["sh", str(DEPLOY / "make-secrets.sh"), folder], check=True, capture_output=True)
+        return {path.name: path.read_text() for path in Path(folder).iterdir()}
+
+
+def test_made_secrets_fit_the_users_and_keda():
+    made = made_secrets()
+    assert {k for k in made if k.startswith("redis-")} == {f"redis-{u}" for u in acl_users() - {"default"}}
+    for key, value in made.items():
+        if key.startswith("redis-"):
+            url = urlsplit(value.strip())
+            assert url.username == key.removeprefix("redis-") and len(url.password) >= 32
+            assert f"{url.hostname}:{url.port}" == made["address"]
+    serve = urlsplit(made["redis-serve"].strip())
+    assert (made["username"], made["password"]) == (serve.username, serve.password)
+    assert len(made["serve-token"]) >= 32
+
+
+def test_compose_services_each_on_their_own_user():
+    """Each streamer service reads its Redis URL from its own secret, for its own user; Redis has every
+    user's secret; the page's port is published on loopback unless SERVE_ADDRESS says otherwise."""
+    services = compose()["services"]
+    expected = {
+        "worker": "worker",
+        "worker-gpu": "worker",
+        "runner": "runner",
+        "producer": "producer",
+        "serve": "serve",
+    }
+    for name, service in streamer_services().items():
+        args = parse_streamer(compose_command(service))
+        role = expected[name]
+        assert args.redis == f"@/run/secrets/redis-{role}", name
+        assert f"redis-{role}" in service["secrets"], name
+        assert not [s for s in service["secrets"] if s.startswith("redis-") and s != f"redis-{role}"], name
+        for value in [*compose_command(service), *compose_env(service).values()]:
+            assert "redis://" not in value, f"{name}: a URL (and password) written in the file"
+        if role == "worker":
+            assert args.jobs == 0, f"{name}: the worker user runs no submitted jobs"
+    assert set(services["redis"]["secrets"]) == {f"redis-{u}" for u in acl_users() - {"default"}}
+    assert set(compose()["secrets"]) == {f"redis-{u}" for u in acl_users() - {"default"}} | {"serve-token"}
+    assert parse_streamer(compose_command(services["serve"])).token_file == "/run/secrets/serve-token"
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert interpolate(port).startswith("127.0.0.1:"), f"{name}: {port} is published on every interface"
     for name in re.findall(r"`([\w.-]+\.yaml)`", README.read_text()):
         assert (K8S / name).is_file() or (DEPLOY / name).is_file(), f"README names {name}, which does not exist"
 

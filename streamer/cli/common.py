@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -243,7 +245,8 @@ def add_redis_arguments(parser: argparse.ArgumentParser, required: bool) -> None
         metavar="URL",
         default=default,
         required=required and not default,
-        help="redis://[user:password@]host:port/db or rediss:// for TLS (env STREAMER_REDIS)",
+        help="redis://[user:password@]host:port/db or rediss:// for TLS, or @FILE: the URL read from FILE "
+        "(env STREAMER_REDIS; a password given here shows in `ps`: prefer @FILE or the variable)",
     )
     group.add_argument("--namespace", default="streamer", help="prefix of every key (default: streamer)")
     group.add_argument(
@@ -266,7 +269,53 @@ def redis_config(args: argparse.Namespace) -> RedisConfig | None:
 
     if not args.redis:
         return None
-    return RedisConfig(url=args.redis, namespace=args.namespace, grace=args.grace)
+    return RedisConfig(url=redis_url(args.redis), namespace=args.namespace, grace=args.grace)
+
+
+MAX_URL_FILE = 64 * 1024  # bytes read from a --redis @FILE
+
+
+def redis_url(value: str) -> str:
+    """The URL of `--redis VALUE`: `@FILE` is read from FILE (a Docker or Kubernetes secret); a password
+    written on the command line itself is warned of once, since `ps` shows it to every user."""
+    from urllib.parse import urlsplit
+
+    if value.startswith("@"):
+        path = value[1:]
+        try:
+            with open(path, encoding="utf-8") as file:
+                url = file.read(MAX_URL_FILE).strip()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or "not text"
+            raise StreamerError(f"--redis @{path}: cannot read it ({reason}); give a file holding the URL") from None
+        if not url or "\n" in url:
+            raise StreamerError(f"--redis @{path}: the file must hold one URL, redis://[user:password@]host:port/db")
+        return url
+    try:
+        password = urlsplit(value).password
+    except ValueError:
+        password = None
+    if password and value != os.environ.get("STREAMER_REDIS"):
+        _warn_password_in_arguments()
+    return value
+
+
+@functools.cache
+def _warn_password_in_arguments() -> None:
+    logging.getLogger("streamer").warning(
+        "--redis: the password on the command line shows in `ps` to every user of this machine; "
+        "give --redis @FILE (a file holding the URL) or the STREAMER_REDIS variable instead"
+    )
+
+
+def add_metrics_host_argument(parser) -> None:
+    default = os.environ.get("STREAMER_METRICS_HOST", "127.0.0.1")
+    parser.add_argument(
+        "--metrics-host",
+        default=default,
+        help=f"address --metrics-port listens on (default: {default}; env STREAMER_METRICS_HOST, "
+        "0.0.0.0 in the images, where Prometheus scrapes pods)",
+    )
 
 
 def check_frame_codec(codec: str) -> str:

@@ -11,6 +11,7 @@ import threading
 from streamer.cli.common import (
     add_effect_arguments,
     add_frame_arguments,
+    add_metrics_host_argument,
     add_model_arguments,
     add_redis_arguments,
     effect_config,
@@ -119,6 +120,7 @@ def add_parser(commands) -> None:
     report.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
     report.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     report.add_argument("--metrics-port", type=int, help="serve /metrics (Prometheus) and /healthz on this port")
+    add_metrics_host_argument(report)
     parser.set_defaults(run=run)
 
 
@@ -226,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM finalizes the outputs, as Ctrl-C does
         signal.signal(signal.SIGHUP, _interrupt)  # and so does closing the terminal
     metrics = Metrics()
-    health = HealthServer(metrics, args.metrics_port) if args.metrics_port else None
+    health = HealthServer(metrics, args.metrics_port, host=args.metrics_host) if args.metrics_port else None
     try:
         # progress is on stderr: with --json too (stdout has the summary)
         with ProgressBar("processing", enabled=not args.quiet) as progress:

@@ -9,6 +9,7 @@ import threading
 
 from streamer.cli.common import (
     add_gpu_memory_argument,
+    add_metrics_host_argument,
     add_model_settings_arguments,
     add_precision_argument,
     add_redis_arguments,
@@ -77,6 +78,7 @@ def add_parser(commands) -> None:
     parser.add_argument(
         "--metrics-port", type=int, help="serve /metrics (Prometheus), /healthz and /readyz on this port"
     )
+    add_metrics_host_argument(parser)
     add_redis_arguments(parser, required=True)
     parser.set_defaults(run=run)
 
@@ -100,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
         threading.Thread(target=_keep_running, args=(runner, stop), name=f"runner{slot}", daemon=True).start()
     log.info("worker %s serving %s", config.name, args.model)
     worker = Worker(config, confinement=confinement)
-    health = HealthServer(worker.metrics, args.metrics_port, worker.ready, worker.alive) if args.metrics_port else None
+    health = None
+    if args.metrics_port:
+        health = HealthServer(worker.metrics, args.metrics_port, worker.ready, worker.alive, args.metrics_host)
     try:
         worker.serve(stop)
     finally:
