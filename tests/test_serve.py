@@ -276,31 +276,63 @@ def test_request_size_and_time_are_bounded(served, redis_server):
         server.close()
 
 
-def serve_once(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "streamer", "serve", "--redis", "redis://127.0.0.1:1/0", *args],
-        env=dict(environment(), **(env or {})),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def test_serve_refuses_to_listen_openly_without_a_credential(tmp_path):
-    for host in ("0.0.0.0", "192.168.1.10", "::"):
-        result = serve_once("--host", host, "--no-auth")
-        assert result.returncode == 2
-        [line] = result.stderr.strip().splitlines()
+def test_serve_refuses_to_listen_openly_without_a_credential(tmp_path, run_cli, monkeypatch):
+    monkeypatch.delenv("STREAMER_SERVE_TOKEN", raising=False)
+    redis = ("--redis", "redis://127.0.0.1:1/0")  # never reached: the options are checked first
+    for host in ("0.0.0.0", "192.168.1.10", "::", "example.com"):
+        code, _, err = run_cli("serve", "--host", host, "--no-auth", *redis)
+        assert code == 2
+        [line] = err.strip().splitlines()
         assert "--no-auth" in line and "--host 127.0.0.1" in line and "token" in line, line
     empty = tmp_path / "empty"
     empty.write_text("\n")
-    result = serve_once("--token-file", str(empty))
-    assert result.returncode == 2 and "empty" in result.stderr
-    result = serve_once("--token-file", str(tmp_path / "missing"))
-    assert result.returncode == 2 and "missing" in result.stderr
-    result = serve_once(env={"STREAMER_SERVE_TOKEN": "short"})
-    assert result.returncode == 2 and "16 characters" in result.stderr
+    code, _, err = run_cli("serve", "--token-file", empty, *redis)
+    assert code == 2 and "empty" in err
+    code, _, err = run_cli("serve", "--token-file", tmp_path / "missing", *redis)
+    assert code == 2 and "missing" in err
+    monkeypatch.setenv("STREAMER_SERVE_TOKEN", "short")
+    code, _, err = run_cli("serve", *redis)
+    assert code == 2 and "16 characters" in err and "short" not in err.replace("shorter", "")
+
+
+def test_options_make_the_access_rules(tmp_path, monkeypatch):
+    from streamer.cli import build_parser
+    from streamer.cli.serve import access_of
+
+    monkeypatch.delenv("STREAMER_SERVE_TOKEN", raising=False)
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+
+    def access(*args):
+        return access_of(build_parser().parse_args(["serve", "--redis", "redis://h/0", *args]))
+
+    rules, made = access("--token-file", str(token))
+    assert (rules.token, made) == (TOKEN, False) and "/metrics" in rules.open
+    assert rules.allowed_hosts == {"localhost", "127.0.0.1", "::1"}
+    rules, _ = access("--token-file", str(token), "--metrics-auth", "--host", "10.0.0.5")
+    assert "/metrics" not in rules.open and rules.allowed_hosts == {"localhost", "127.0.0.1", "::1", "10.0.0.5"}
+    rules, _ = access("--token-file", str(token), "--allowed-hosts", "Status.Example.com, [::1]")
+    assert rules.allowed_hosts == {"status.example.com", "::1"}
+    assert rules.host_allowed("status.example.com:8443") and not rules.host_allowed("localhost")
+    monkeypatch.setenv("STREAMER_SERVE_TOKEN", TOKEN)
+    assert access()[0].token == TOKEN
+    monkeypatch.delenv("STREAMER_SERVE_TOKEN")
+    first, second = access(), access()
+    assert first[1] and len(first[0].token) >= 32 and first[0].token != second[0].token, "made anew, at random"
+    rules, _ = access("--no-auth", "--host", "127.0.0.2")
+    assert rules.token is None and rules.authorized("")
+
+
+def test_metrics_listen_on_loopback_unless_told(monkeypatch):
+    from streamer.cli import build_parser
+
+    monkeypatch.delenv("STREAMER_METRICS_HOST", raising=False)
+    for command in (["worker"], ["process", "in.mp4"]):
+        assert build_parser().parse_args([*command, "--redis", "redis://h/0"]).metrics_host == "127.0.0.1"
+    monkeypatch.setenv("STREAMER_METRICS_HOST", "0.0.0.0")  # as the images set it
+    assert build_parser().parse_args(["worker", "--redis", "redis://h/0"]).metrics_host == "0.0.0.0"
+    for dockerfile in ("Dockerfile", "Dockerfile.gpu"):
+        assert "STREAMER_METRICS_HOST=0.0.0.0" in (ROOT / "deploy" / dockerfile).read_text()
 
 
 def test_a_token_is_made_and_shown_once_when_none_is_given(redis_server):
