@@ -9,9 +9,9 @@ cd "$(dirname "$0")/.."
 want="${1:-run}"
 if [ "$want" = test ]; then
   # redis-server for the distributed tests, GStreamer's RTSP server for the live tests,
-  # chromium for the status page test.
+  # chromium for the status page test, procps (ps) for the test that no password shows in it.
   debs="redis-server python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good
-        gstreamer1.0-plugins-bad chromium"
+        gstreamer1.0-plugins-bad chromium procps"
   missing=$(for deb in $debs; do dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "ok installed" || echo "$deb"; done)
   if [ -n "$missing" ]; then
     if command -v apt-get >/dev/null 2>&1; then
