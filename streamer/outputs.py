@@ -80,7 +80,7 @@ def check_outputs(config: OutputConfig) -> None:
         if kind(target) == "remote":
             fs, path = filesystem(target, config.storage)
             if fs.exists(path) and not config.overwrite:
-                raise StreamerError(f"{target}: already exists; pass -y to overwrite it")
+                raise StreamerError(f"{target}: already exists; pass -y (overwrite=True in Python) to overwrite it")
         elif kind(target) == "file" and config.segment is None:
             check_output(target, config.overwrite, named=bool(config.format))
         elif kind(target) in ("file", "hls"):

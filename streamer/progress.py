@@ -137,6 +137,11 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+def counted(count: int, noun: str) -> str:
+    """'1 frame', '2 frames', '0 detections'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def say(message: str) -> None:
     print(message, file=sys.stderr)
 

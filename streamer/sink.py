@@ -142,7 +142,7 @@ def check_output(path: str | os.PathLike, overwrite: bool, named: bool = False) 
     if path.is_dir():
         raise StreamerError(f"{path}: is a folder; give an output file name")
     if path.exists() and not overwrite:
-        raise StreamerError(f"{path}: already exists; pass -y to overwrite it")
+        raise StreamerError(f"{path}: already exists; pass -y (overwrite=True in Python) to overwrite it")
     if not path.suffix and not named:
         raise StreamerError(f"{path}: has no extension; add one such as .mp4 or .mkv to choose the container")
     return path

@@ -40,12 +40,20 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     assert len(examples) == 4
     make_video(tmp_path / "in.mp4", frames=6)
     monkeypatch.chdir(tmp_path)
-    for code in examples:
+    for code in examples * 2:  # each can run again, over what it wrote the first time
         code = code.replace('"unet"', f'"{LEFT_HALF}"')
         assert len(code.strip().splitlines()) <= 8
         exec(compile(code, "README.md", "exec"), {})
     assert probe(tmp_path / "out.mp4")["frames"] == 6
     assert (tmp_path / "in.jsonl").is_file() and probe(tmp_path / "in.mp4.out.mp4")["frames"] == 6
+
+
+def test_an_existing_output_is_refused_in_python_words(tmp_path):
+    source = make_video(tmp_path / "in.mp4", frames=2)
+    (tmp_path / "out.mp4").write_bytes(b"kept")
+    with pytest.raises(streamer.StreamerError, match=r"already exists; pass .*overwrite=True"):
+        streamer.process(source, tmp_path / "out.mp4", model=LEFT_HALF)
+    assert (tmp_path / "out.mp4").read_bytes() == b"kept"
 
 
 def test_process_calls_on_frame_in_order_with_the_prediction(tmp_path):

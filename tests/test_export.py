@@ -24,11 +24,11 @@ def shapes_frame():
 def test_exported_unet_gives_the_keras_masks(tmp_path, run_cli):
     frames = np.stack([road_frame(), road_frame()[:, ::-1].copy()])
     keras_masks = [p.semantic for p in load_model(ModelConfig(name="unet", batch_size=2)).predict(frames)]
-    for format in ("savedmodel", "onnx", "tflite"):
-        out = tmp_path / f"road.{format}"
-        code, stdout, err = run_cli("export", "unet", "--format", format, "-o", out)
+    for format, name in (("savedmodel", "road"), ("onnx", "road.onnx"), ("tflite", "road.tflite")):
+        out = tmp_path / name
+        code, stdout, err = run_cli("export", "unet", "-o", out)  # the format follows the name
         assert code == 0, err
-        assert out.exists() and "exported unet" in stdout
+        assert out.exists() and f"exported unet ({format})" in stdout
         exported = load_model(ModelConfig(name="semantic", weights=str(out), batch_size=2))
         for want, got in zip(keras_masks, exported.predict(frames)):
             assert want.any() and (got.semantic == want).mean() >= 0.999, format
@@ -84,6 +84,8 @@ def test_exported_maskrcnn_gives_the_keras_masks(tmp_path, run_cli, format):
 
 
 def test_export_refuses_what_it_cannot_write(tmp_path, run_cli):
+    code, _, err = run_cli("export", "unet", "-o", tmp_path / "u.pt")
+    assert code == 2 and "cannot tell the format from .pt" in err and "--format" in err
     code, _, err = run_cli("export", "maskrcnn", "--format", "tflite", "-o", tmp_path / "m.tflite")
     assert code == 2 and "no TFLite form" in err
     code, _, err = run_cli("export", "unet", "--format", "onnx", "-o", tmp_path / "missing" / "u.onnx")

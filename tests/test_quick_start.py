@@ -1,6 +1,7 @@
 """The first hour of a new user: the README's quick start, what scripts/demo.sh prints next, what
 scripts/test.sh installs, and the line that says when the bundled demo weights run."""
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -68,3 +69,26 @@ def test_the_demo_weights_say_what_they_are(clip, tmp_path, run_cli):
     code, _, err = run_cli("process", clip, "-o", tmp_path / "c.mp4", "-q")
     assert code == 0 and err == ""  # -q: no notes either
     assert "demo weights, trained only on synthetic videos" in " ".join(README[:2000].split())
+
+
+def test_the_road_model_names_its_class(clip, tmp_path, run_cli):
+    """--detections of the U-Net name the class "road", as its annotations do; a file of one's own can say
+    otherwise with --class-names."""
+    code, _, err = run_cli("process", clip, "-o", tmp_path / "a.mp4", "--detections", tmp_path / "a.jsonl", "-q")
+    assert code == 0, err
+    rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(row["classes"] in ([], ["road"]) for row in rows)
+    assert any(row["classes"] == ["road"] for row in rows), rows
+    args = ("--detections", tmp_path / "b.jsonl", "--class-names", "BG,lane", "-q")
+    code, _, err = run_cli("process", clip, "-o", tmp_path / "b.mp4", *args)
+    assert code == 0, err
+    assert "lane" in (tmp_path / "b.jsonl").read_text() and "road" not in (tmp_path / "b.jsonl").read_text()
+
+
+@pytest.mark.parametrize(
+    "count,noun,text", [(0, "frame", "0 frames"), (1, "detection", "1 detection"), (2, "image", "2 images")]
+)
+def test_counts_agree_with_their_nouns(count, noun, text):
+    from streamer.progress import counted
+
+    assert counted(count, noun) == text

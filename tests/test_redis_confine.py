@@ -37,6 +37,7 @@ def test_submitted_jobs_stay_inside_the_allowed_folders(tmp_path, redis_server, 
             "submit", source, "-o", output, "--model", LEFT_HALF, *extra, "--redis", redis_server.url
         )
         assert code == 0, err
+        assert f"streamer: queued {out.strip()}; the worker that takes it checks" in err  # said when it is checked
         return out.strip()
 
     def outcome(job):

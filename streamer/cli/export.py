@@ -18,7 +18,11 @@ def add_parser(commands) -> None:
         "SavedModel or ONNX).",
     )
     parser.add_argument("model", choices=("unet", "maskrcnn"), help="which model")
-    parser.add_argument("--format", required=True, choices=FORMATS, help="savedmodel (a folder), onnx or tflite")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="savedmodel (a folder), onnx or tflite (default: from -o: .onnx, .tflite, or a folder name without one)",
+    )
     parser.add_argument("-o", "--output", required=True, help="the folder (savedmodel) or file to write")
     parser.add_argument("-y", "--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--weights", help="the model's weights (default: its bundled demo weights)")
@@ -26,7 +30,25 @@ def add_parser(commands) -> None:
     parser.set_defaults(run=run)
 
 
+def format_of(output: str) -> str:
+    """The format an output's name asks for: .onnx, .tflite, or a name without extension (a SavedModel folder)."""
+    from pathlib import PurePath
+
+    from streamer.errors import StreamerError
+
+    suffix = PurePath(output).suffix.lower()
+    by_suffix = {".onnx": "onnx", ".tflite": "tflite", "": "savedmodel"}
+    if suffix not in by_suffix:
+        raise StreamerError(
+            f"-o {output}: cannot tell the format from {suffix}; name it .onnx, .tflite or a folder (SavedModel), "
+            "or give --format"
+        )
+    return by_suffix[suffix]
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.format is None:
+        args.format = format_of(args.output)
     if args.model == "unet":
         from workers.unet.export import export
 

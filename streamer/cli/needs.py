@@ -40,7 +40,10 @@ def needed(args: argparse.Namespace) -> tuple[str, ...]:
     if command == "evaluate":
         return MODEL_STACK
     if command == "export":
-        return (*MODEL_STACK, "tf2onnx", "onnx") if args.format == "onnx" else MODEL_STACK
+        from streamer.cli.export import format_of
+
+        onnx = (args.format or format_of(args.output)) == "onnx"
+        return (*MODEL_STACK, "tf2onnx", "onnx") if onnx else MODEL_STACK
     if command in ("process", "batch", "worker"):
         if getattr(args, "model", None) not in BUILT_IN_MODELS:
             return ()  # identity, or a model of the user's own: its imports are its own

@@ -22,7 +22,7 @@ from streamer.errors import StreamerError
 from streamer.live import DROP_POLICIES, LiveConfig
 from streamer.metrics import HealthServer, Metrics
 from streamer.pipeline import Pipeline, ProcessConfig
-from streamer.progress import ProgressBar, say
+from streamer.progress import ProgressBar, counted, say
 from streamer.progress import summary as summary_line
 from streamer.sink import EncodeConfig
 from streamer.source import SourceOptions
@@ -285,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
         return 130
     if not args.quiet:
         summary_line(
-            f"{result.frames} {'frame' if result.frames == 1 else 'frames'} in {result.seconds:.1f} s "
+            f"{counted(result.frames, 'frame')} in {result.seconds:.1f} s "
             f"({result.fps:.1f} fps) → {output}; {result.total_seconds:.1f} s in all, of which "
             f"{result.setup_seconds:.1f} s opening the input and loading the model",
             output=output,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from streamer.cli.common import parse_size
 from streamer.errors import StreamerError
-from streamer.progress import ProgressBar, say
+from streamer.progress import ProgressBar, counted, say
 from streamer.publish import atomic_path
 from streamer.sink import EncodeConfig, VideoSink, check_output
 
@@ -88,9 +88,10 @@ def run(args: argparse.Namespace) -> int:
         with atomic_path(annotations) as tmp:
             Path(tmp).write_text(json.dumps(truth.to_dict()))
     if not args.quiet:
-        say(f"{count} frames ({float(count / rate):.1f} s at {rate} fps, {width}x{height}) → {output}")
+        say(f"{counted(count, 'frame')} ({float(count / rate):.1f} s at {rate} fps, {width}x{height}) → {output}")
         if annotations is not None:
-            say(f"ground truth of {count} frames ({len(truth.annotations)} objects) → {annotations}")
+            objects = counted(len(truth.annotations), "object")
+            say(f"ground truth of {counted(count, 'frame')} ({objects}) → {annotations}")
     return 0
 
 

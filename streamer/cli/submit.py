@@ -19,12 +19,19 @@ from streamer.distributed.jobs import JobSpec, JobStore, new_job_id, submit
 from streamer.effects import check_effect
 from streamer.errors import StreamerError
 from streamer.models import ModelConfig
+from streamer.progress import say
 
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("submit", help="queue a job for the workers; prints its id")
-    parser.add_argument("input", help="video path or URL, as the workers see it")
-    parser.add_argument("-o", "--output", required=True, help="output path, as the workers see it")
+    parser.add_argument(
+        "input",
+        help="video path or URL, as the workers see it; the worker that takes the job checks it against its "
+        "--allow-input (a refused job fails: see streamer status JOB)",
+    )
+    parser.add_argument(
+        "-o", "--output", required=True, help="output path, as the workers see it (checked against --allow-output)"
+    )
     parser.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output if it exists")
     parser.add_argument("--model", default="unet", help="model name (default: unet)")
     parser.add_argument("--weights", help="weights file, as the workers see it (default: the workers')")
@@ -46,6 +53,7 @@ def add_parser(commands) -> None:
         help="wait for the job to end; exit 0 done, 1 failed or lost, 130 cancelled, 124 after --wait-timeout",
     )
     parser.add_argument("--wait-timeout", type=float, metavar="SECONDS", help="with --wait: give up waiting after this")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the job id")
     add_redis_arguments(parser, required=True)
     parser.set_defaults(run=run)
 
@@ -71,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
     client = connect(config)
     submit(client, config, job, spec, args.input, args.output, args.overwrite, model.batch_size)
     print(job, flush=True)
+    if not (args.quiet or args.wait):  # a worker may yet refuse the paths: say where that shows
+        say(
+            f"streamer: queued {job}; the worker that takes it checks its input and output against its --allow-input "
+            f"and --allow-output (streamer status {job}, or --wait)"
+        )
     if args.wait:
         return wait_for_job(JobStore(client, Keys(config.namespace)), job, args.wait_timeout)
     return 0

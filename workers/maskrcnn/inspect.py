@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamer.progress import counted
 from workers.report import PictureSet, channel_picture, overlay, pyplot, read_input
 
 TOP_ANCHORS = 50
@@ -175,7 +176,7 @@ def inspect(
     for i, (box, class_id, score) in enumerate(zip(found["rois"], found["class_ids"], found["scores"])):
         _box(axis, box, f"C{i % 10}", "-", 1.5)
         axis.text(box[1], box[0] - 2, f"{_name(names, class_id)} {score:.2f}", color=f"C{i % 10}", fontsize=8)
-    axis.set_title(f"{len(found['class_ids'])} detections", fontsize=9)
+    axis.set_title(counted(len(found["class_ids"]), "detection"), fontsize=9)
     axis.axis("off")
     pictures.figure(figure, "detections.png", "Final detections: boxes, classes, scores and masks at the input's size")
 

@@ -121,7 +121,7 @@ def evaluate_config(args: argparse.Namespace) -> EvaluateConfig:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a U-Net and print per-image IoU and the mean (or JSON)."""
-    from streamer.progress import ProgressBar
+    from streamer.progress import ProgressBar, counted
     from workers.unet.evaluate import evaluate
     from workers.unet.weights import DEMO_WEIGHTS
 
@@ -134,5 +134,5 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return 0
     for name, value in zip(result.names, result.ious):
         print(f"{name}  {value:.4f}")
-    print(f"mean IoU over {len(result.ious)} images: {result.mean:.4f}")
+    print(f"mean IoU over {counted(len(result.ious), 'image')}: {result.mean:.4f}")
     return 0

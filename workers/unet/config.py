@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from streamer.errors import StreamerError
 
 DEFAULT_THRESHOLD = 0.5  # road probability above which a pixel is road
+ROAD_CLASSES = ("BG", "road")  # the class names of a one-channel road model (class 1 = road)
 EVAL_FRAME = (360, 640)  # synthetic scenes are rendered at this (H, W) for evaluation
 RESUMABLE = {"epochs", "resume", "out", "workers"}  # TrainConfig fields a resumed run may change
 

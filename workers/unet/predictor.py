@@ -20,7 +20,7 @@ from streamer.errors import StreamerError
 from streamer.models import ModelConfig
 from streamer.prediction import Prediction
 from workers.predictor import Predictor
-from workers.unet.config import DEFAULT_THRESHOLD
+from workers.unet.config import DEFAULT_THRESHOLD, ROAD_CLASSES
 from workers.unet.weights import DEMO_NOTE, DEMO_WEIGHTS, HINT, load_keras_model
 
 STRIDE = 32  # a model of any input size gets frames rounded up to a multiple of this
@@ -78,6 +78,8 @@ class UNetPredictor(Predictor):
                     f"give {wanted} names, background first"
                 )
             self.class_names = tuple(config.class_names)
+        elif self.path == DEMO_WEIGHTS or (config.name == "unet" and self.classes == 1):
+            self.class_names = ROAD_CLASSES  # the road model's one class (a file of another: --class-names)
         # binary maps: uint8 score q = round(255 p), and p > threshold ⇔ q > floor(255 threshold)
         self._cut = min(255, math.floor(self.threshold * 255 + 1e-9))
         self._run = self.semantic.run
