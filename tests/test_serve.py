@@ -21,7 +21,7 @@ from streamer.access import Access, default_hosts, guarded
 from streamer.cli.serve import make_app
 from streamer.distributed.connection import WORKER_GROUP, Keys, RedisConfig, connect
 from streamer.distributed.jobs import DONE, JobSpec, JobStore
-from streamer.httpd import Server
+from streamer.httpd import Server, respond
 from workers.loop import JOB_IDLE
 
 SECRET_INPUT = "rtsp://admin:hunter2@camera.local/stream?token=abc123"
@@ -253,7 +253,7 @@ def test_security_headers_on_every_response(served):
         assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy and "unsafe-inline" not in policy
 
 
-def test_request_size_and_time_are_bounded(served, redis_server):
+def test_request_size_and_time_are_bounded(served, redis_server, capfd):
     base, jobs = served
     auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     status, _, _ = exchange(base + "/api/jobs/running1/cancel", "POST", auth, b"{" + b" " * 100_000 + b"}")
@@ -272,6 +272,24 @@ def test_request_size_and_time_are_bounded(served, redis_server):
             started = time.monotonic()
             assert slow.recv(1024) == b""  # closed by the server, no answer
             assert time.monotonic() - started < 5
+        time.sleep(0.2)
+    finally:
+        server.close()
+    assert "Traceback" not in capfd.readouterr().err, "a client that timed out is dropped quietly"
+
+    # connections beyond the bound are closed at once; served again once the idle ones are gone
+    server = Server(lambda environ, start: respond(start, 200, "ok"), "127.0.0.1", 0, timeout=30, max_connections=3)
+    try:
+        idle = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(3)]
+        time.sleep(0.2)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as extra:
+            extra.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert extra.recv(1024) == b""
+        for connection in idle:
+            connection.close()
+        time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/", timeout=10) as response:
+            assert response.read() == b"ok"
     finally:
         server.close()
 
