@@ -71,7 +71,7 @@ def test_commands_without_a_model_do_not_import_tensorflow(redis_server, tmp_pat
     status = run(["status", "--json", "--redis", url])
     assert status["code"] == 0 and status["modules"] == [] and status["frame_modules"] == []
     port = free_port()
-    served = run(["serve", "--port", str(port), "--redis", url], url=f"http://127.0.0.1:{port}/api/status")
+    served = run(["serve", "--port", str(port), "--no-auth", "--redis", url], url=f"http://127.0.0.1:{port}/api/status")
     assert served["answered"] == [200] and served["modules"] == [] and served["frame_modules"] == []
     sample = run(["sample", "road", "-o", str(tmp_path / "road.mp4"), "--seconds", "0.2", "--size", "64x48", "-q"])
     assert sample["code"] == 0 and sample["modules"] == [] and (tmp_path / "road.mp4").stat().st_size > 0
