@@ -10,11 +10,12 @@ from __future__ import annotations
 import importlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from streamer.errors import StreamerError
 from streamer.settings import read_settings_file
+from streamer.weights_cache import local_weights
 
 if TYPE_CHECKING:  # a ModelConfig is made where no frame is (submit, batch): without NumPy
     import numpy as np
@@ -37,13 +38,22 @@ class ModelInfo:
 
     instances: bool  # instance masks and boxes (maskrcnn), or only a semantic class map (unet)
     settings: str | None = None  # `module:function(weights path)` → settings with `.class_names`, read without TF
+    releases: dict[str, str] = field(default_factory=dict)  # --weights NAME → the URL of a published weights file
+
+
+# matterport's published Mask R-CNN weights, as its utils.download_trained_weights and samples fetch them
+MATTERPORT = "https://github.com/matterport/Mask_RCNN/releases/download"
 
 
 MODEL_INFO = {
     "unet": ModelInfo(instances=False),
     "semantic": ModelInfo(instances=False),
     "identity": ModelInfo(instances=False),
-    "maskrcnn": ModelInfo(instances=True, settings="workers.maskrcnn.predictor:saved_settings"),
+    "maskrcnn": ModelInfo(
+        instances=True,
+        settings="workers.maskrcnn.predictor:saved_settings",
+        releases={"coco": f"{MATTERPORT}/v2.0/mask_rcnn_coco.h5", "balloon": f"{MATTERPORT}/v2.1/mask_rcnn_balloon.h5"},
+    ),
 }
 
 
@@ -98,6 +108,13 @@ class Model(Protocol):
         """frames: uint8[B,H,W,3] RGB → one Prediction per frame, at frame size."""
 
 
+def weights_path(name: str, weights: str | None, cached_only: bool = False) -> str | None:
+    """`--weights` of model `name` as a local file: a path as it is; a release name (maskrcnn: coco, balloon) or
+    a URL fetched once into the cache (streamer.weights_cache); with `cached_only`, None for one not fetched yet."""
+    info = MODEL_INFO.get(name)
+    return local_weights(weights, info.releases if info else None, cached_only)
+
+
 def model_names() -> list[str]:
     return sorted(FACTORIES)
 
@@ -120,7 +137,10 @@ def class_names_of(config: ModelConfig) -> tuple[str, ...] | None:
     module_name, _, attr = info.settings.partition(":")
     try:
         module = importlib.import_module(module_name)
-        weights = config.weights or getattr(module, "DEMO_WEIGHTS", None)
+        if config.weights:  # a URL not fetched yet: known when the model loads
+            weights = weights_path(config.name, config.weights, cached_only=True)
+        else:
+            weights = getattr(module, "DEMO_WEIGHTS", None)
         return tuple(getattr(module, attr)(weights).class_names) if weights else None
     except Exception:  # an unreadable weights file is reported by the loader, with its own message
         return None
@@ -158,6 +178,7 @@ def load_model(config: ModelConfig) -> Model:
 
     path = FACTORIES.get(config.name, config.name)
     module_name, _, attr = path.partition(":")
+    config = replace(config, weights=weights_path(config.name, config.weights))
     started = time.perf_counter()
     log.info("loading model %s", config.name)
     with native_logs_hidden():  # TensorFlow's C++ start-up lines, written as it is imported and builds

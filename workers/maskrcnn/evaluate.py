@@ -281,12 +281,12 @@ def evaluation_model(config: EvaluateConfig, kind: str, class_names: list[str]):
     Config saved in the file with the --set overrides, or for a file without one (a matterport file) the
     data set's Config with what the file's layers say (backbone, layer sizes, classes) and matterport's
     resizing, as `streamer process` reads such a file."""
-    from streamer.models import ModelConfig
+    from streamer.models import ModelConfig, weights_path
 
     from .predictor import MaskRCNNPredictor, check_weights_path
     from .weights import DEMO_WEIGHTS, architecture_from_keras2, read_config
 
-    weights = str(config.weights or DEMO_WEIGHTS)
+    weights = str(weights_path("maskrcnn", config.weights) or DEMO_WEIGHTS)
     check_weights_path(Path(weights))
     saved = read_config(weights)
     if saved is not None:

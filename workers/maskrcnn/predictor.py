@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from streamer.errors import StreamerError
-from streamer.models import ModelConfig
+from streamer.models import ModelConfig, weights_path
 from streamer.prediction import Prediction
 from workers.maskrcnn.config import Config, user_settings
 from workers.maskrcnn.weights import COCO_CLASS_NAMES, DEMO_NOTE, DEMO_WEIGHTS, architecture_from_keras2, read_config
@@ -83,7 +83,7 @@ class MaskRCNNPredictor(Predictor):
         settings') come from `config`."""
         if config.runtime != "tf":
             raise StreamerError(f"--runtime {config.runtime}: maskrcnn runs on tf only (export it to run elsewhere)")
-        path = Path(config.weights) if config.weights else DEMO_WEIGHTS
+        path = Path(weights_path(self.name, config.weights)) if config.weights else DEMO_WEIGHTS
         if not config.weights:
             logging.getLogger(__name__).warning(DEMO_NOTE)
         check_weights_path(path)

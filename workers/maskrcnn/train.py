@@ -13,6 +13,7 @@ import os
 import queue
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,10 @@ def log_line(message: str) -> None:
 def train(config: TrainConfig, log=log_line) -> TrainResult:
     """Train (or resume) per `config`; logs one line per epoch; returns the final state."""
     config.validate()
+    if config.init:  # a release name (coco) or a URL: fetched once into the cache
+        from streamer.models import weights_path
+
+        config = replace(config, init=weights_path("maskrcnn", config.init))
     out = Path(config.out)
     state = start_run(config, RESUMABLE)
     data = training_data(config)

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from streamer.errors import StreamerError
-from streamer.models import ModelConfig
+from streamer.models import ModelConfig, weights_path
 from streamer.prediction import Prediction
 from workers.predictor import Predictor
 from workers.unet.config import DEFAULT_THRESHOLD, ROAD_CLASSES
@@ -48,7 +48,7 @@ class UNetPredictor(Predictor):
         super().__init__(config, default_threshold=DEFAULT_THRESHOLD)
         import tensorflow as tf
 
-        self.path = Path(config.weights) if config.weights else DEMO_WEIGHTS
+        self.path = Path(weights_path(self.name, config.weights)) if config.weights else DEMO_WEIGHTS
         if not config.weights:
             logging.getLogger(__name__).warning(DEMO_NOTE)
         from workers.runtimes.semantic import open_semantic

@@ -91,7 +91,9 @@ def _model(config: TrainConfig, out: Path, resume: bool, total_steps: int):
     shape = (config.input_height, config.input_width, 3)
     model = build_model(config.arch, shape, config.width, config.classes, **options)
     if config.init:
-        _start_from(model, config.init)
+        from streamer.models import weights_path
+
+        _start_from(model, weights_path("unet", config.init))
     if config.classes == 1:
         loss = keras.losses.BinaryCrossentropy()
         iou = keras.metrics.BinaryIoU(target_class_ids=[1], threshold=0.5, name="iou")
