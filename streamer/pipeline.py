@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from streamer.build import Parts, build
 from streamer.distributed.jobs import CANCELLED, DONE, FAILED
-from streamer.errors import StreamerError
+from streamer.errors import RunFailed, StreamerError
 from streamer.frames import Frame
 from streamer.job import ProcessConfig, ProcessResult
 from streamer.live import Latency, SourceLost
@@ -100,7 +100,7 @@ class Pipeline:
                 detections.abort()
             if isinstance(error, StreamerError):
                 raise error
-            raise StreamerError(f"processing failed: {type(error).__name__}: {error}") from error
+            raise RunFailed(f"processing failed: {type(error).__name__}: {error}") from error
         if interrupted and not parts.policy.live:
             transport.end(CANCELLED, "interrupted")
             written = sink.close_partial()

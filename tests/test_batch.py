@@ -175,7 +175,7 @@ def test_local_folders_in_parallel_and_on_a_workers_runner(tmp_path, redis_serve
     folder.mkdir()
     sources = {name: make_video(folder / name, frames=10 + 5 * i) for i, name in enumerate(("x.mp4", "y.mkv"))}
     code, out, err = run_cli(
-        "batch", str(folder / "*"), "-o", tmp_path / "out", "--model", LEFT_HALF, "--workers", "2", "--json"
+        "batch", str(folder / "*"), "-o", tmp_path / "out", "--model", LEFT_HALF, "--runners", "2", "--json"
     )
     assert code == 0, err
     assert [json.loads(line)["state"] for line in out.splitlines()] == ["done", "done"]

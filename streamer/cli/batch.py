@@ -21,6 +21,7 @@ from streamer.cli.common import (
     model_config,
     producer_config,
 )
+from streamer.cli.options import add
 from streamer.distributed.confine import Confinement
 from streamer.effects import check_effect
 from streamer.errors import StreamerError
@@ -44,12 +45,13 @@ def add_parser(commands) -> None:
     )
     parser.add_argument("--crf", type=int, default=23, help="x264 quality (default: 23)")
     parser.add_argument("--preset", default="veryfast", help="x264 preset (default: veryfast)")
-    parser.add_argument(
-        "--workers",
-        "--parallel",
+    add(
+        parser,
+        "runners",
         dest="workers",
         type=int,
         default=1,
+        metavar="N",
         help="local runners: videos this command processes at once (default: 1; 0 with --redis: only queue)",
     )
     parser.add_argument(
@@ -73,7 +75,7 @@ def add_parser(commands) -> None:
     parser.add_argument(
         "--join",
         action="store_true",
-        help="with --redis: run --workers runners on the queued videos of any batch, exit when none is left",
+        help="with --redis: run --runners runners on the queued videos of any batch, exit when none is left",
     )
     parser.add_argument(
         "--idle",
@@ -140,7 +142,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 def run(args: argparse.Namespace) -> int:
     check_effect(args.effect)
     if args.workers < 0:
-        raise StreamerError("--workers: must be 0 or more")
+        raise StreamerError("--runners: must be 0 or more")
     if args.stale <= 0:
         raise StreamerError("--stale: must be more than 0 seconds")
     redis = producer_config(args)
@@ -161,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.inputs:
         raise StreamerError("batch: give the inputs (files, globs or URLs)")
     if args.workers == 0 and redis is None:
-        raise StreamerError("--workers 0: only with --redis (other runners take the queued videos)")
+        raise StreamerError("--runners 0: only with --redis (other runners take the queued videos)")
     shard = parse_shard(args.shard)
     if shard and redis is not None:
         raise StreamerError("--shard: not with --redis (the runners share the videos through Redis already)")

@@ -9,6 +9,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from streamer.cli.options import add
 from streamer.errors import StreamerError
 
 if TYPE_CHECKING:  # imported where used: a command's parser is built without OpenCV, NumPy or Redis
@@ -21,7 +22,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--model", default="unet", help="model name (default: unet)")
     group.add_argument("--weights", help="weights file (default: the model's bundled demo weights)")
-    group.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
+    add(group, "batch", type=int, default=4, metavar="N", help="frames per model call (default: 4)")
     group.add_argument(
         "--parallel-batches",
         type=int,
@@ -38,7 +39,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="unet: mask probability threshold (default 0.5); maskrcnn: minimum detection "
         "confidence (default: the weights' DETECTION_MIN_CONFIDENCE)",
     )
-    group.add_argument("--device", help="TensorFlow device such as /GPU:0 (default: automatic)")
+    add(group, "device", help="cpu, a GPU number (0, 1, …), cuda:N or /GPU:N (default: a GPU when there is one)")
     group.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")
     add_precision_argument(group)
     add_gpu_memory_argument(group)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from streamer.cli.common import add_model_settings_arguments, model_settings
+from streamer.cli.options import add
 from streamer.progress import say
 
 MODELS = {
@@ -26,7 +27,7 @@ def add_parser(commands) -> None:
         model.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the pictures")
         model.add_argument("--weights", help="weights file (default: the bundled demo weights)")
         model.add_argument("--frame", type=int, default=0, help="video: frame index, from 0 (default: 0)")
-        model.add_argument("--device", help="TensorFlow device, e.g. /CPU:0 or /GPU:0 (default: automatic)")
+        add(model, "device", help="cpu, a GPU number (0, 1, …), cuda:N or /GPU:N (default: automatic)")
         if name == "maskrcnn":  # what a matterport file does not say about itself, as `process` takes it
             add_model_settings_arguments(model)
         model.set_defaults(run=run)

@@ -18,6 +18,7 @@ from streamer.cli.common import (
     model_config,
     producer_config,
 )
+from streamer.cli.options import add
 from streamer.errors import StreamerError
 from streamer.live import DROP_POLICIES, LiveConfig
 from streamer.metrics import HealthServer, Metrics
@@ -112,8 +113,13 @@ def add_parser(commands) -> None:
         "--hls-list-size", type=int, default=6, help="segments kept in the HLS playlist, 0 keeps all (default: 6)"
     )
     add_redis_arguments(parser, required=False)
-    parser.add_argument(
-        "--workers", type=int, default=0, help="with --redis: also start N local workers for this job (default: 0)"
+    add(
+        parser,
+        "local workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --redis: also start N local workers for this job (default: 0)",
     )
     add_frame_arguments(parser)
     report = parser.add_argument_group("reporting")

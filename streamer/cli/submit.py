@@ -13,6 +13,7 @@ from streamer.cli.common import (
     model_settings,
     redis_config,
 )
+from streamer.cli.options import add
 from streamer.cli.wait import wait_for_job
 from streamer.distributed.connection import CODECS, Keys, connect
 from streamer.distributed.jobs import JobSpec, JobStore, new_job_id, submit
@@ -35,7 +36,7 @@ def add_parser(commands) -> None:
     parser.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output if it exists")
     parser.add_argument("--model", default="unet", help="model name (default: unet)")
     parser.add_argument("--weights", help="weights file, as the workers see it (default: the workers')")
-    parser.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
+    add(parser, "batch", type=int, default=4, metavar="N", help="frames per model call (default: 4)")
     parser.add_argument(
         "--threshold",
         "--min-confidence",

@@ -18,6 +18,7 @@ from streamer.cli.common import (
     model_config,
     redis_config,
 )
+from streamer.cli.options import add
 from streamer.distributed.confine import Confinement
 from streamer.distributed.connection import connect
 from streamer.distributed.runner import Runner
@@ -32,8 +33,8 @@ def add_parser(commands) -> None:
     parser = commands.add_parser("worker", help="serve a model to jobs over Redis until stopped (SIGTERM drains)")
     parser.add_argument("--model", default="unet", help="model name (default: unet)")
     parser.add_argument("--weights", help="weights file (default: the model's bundled demo weights)")
-    parser.add_argument("--batch", type=int, default=4, help="frames per model call (default: 4)")
-    parser.add_argument("--device", help="TensorFlow device such as /GPU:0")
+    add(parser, "batch", type=int, default=4, metavar="N", help="frames per model call (default: 4)")
+    add(parser, "device", help="cpu, a GPU number (0, 1, …), cuda:N or /GPU:N (default: a GPU when there is one)")
     parser.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")
     add_precision_argument(parser)
     add_gpu_memory_argument(parser)

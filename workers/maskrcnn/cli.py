@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from streamer.cli.options import add
 from streamer.errors import StreamerError
 
 from .config import BACKBONES, EvaluateConfig, TrainConfig, user_settings
@@ -44,7 +45,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     option("--epochs", f"train up to this epoch (default: {TRAIN.epochs})", type=int)
     option("--steps-per-epoch", "batches per epoch (default: the Config's STEPS_PER_EPOCH)", type=int)
     option("--validation-steps", "validation batches per epoch (default: the Config's VALIDATION_STEPS)", type=int)
-    option("--batch-size", "images per step (default: the Config's IMAGES_PER_GPU)", type=int)
+    add(
+        parser, "batch", dest="batch_size", default=SUPPRESS, type=int, help="images per step (default: IMAGES_PER_GPU)"
+    )
     option("--learning-rate", "default: the Config's LEARNING_RATE", type=float)
     option(
         "--val-fraction",
@@ -55,7 +58,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     option("--init", "initial weights: our .weights.h5 or a matterport/Keras 2 .h5")
     option("--exclude", "comma-separated layer names to skip when loading --init")
     option("--no-augment", "turn off albumentations augmentation", action="store_false", dest="augment")
-    option("--output", "final weights file (default: OUT/mask_rcnn_NAME.weights.h5)")
+    add(
+        parser,
+        "final weights",
+        dest="output",
+        default=SUPPRESS,
+        help="final weights (default: OUT/mask_rcnn_NAME.weights.h5)",
+    )
     parser.add_argument("--out", default=TRAIN.out, help=f"run folder: checkpoints and state (default: {TRAIN.out})")
     parser.add_argument(
         "--resume", action="store_true", help="continue the run in --out at its next epoch, with its saved options"
@@ -108,8 +117,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         default=EVALUATE.split,
         help=f"via: which folder (default: {EVALUATE.split})",
     )
-    parser.add_argument(
-        "--batch-size",
+    add(
+        parser,
+        "batch",
+        dest="batch_size",
         type=int,
         default=EVALUATE.batch_size,
         help=f"frames per model call (default: {EVALUATE.batch_size})",
@@ -121,7 +132,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="minimum detection confidence (default: the weights' DETECTION_MIN_CONFIDENCE)",
     )
-    parser.add_argument("--device", help="TensorFlow device, e.g. /CPU:0 or /GPU:0 (default: automatic)")
+    add(parser, "device", help="cpu, a GPU number (0, 1, …), cuda:N or /GPU:N (default: automatic)")
     parser.add_argument(
         "--backbone",
         choices=BACKBONES,

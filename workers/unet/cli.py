@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from streamer.cli.options import add
 from workers.unet.config import EvaluateConfig, TrainConfig
 
 SUPPRESS = argparse.SUPPRESS  # train options not given stay out of the namespace (so --resume reuses saved ones)
@@ -31,7 +32,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     option("--size", f"model input WIDTHxHEIGHT, multiples of 16 (default: {TRAIN.input_width}x{TRAIN.input_height})")
     option("--epochs", f"total epochs (default: {TRAIN.epochs})", type=int)
     option("--steps-per-epoch", "batches per epoch (default: one pass over the training samples)", type=int)
-    option("--batch-size", f"images per step (default: {TRAIN.batch_size})", type=int)
+    add(
+        parser,
+        "batch",
+        dest="batch_size",
+        default=SUPPRESS,
+        type=int,
+        help=f"images per step (default: {TRAIN.batch_size})",
+    )
     option("--learning-rate", f"Adam learning rate (default: {TRAIN.learning_rate})", type=float)
     option("--schedule", f"cosine | constant learning rate (default: {TRAIN.schedule})")
     option("--dropout", f"dropout at the bottom (default: {TRAIN.dropout})", type=float)
@@ -85,8 +93,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         default=f"{width}x{height}",
         help=f"synthetic: rendered WIDTHxHEIGHT (default: {width}x{height})",
     )
-    parser.add_argument(
-        "--batch-size",
+    add(
+        parser,
+        "batch",
+        dest="batch_size",
         type=int,
         default=EVALUATE.batch_size,
         help=f"frames per model call (default: {EVALUATE.batch_size})",
@@ -97,7 +107,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         default=EVALUATE.threshold,
         help=f"road probability threshold (default: {EVALUATE.threshold})",
     )
-    parser.add_argument("--device", help="TensorFlow device, e.g. /CPU:0 or /GPU:0 (default: automatic)")
+    add(parser, "device", help="cpu, a GPU number (0, 1, …), cuda:N or /GPU:N (default: automatic)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 
 
