@@ -5,33 +5,8 @@ import pytest
 
 from streamer.models import ModelConfig
 from workers.maskrcnn.image import paste_masks, resize_image
+from workers.maskrcnn.reference import bilinear_zero
 from workers.maskrcnn.shapes import render
-
-
-def bilinear_zero_reference(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """matterport's resize as its facts describe it (scikit-image order-1 resize, mode "constant", cval 0, no
-    anti-aliasing, preserve_range): each output pixel centre maps to (i + 0.5) * in / out - 0.5 in the
-    input, bilinear between the four neighbours, pixels outside the image are 0; float64 (matterport then
-    casts it back to uint8 with astype: truncation)."""
-    source = np.asarray(image, np.float64)
-    squeeze = source.ndim == 2
-    if squeeze:
-        source = source[..., None]
-    h, w = source.shape[:2]
-    padded = np.pad(source, ((1, 1), (1, 1), (0, 0)))  # zeros outside the image
-
-    def axis(out_size, in_size):
-        centre = (np.arange(out_size) + 0.5) * in_size / out_size - 0.5
-        low = np.floor(centre)
-        return low.astype(int) + 1, centre - low  # index into the padded array, weight of the next pixel
-
-    y0, fy = axis(height, h)
-    x0, fx = axis(width, w)
-    fy, fx = fy[:, None, None], fx[None, :, None]
-    top = padded[y0][:, x0] * (1 - fx) + padded[y0][:, x0 + 1] * fx
-    bottom = padded[y0 + 1][:, x0] * (1 - fx) + padded[y0 + 1][:, x0 + 1] * fx
-    out = top * (1 - fy) + bottom * fy
-    return out[..., 0] if squeeze else out
 
 
 @pytest.mark.parametrize("size", [(120, 160), (37, 53), (300, 200)])
@@ -41,7 +16,7 @@ def test_matterport_resize_matches_its_semantics(size):
     image[size[0] // 3 :, : size[1] // 2] = 200  # flat areas and edges, not only noise
     resized, window, scale, _, _ = resize_image(image, min_dim=64, max_dim=128, mode="square", compat="matterport")
     y1, x1, y2, x2 = window
-    reference = bilinear_zero_reference(image, y2 - y1, x2 - x1)
+    reference = bilinear_zero(image, y2 - y1, x2 - x1)
     ours = resized[y1:y2, x1:x2].astype(int)
     # truncated as matterport does: equal to floor(reference), or the integer next to it when the reference is
     # that integer up to float rounding (e.g. 199.9999999 for a flat 200 area)
@@ -63,7 +38,7 @@ def test_matterport_mask_pasting_matches_its_semantics():
     default = paste_masks(masks, boxes, (64, 64))
     for i, (y1, x1, y2, x2) in enumerate(boxes):
         reference = np.zeros((64, 64), bool)
-        reference[y1:y2, x1:x2] = bilinear_zero_reference(masks[i], y2 - y1, x2 - x1) >= 0.5
+        reference[y1:y2, x1:x2] = bilinear_zero(masks[i], y2 - y1, x2 - x1) >= 0.5
         np.testing.assert_array_equal(ours[..., i], reference)
         # OpenCV's pasting keeps the box's edge pixels: a superset of matterport's mask
         assert (default[..., i] | ours[..., i] == default[..., i]).all()

@@ -1,9 +1,8 @@
 """Weight files: matterport / Keras 2 HDF5 layout by name (+ exclude, + mismatch report), our own format."""
 
-import h5py
 import numpy as np
 import pytest
-from maskrcnn_helpers import TINY_MASKRCNN
+from maskrcnn_helpers import TINY_MASKRCNN, write_keras2
 
 from streamer.errors import StreamerError
 from workers.maskrcnn.config import shapes_config
@@ -22,38 +21,6 @@ def tiny(**kw):
 @pytest.fixture(scope="module")
 def model():
     return MaskRCNN(tiny())
-
-
-def write_keras2(path, source, chunked=False, nested=False, drop=()):
-    """Write `source`'s weights the way Keras 2 save_weights did (matterport checkpoints)."""
-    layers = source.layers_by_name()
-    rpn = source.keras_model.rpn
-    inner = {layer.name for layer in rpn.layers}
-    names = [n for n in layers if n not in inner and n not in drop]
-    with h5py.File(path, "w") as f:
-        root = f.create_group("model_weights") if nested else f
-        encoded = [n.encode() for n in names] + [b"input_image"]  # weightless layers are listed too
-        if chunked:
-            half = len(encoded) // 2
-            root.attrs["layer_names0"] = encoded[:half]
-            root.attrs["layer_names1"] = encoded[half:]
-        else:
-            root.attrs["layer_names"] = encoded
-        root.attrs["backend"] = b"tensorflow"
-        root.attrs["keras_version"] = b"2.2.4"
-        root.create_group("input_image").attrs["weight_names"] = []
-        for name in names:
-            group = root.create_group(name)
-            layer = layers[name]
-            weight_names = []
-            if layer is rpn:
-                pairs = [(f"{part.name}/{v.name}:0", v) for part in rpn.layers for v in part.weights]
-            else:
-                pairs = [(f"{name}/{v.name}:0", v) for v in layer.weights]
-            for wname, variable in pairs:
-                group.create_dataset(wname, data=variable.numpy())
-                weight_names.append(wname.encode())
-            group.attrs["weight_names"] = weight_names
 
 
 def _randomise(m, seed):

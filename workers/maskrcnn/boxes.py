@@ -137,18 +137,20 @@ def clip_boxes_graph(boxes, window):
 
 
 def norm_boxes(boxes, shape):
-    """Pixel boxes → normalised (matterport: (y2, x2) exclusive map to 1.0 at h-1+1)."""
+    """Pixel boxes → normalised float32 (matterport: (y2, x2) exclusive map to 1.0 at h-1+1), computed in
+    float64 as matterport's NumPy does."""
     h, w = shape[:2]
-    scale = np.array([h - 1, w - 1, h - 1, w - 1], dtype=np.float32)
-    shift = np.array([0, 0, 1, 1], dtype=np.float32)
-    return ((np.asarray(boxes, dtype=np.float32) - shift) / scale).astype(np.float32)
+    scale = np.array([h - 1, w - 1, h - 1, w - 1], dtype=np.float64)
+    shift = np.array([0, 0, 1, 1], dtype=np.float64)
+    return ((np.asarray(boxes, dtype=np.float64) - shift) / scale).astype(np.float32)
 
 
 def denorm_boxes(boxes, shape):
+    """Normalised boxes → int32 pixel boxes, rounded in float64 as matterport's NumPy does."""
     h, w = shape[:2]
-    scale = np.array([h - 1, w - 1, h - 1, w - 1], dtype=np.float32)
-    shift = np.array([0, 0, 1, 1], dtype=np.float32)
-    return np.around(np.asarray(boxes, dtype=np.float32) * scale + shift).astype(np.int32)
+    scale = np.array([h - 1, w - 1, h - 1, w - 1], dtype=np.float64)
+    shift = np.array([0, 0, 1, 1], dtype=np.float64)
+    return np.around(np.asarray(boxes, dtype=np.float64) * scale + shift).astype(np.int32)
 
 
 def norm_boxes_graph(boxes, shape):

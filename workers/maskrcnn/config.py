@@ -12,8 +12,9 @@ defaults. Extensions (not in matterport):
 * OPTIMIZER: "sgd" (matterport: SGD with LEARNING_MOMENTUM) or "adam".
 * RESIZE_COMPAT: how detect() resizes frames and pastes masks: "opencv" (OpenCV: area averaging when
   shrinking, bilinear with edge replication when pasting) or "matterport" (matterport's scikit-image
-  bilinear with zeros outside the image, truncated to uint8; masks pasted the same way), which gives
-  matterport's masks. See README, "Mask R-CNN numerics".
+  bilinear with zeros outside the image, truncated to uint8; masks pasted the same way; and matterport's
+  ROI Align at the map's edge, zero-area proposals and detection layer), which gives matterport's
+  detections. See README, "Mask R-CNN numerics".
 """
 
 from __future__ import annotations
@@ -148,6 +149,12 @@ class Config:
             )
         if self.OPTIMIZER not in ("sgd", "adam"):
             raise StreamerError(f"OPTIMIZER {self.OPTIMIZER!r} is unknown: choose sgd or adam")
+
+    @property
+    def matterport_numerics(self) -> bool:
+        """RESIZE_COMPAT "matterport": matterport's resizing and mask pasting, and its ROI Align at the map's
+        edge (zeros), its zero-area proposals (classified) and its detection layer's order of rows."""
+        return self.RESIZE_COMPAT == "matterport"
 
     @property
     def class_names(self) -> list[str]:

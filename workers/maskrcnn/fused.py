@@ -8,7 +8,7 @@ computed with fewer passes over memory.
   foreground probability of the RPN's softmax is computed (σ(l₁ − l₀)).
 * The mask head's 2×2 stride-2 transposed convolution is a matrix product and a pixel shuffle, and its last
   1×1 convolution and sigmoid run only for each detection's class (what detect keeps).
-* ROI Align pads the feature maps once for the classifier and mask heads.
+* ROI Align prepares the feature maps' edges once for the classifier and mask heads.
 
 `fold(model)` gives the folded weights as tensors. MaskRCNN.detect folds inside its graph on every call (so a
 change of weights counts at once), or, once the weights are fixed (`MaskRCNN.fix_weights`, as the predictor
@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from .detection import detection_layer
+from .detection import detections as detection_layer
 from .proposals import proposal_layer
-from .roi_align import pad_feature_maps, roi_align_flat
+from .roi_align import edge_maps, roi_align_flat
 
 
 def _bn_name(conv: str) -> str:
@@ -152,7 +152,8 @@ def backbone(params, config, images):
 
 
 def rpn(params, config, feature_maps):
-    """Feature maps → foreground probability [B, A] and box deltas [B, A, 4] over all levels' anchors."""
+    """Feature maps → background and foreground probabilities [B, A, 2] (softmax, as the RPN's
+    `rpn_class_xxx` layer) and box deltas [B, A, 4] over all levels' anchors."""
     per_location = len(config.RPN_ANCHOR_RATIOS)
     scores, deltas = [], []
     for p in feature_maps:
@@ -160,7 +161,7 @@ def rpn(params, config, feature_maps):
         out = _conv(params, "rpn_heads", shared, padding="VALID", relu=False)
         batch = tf.shape(out)[0]
         logits = tf.reshape(out[..., : 2 * per_location], [batch, -1, 2])
-        scores.append(tf.sigmoid(logits[..., 1] - logits[..., 0]))
+        scores.append(tf.nn.softmax(logits))
         deltas.append(tf.reshape(out[..., 2 * per_location :], [batch, -1, 4]))
     return tf.concat(scores, axis=1), tf.concat(deltas, axis=1)
 
@@ -199,11 +200,19 @@ def inference(model, params, images, windows, anchors):
     """`MaskRCNN.inference_graph` on folded weights `params` (from `fold`): molded images [B,H,W,3],
     windows [B,4] and anchors [A,4] normalised → detections [B,D,6] and the detected class's mask
     probabilities [B,D,mh,mw]."""
+    out = stages(model, params, images, windows, anchors)
+    return out["detections"], out["masks"]
+
+
+def stages(model, params, images, windows, anchors) -> dict:
+    """Every stage of `inference`, by name: feature_maps [P2..P6], rpn_probs [B,A,2], rpn_deltas [B,A,4],
+    rois [B,N,4], pooled [B·N,pool,pool,D], class_probs [B,N,C], class_deltas [B,N,C,4], detections [B,D,6],
+    masks [B,D,mh,mw]. (In a tf.function, the stages no one asks for cost nothing.)"""
     config = model.config
+    edge = model.roi_edge()
     image_shape = tf.shape(images)[1:3]
     feature_maps = backbone(params, config, tf.cast(images, tf.float32))
-    scores, deltas = rpn(params, config, feature_maps)
-    probs = tf.stack([1.0 - scores, scores], axis=-1)
+    probs, deltas = rpn(params, config, feature_maps)
     rois = proposal_layer(
         probs,
         deltas,
@@ -213,7 +222,7 @@ def inference(model, params, images, windows, anchors):
         int(config.PRE_NMS_LIMIT),
         np.asarray(config.RPN_BBOX_STD_DEV, np.float32),
     )
-    padded = pad_feature_maps(feature_maps[:4])
+    sampled = edge_maps(feature_maps[:4], edge)
     batch, count = tf.shape(rois)[0], tf.shape(rois)[1]
     pooled = roi_align_flat(
         tf.reshape(rois, [-1, 4]),
@@ -221,7 +230,8 @@ def inference(model, params, images, windows, anchors):
         feature_maps[:4],
         int(config.POOL_SIZE),
         image_shape,
-        padded=padded,
+        sampled=sampled,
+        edge=edge,
     )
     class_probs, class_deltas = classifier(params, pooled)
     c = int(config.NUM_CLASSES)
@@ -231,12 +241,22 @@ def inference(model, params, images, windows, anchors):
     class_ids = tf.cast(detections[..., 4], tf.int32)
     where = tf.where(class_ids > 0)  # [K, 2] (image, slot): the mask head runs on real detections only
     boxes = tf.gather_nd(detections[..., :4], where)
-    pooled = roi_align_flat(
-        boxes, where[:, 0], feature_maps[:4], int(config.MASK_POOL_SIZE), image_shape, padded=padded
+    mask_pooled = roi_align_flat(
+        boxes, where[:, 0], feature_maps[:4], int(config.MASK_POOL_SIZE), image_shape, sampled=sampled, edge=edge
     )
     # One blank ROI more, dropped after the head: TensorFlow's convolutions fail on an empty batch.
-    blank = tf.zeros(tf.concat([[1], tf.shape(pooled)[1:]], axis=0), pooled.dtype)
+    blank = tf.zeros(tf.concat([[1], tf.shape(mask_pooled)[1:]], axis=0), mask_pooled.dtype)
     ids = tf.concat([tf.gather_nd(class_ids, where), [0]], axis=0)
-    masks = mask_head(params, tf.concat([pooled, blank], axis=0), ids)[:-1]
+    masks = mask_head(params, tf.concat([mask_pooled, blank], axis=0), ids)[:-1]
     shape = tf.concat([tf.shape(class_ids, out_type=tf.int64), tf.shape(masks, out_type=tf.int64)[1:]], axis=0)
-    return detections, tf.scatter_nd(where, masks, shape)
+    return {
+        "feature_maps": feature_maps,
+        "rpn_probs": probs,
+        "rpn_deltas": deltas,
+        "rois": rois,
+        "pooled": pooled,
+        "class_probs": class_probs,
+        "class_deltas": class_deltas,
+        "detections": detections,
+        "masks": tf.scatter_nd(where, masks, shape),
+    }

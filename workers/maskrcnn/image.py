@@ -142,4 +142,6 @@ def paste_masks(
 
 
 def mold_image(images: np.ndarray, config) -> np.ndarray:
-    return images.astype(np.float32) - np.asarray(config.MEAN_PIXEL, dtype=np.float32)
+    """Images minus MEAN_PIXEL as float32; the difference is taken in float64 and rounded once, as matterport's
+    model receives it."""
+    return (images.astype(np.float32) - np.asarray(config.MEAN_PIXEL, dtype=np.float64)).astype(np.float32)

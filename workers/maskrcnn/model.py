@@ -18,7 +18,7 @@ from .anchors import get_anchors
 from .backbone import build_backbone
 from .boxes import denorm_boxes, norm_boxes, norm_boxes_graph
 from .config import Config
-from .detection import detection_layer
+from .detection import detections as detection_layer
 from .heads import build_classifier_head, build_mask_head
 from .image import mold_image, paste_masks, resize_image
 from .proposals import proposal_layer
@@ -155,9 +155,14 @@ class MaskRCNN:
         logits, probs, deltas = (tf.cast(tf.concat([o[i] for o in outputs], axis=1), tf.float32) for i in range(3))
         return logits, probs, deltas
 
+    def roi_edge(self) -> str:
+        """How ROI Align treats the feature map's edge (roi_align.py): matterport's zeros with RESIZE_COMPAT
+        "matterport", else the replicated edge."""
+        return "zero" if self.config.matterport_numerics else "replicate"
+
     def classify(self, rois, feature_maps, image_shape, training=False):
         pool = int(self.config.POOL_SIZE)
-        pooled = pyramid_roi_align(rois, feature_maps, pool, image_shape)
+        pooled = pyramid_roi_align(rois, feature_maps, pool, image_shape, edge=self.roi_edge())
         b, n = tf.shape(rois)[0], tf.shape(rois)[1]
         flat = tf.reshape(pooled, [-1, pool, pool, pooled.shape[-1]])
         logits, probs, deltas = self.keras_model.classifier(flat, training=training)
@@ -171,7 +176,7 @@ class MaskRCNN:
 
     def masks(self, rois, feature_maps, image_shape, training=False):
         pool = int(self.config.MASK_POOL_SIZE)
-        pooled = pyramid_roi_align(rois, feature_maps, pool, image_shape)
+        pooled = pyramid_roi_align(rois, feature_maps, pool, image_shape, edge=self.roi_edge())
         b, n = tf.shape(rois)[0], tf.shape(rois)[1]
         flat = tf.reshape(pooled, [-1, pool, pool, pooled.shape[-1]])
         out = tf.cast(self.keras_model.mask_head(flat, training=training), tf.float32)
@@ -200,7 +205,7 @@ class MaskRCNN:
         where = tf.where(class_ids > 0)  # [K, 2] (image, slot)
         pool = int(config.MASK_POOL_SIZE)
         boxes = tf.gather_nd(detections[..., :4], where)
-        pooled = roi_align_flat(boxes, where[:, 0], feature_maps[:4], pool, image_shape)
+        pooled = roi_align_flat(boxes, where[:, 0], feature_maps[:4], pool, image_shape, edge=self.roi_edge())
         # One blank ROI more, dropped after the head: TensorFlow's convolutions fail on an empty batch, which
         # is what the head would get when no image of the batch has a detection.
         blank = tf.zeros(tf.concat([[1], tf.shape(pooled)[1:]], axis=0), pooled.dtype)
