@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
+import av
 import numpy as np
 
 from streamer.errors import StreamerError
@@ -107,7 +108,11 @@ def open_source(url: str, options: SourceOptions, config: LiveConfig) -> VideoSo
     while True:
         attempts += 1
         try:
-            return VideoSource(url, options)
+            # --duration of a stream is counted in arrival time by LiveSource, as ffmpeg -t counts a recording:
+            # the sender's clock may start anywhere, and its end must not read as the stream dropping
+            source = VideoSource(url, replace(options, duration=None))
+            source.options = options
+            return source
         except StreamerError as error:
             waited = time.monotonic() - started
             if waited >= config.give_up:
@@ -129,19 +134,27 @@ class LiveSource:
         self.gaps = 0
         self.reconnects = 0
         self.damage = None
-        self.audio = None  # live audio is not carried: its clock is the sender's, not ours
+        # the audio is carried, re-timed from the sender's clock to the output's (arrival time) at each (re)connect
+        self.audio = source.audio
+        self._last_audio: float | None = None  # seconds of the last audio packet given out
         self._source = source
         self.info = replace(self._source.info, time_base=LIVE_TIME_BASE, frames=None, duration=None, live=True)
         self._closed = threading.Event()
 
-    def items(self) -> Iterator[Frame]:
-        """Frames stamped with their arrival time; a file played as live is paced at its own rate."""
+    def items(self) -> Iterator[Frame | av.Packet]:
+        """Frames stamped with their arrival time, and audio packets moved to that clock; a file played as live
+        is paced at its own rate. With --duration, ends after that much arrival time."""
         started, last_pts, index = None, -1, 0
         paced = not looks_live(self.url)
+        limit = self.options.duration
         while not self._closed.is_set():
             first = None
+            offset = None  # output time minus the sender's, for this connection's audio
             for item in self._source.items():
                 if not isinstance(item, Frame):
+                    moved = self._retimed(item, offset, limit)
+                    if moved is not None:
+                        yield moved
                     continue
                 now = time.monotonic()
                 started = now if started is None else started
@@ -152,11 +165,32 @@ class LiveSource:
                         return
                     now = time.monotonic()
                 last_pts = max(last_pts + 1, round((now - started) / LIVE_TIME_BASE))
+                if limit is not None and last_pts * LIVE_TIME_BASE >= limit:
+                    return
+                if offset is None:
+                    offset = last_pts * LIVE_TIME_BASE - item.seconds
                 yield item.numbered(index, last_pts, LIVE_TIME_BASE)
                 index += 1
             if self._closed.is_set() or paced:
                 return
             self._reconnect()
+
+    def _retimed(self, packet: av.Packet, offset: float | None, limit: float | None) -> av.Packet | None:
+        """An audio packet moved by `offset` seconds onto the output clock; None before this connection's first
+        frame, past --duration, or not after the last one given out (a reconnect's overlap)."""
+        if self.audio is None or offset is None or packet.dts is None or not packet.time_base:
+            return None
+        time_base = float(packet.time_base)
+        shift = round(offset / time_base)
+        seconds = (packet.dts + shift) * time_base
+        if seconds < 0 or (limit is not None and seconds >= limit):
+            return None
+        if self._last_audio is not None and seconds <= self._last_audio:
+            return None
+        self._last_audio = seconds
+        packet.dts += shift
+        packet.pts = packet.dts if packet.pts is None else packet.pts + shift
+        return packet
 
     def _reconnect(self) -> None:
         reason = self._source.damage or "the stream ended"
@@ -174,7 +208,7 @@ class LiveSource:
                 )
             try:
                 self.reconnects += 1
-                self._source = VideoSource(self.url, self.options)
+                self._source = VideoSource(self.url, replace(self.options, duration=None))
                 log.warning("%s: reconnected after %.1f s", self.url, time.monotonic() - lost)
                 return
             except StreamerError as error:

@@ -90,15 +90,18 @@ def publish(
     stop_event: threading.Event | None = None,
     realtime: bool = True,
     audio: bool = False,
+    format: str = "rtsp",
 ) -> list[float]:
-    """Publishes frame_image(0..frames-1) as H.264 (plus an AAC tone if `audio`) over RTSP/TCP.
+    """Publishes frame_image(0..frames-1) as H.264 (plus an AAC tone if `audio`) over RTSP/TCP (or, with
+    format="mpegts" and a udp:// URL, as an MPEG-TS feed over UDP, as `ffmpeg -f mpegts udp://…` sends it).
 
     Frames are paced at `fps` in real time unless realtime=False; stops early once stop_event is set.
     Returns the time.monotonic() at which each published frame went to the encoder, by index.
     """
     rate = Fraction(fps)
     sent: list[float] = []
-    with av.open(url, "w", format="rtsp", options={"rtsp_transport": "tcp"}, timeout=5) as container:
+    options = {"rtsp_transport": "tcp"} if format == "rtsp" else {}
+    with av.open(url, "w", format=format, options=options, timeout=5) as container:
         video = container.add_stream(
             "libx264", rate=rate, options={"preset": "ultrafast", "tune": "zerolatency", "g": "15"}
         )

@@ -128,3 +128,40 @@ def test_give_up_keeps_the_recording_and_fails(relay, tmp_path):
     assert "gave up" in err and f"kept what was recorded in {output}" in err
     with av.open(str(output)) as container:
         assert len(list(container.decode(video=0))) > 10
+
+
+def test_a_live_feed_with_audio_stops_at_its_duration_and_keeps_its_sound(tmp_path):
+    """An MPEG-TS feed over UDP with AAC, as ffmpeg sends one: --duration 2 ends the recording after 2 s of it
+    (exit 0, not when killed), and its audio comes along on the output's clock, as long as the video."""
+    from redis_fixtures import free_port
+
+    port = free_port()
+    stop_feed = threading.Event()
+    feed = threading.Thread(
+        target=publish,
+        args=(f"udp://127.0.0.1:{port}?pkt_size=1316", 900, 64, 48, 30, stop_feed),
+        kwargs={"audio": True, "format": "mpegts"},
+        daemon=True,
+    )
+    out = tmp_path / "rec.mp4"
+    command = [sys.executable, "-m", "streamer", "process", f"udp://127.0.0.1:{port}", "-o", str(out)]
+    command += ["--duration", "2", "--model", "identity", "--json"]
+    job = subprocess.Popen(command, env=environment(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    feed.start()
+    try:
+        output, err = job.communicate(timeout=60)  # ran on: killed here, and the test fails
+    finally:
+        stop_feed.set()
+        job.kill()
+    assert job.returncode == 0, err.decode()
+    summary = json.loads(output)
+    assert summary["live"] and summary["audio"] in ("copied", "re-encoded")
+    with av.open(str(out)) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        times = [float(frame.pts * frame.time_base) for frame in container.decode(video)]
+    with av.open(str(out)) as container:
+        sound = [float(p.pts * p.time_base) for p in container.demux(container.streams.audio[0]) if p.pts is not None]
+    assert 1.6 <= times[-1] < 2.0 and len(times) >= 40  # 2 s of arrival time, at about the feed's 30 fps
+    assert audio.codec_context.name == "aac" and sound
+    assert abs(sound[0] - times[0]) < 0.3 and 1.5 < sound[-1] < 2.1  # the sound spans the recording
+    assert all(b > a for a, b in zip(sound, sound[1:]))
