@@ -308,6 +308,9 @@ def test_serve_refuses_to_listen_openly_without_a_credential(tmp_path, run_cli, 
     assert code == 2 and "empty" in err
     code, _, err = run_cli("serve", "--token-file", tmp_path / "missing", *redis)
     assert code == 2 and "missing" in err
+    (tmp_path / "binary").write_bytes(b"\xff\xfe\x00token")
+    code, _, err = run_cli("serve", "--token-file", tmp_path / "binary", *redis)
+    assert code == 2 and "not text" in err and len(err.strip().splitlines()) == 1
     monkeypatch.setenv("STREAMER_SERVE_TOKEN", "short")
     code, _, err = run_cli("serve", *redis)
     assert code == 2 and "16 characters" in err and "short" not in err.replace("shorter", "")

@@ -213,8 +213,9 @@ def access_of(args: argparse.Namespace) -> tuple[Access, bool]:
         try:
             with open(args.token_file, encoding="utf-8") as file:
                 token = file.read(4096).strip()
-        except OSError as error:
-            raise StreamerError(f"--token-file {args.token_file}: {error.strerror}") from None
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or "not text"
+            raise StreamerError(f"--token-file {args.token_file}: cannot read it ({reason})") from None
         if not token:
             raise StreamerError(f"--token-file {args.token_file}: the file is empty; put the token in it")
     elif os.environ.get("STREAMER_SERVE_TOKEN", "").strip():
