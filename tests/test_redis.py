@@ -152,6 +152,9 @@ def test_submit_status_and_cancel(tmp_path, redis_server, workers, run_cli):
     (listed,) = status["jobs"]
     assert listed["state"] == "running" and listed["total"] == 300 and listed["done"] >= 5
     assert [worker["model"] for worker in status["workers"]] == [SLOW]
+    code, out, err = run_cli("status", job, "--redis", redis_server.url)  # a job's status: its table alone
+    assert code == 0 and "jobs" in out and "running" in out
+    assert "workers" not in out and "backlogs" not in out
     code, out, err = run_cli("cancel", job, "--redis", redis_server.url)
     assert code == 0 and f"cancelled {job}" in out
     wait_for(lambda: not any(".part" in path.name for path in tmp_path.iterdir()), what="the partial file removed")

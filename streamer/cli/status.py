@@ -147,7 +147,7 @@ def run_status(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(state))
         else:
-            Console().print(tables(state))
+            Console().print(tables(state, only_jobs=bool(args.job)))
         return 0
     if args.interval <= 0:
         raise StreamerError("--interval: give a positive number of seconds")
@@ -178,8 +178,9 @@ def watch(client, keys: Keys, args: argparse.Namespace, show) -> int:
         time.sleep(args.interval)
 
 
-def tables(state: dict) -> Group:
-    """The jobs, workers, backlogs and (when any) batches tables of a snapshot."""
+def tables(state: dict, only_jobs: bool = False) -> Group:
+    """The jobs, workers, backlogs and (when any) batches tables of a snapshot; `only_jobs` (status JOB): the
+    jobs table alone."""
     if "error" in state:
         return Group(Text(state["error"], style="red"))
     table = Table("job", "state", "frames", "fps", "ETA", "model", "submitted", "ended", "note", title="jobs")
@@ -198,6 +199,8 @@ def tables(state: dict) -> Group:
             job["reason"] or "",
         )
     shown = [table]
+    if only_jobs:
+        return Group(*shown)
     table = Table("worker", "model", "batch", "fps", "frames", "last seen", title="workers")
     for worker in state["workers"]:
         table.add_row(
