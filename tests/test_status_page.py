@@ -83,7 +83,9 @@ def test_page_asks_for_the_token_then_shows_and_cancels_jobs(browser, served, tm
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: problems.append(str(error)))
     page.on("request", lambda request: previews.append(request.url) if "preview" in request.url else None)
-    page.goto(base + "/")
+    headers = page.goto(base + "/").headers
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert (headers["x-content-type-options"], headers["referrer-policy"]) == ("nosniff", "no-referrer")
     page.wait_for_selector("#login:not([hidden])", timeout=10_000)
     assert page.locator("#status").is_hidden() and page.locator("#jobs tbody tr").count() == 0
 
