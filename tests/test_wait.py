@@ -109,3 +109,37 @@ def test_status_watch_follows_a_job_to_its_end(redis_server, run_cli, ending, co
     assert result == 1 and "failed" in out and "workers" in out
     code, _, err = run_cli("status", "nope", "--watch", "--redis", redis_server.url)
     assert code == 2 and "no job 'nope'" in err
+
+
+def test_status_watch_rides_out_redis_going_away(redis_server):
+    """Without JOB, --watch goes on until Ctrl-C (exit 130); while Redis is away it says so and keeps trying."""
+    import signal
+    import subprocess
+    import sys
+
+    from redis_fixtures import ROOT, environment
+
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "status", "--watch", "--json", "--interval", "0.2",
+         "--grace", "1", "--redis", redis_server.url],
+        env=environment(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert json.loads(watch.stdout.readline())["jobs"] == []
+        redis_server.stop()
+        for _ in range(50):
+            line = json.loads(watch.stdout.readline())
+            if "error" in line:
+                break
+        assert line["error"].startswith("Redis does not answer") and line["jobs"] == []
+        redis_server.start()
+        for _ in range(50):
+            line = json.loads(watch.stdout.readline())
+            if "error" not in line:
+                break
+        assert line["workers"] == [] and "error" not in line, "back once Redis is"
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(timeout=10) == 130
+    finally:
+        watch.kill()
+        watch.wait()
