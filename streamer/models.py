@@ -46,8 +46,8 @@ MATTERPORT = "https://github.com/matterport/Mask_RCNN/releases/download"
 
 
 MODEL_INFO = {
-    "unet": ModelInfo(instances=False),
-    "semantic": ModelInfo(instances=False),
+    "unet": ModelInfo(instances=False, settings="workers.unet.weights:saved_settings"),
+    "semantic": ModelInfo(instances=False, settings="workers.unet.weights:saved_settings"),
     "identity": ModelInfo(instances=False),
     "maskrcnn": ModelInfo(
         instances=True,
@@ -141,14 +141,16 @@ def class_names_of(config: ModelConfig) -> tuple[str, ...] | None:
             weights = weights_path(config.name, config.weights, cached_only=True)
         else:
             weights = getattr(module, "DEMO_WEIGHTS", None)
-        return tuple(getattr(module, attr)(weights).class_names) if weights else None
+        names = getattr(module, attr)(weights).class_names if weights else None
+        return tuple(names) if names else None
     except Exception:  # an unreadable weights file is reported by the loader, with its own message
         return None
 
 
 def check_model_effect(name: str, effect, config: ModelConfig | None = None) -> None:
-    """Refuse options a registered model cannot serve, before it loads: `--effect instances`, `--track` and
-    `--classes` need a model with instances; `--classes` must name classes of its weights."""
+    """Refuse options a registered model cannot serve, before it loads: `--effect instances` and `--track` need a
+    model with instances; `--classes` must name classes of its weights (a semantic model's names are known
+    when it loads: checked then)."""
     info = MODEL_INFO.get(name)
     if info is None:
         return  # a user's own model: checked when it is loaded
@@ -156,7 +158,6 @@ def check_model_effect(name: str, effect, config: ModelConfig | None = None) -> 
         for wanted, option in (
             (effect.name == "instances", "--effect instances"),
             (effect.track, "--track"),
-            (bool(effect.classes), "--classes"),
         ):
             if wanted:
                 with_instances = [n for n, i in MODEL_INFO.items() if i.instances]

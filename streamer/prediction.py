@@ -53,7 +53,11 @@ class Prediction:
         return out
 
     def only(self, class_ids) -> "Prediction":
-        """The instances whose class is one of `class_ids` (semantic output is kept as it is)."""
+        """The instances whose class is one of `class_ids`; a semantic map keeps those classes (the rest becomes
+        background, 0)."""
+        if self.semantic is not None and self.masks is None:
+            kept = np.isin(self.semantic, list(class_ids))
+            return Prediction(semantic=np.where(kept, self.semantic, 0).astype(self.semantic.dtype))
         if self.masks is None or self.class_ids is None:
             return self
         keep = np.isin(self.class_ids, list(class_ids))

@@ -9,13 +9,14 @@ written to (a decoder may still reference it); the drawing goes into a new pictu
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import av
 import cv2
 import numpy as np
 
 from streamer.effects.config import EffectConfig
-from streamer.effects.masks import blend_table, mask_of
+from streamer.effects.masks import blend_table, mask_of, palette
 from streamer.prediction import Prediction
 
 PLANAR_420 = ("yuv420p", "yuvj420p")  # 8-bit planar 4:2:0: what H.264, HEVC, VP9 and AV1 files decode to
@@ -27,7 +28,13 @@ def drawable(picture: av.VideoFrame | None) -> bool:
 
 
 def overlay(picture: av.VideoFrame, prediction: Prediction, options: EffectConfig) -> av.VideoFrame:
-    """The colour blended over the picture where the mask is; every other pixel as it was."""
+    """The colour blended over the picture where the mask is; every other pixel as it was (a semantic map of
+    several classes: each in its own colour, masks.palette)."""
+    parts = palette(prediction, options)
+    if parts is not None:
+        for part, colour in parts:
+            picture = overlay(picture, part, replace(options, color=colour))
+        return picture
     where = mask_of(prediction)
     if not where.any():
         return picture

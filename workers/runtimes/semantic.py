@@ -3,7 +3,8 @@
 Formats: a Keras 3 `.keras` file, a Keras 2 `.h5` full model (`model.save("unet.h5")`), a TensorFlow
 SavedModel folder, an ONNX `.onnx` file and a TFLite `.tflite` file. What the model takes and gives is read
 from the file: input size, channels (3: RGB, 1: grey) and output classes (1: a probability per pixel, more:
-one per class). Inputs are frames scaled to [0, 1], NHWC or (ONNX) NCHW.
+one per class, or a class index per pixel). Inputs are frames as the model's `Conventions` say (range, mean and
+std, channel order; by default RGB scaled to [0, 1]: workers/runtimes/conventions.py), NHWC or (ONNX) NCHW.
 
 Runtimes: "tf" (Keras or TensorFlow; a TFLite file on tf.lite.Interpreter), "onnx" (ONNX Runtime; Keras and
 SavedModel files are converted with tf2onnx first; `pip install "streamer[onnx]"`) and "openvino" (OpenVINO at
@@ -18,12 +19,20 @@ import tempfile
 import threading
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from streamer.errors import StreamerError
+from workers.runtimes.conventions import (
+    Conventions,
+    keras_conventions,
+    metadata_settings,
+    onnx_conventions,
+    tflite_conventions,
+    with_settings,
+)
 
 RUNTIMES = ("tf", "onnx", "openvino")
 FORMATS = ".keras, .h5 (Keras 2 full model), a SavedModel folder, .onnx or .tflite"
@@ -45,6 +54,7 @@ class SemanticModel:
     tf_call: Callable | None = None
     run: Callable[[np.ndarray], np.ndarray] | None = None
     recompile: Callable[[str], Callable[[np.ndarray], np.ndarray]] | None = None  # OpenVINO: precision → a new run
+    conventions: Conventions = field(default_factory=Conventions)  # its input range and output, as the file says
 
 
 def file_format(path: Path) -> str:
@@ -75,6 +85,8 @@ def check_shapes(path, input_shape, output_shape, channels_first: bool = False):
         shape_in = [shape_in[0], shape_in[2], shape_in[3], shape_in[1]]
         if len(shape_out) == 4:
             shape_out = [shape_out[0], shape_out[2], shape_out[3], shape_out[1]]
+    if len(shape_out) == 3:  # a class index per pixel, (batch, height, width)
+        shape_out = [*shape_out, 1]
     channels = shape_in[3]
     if channels not in (1, 3):
         raise StreamerError(
@@ -120,15 +132,18 @@ def _open(path: Path, runtime: str, keras_loader: Callable | None, threads: int 
     if kind in ("keras", "h5"):
         model = (keras_loader if kind == "keras" and keras_loader else _load_keras)(path)
         size, channels, classes = check_shapes(path, tuple(model.inputs[0].shape), tuple(model.outputs[0].shape))
+        conventions = keras_conventions(model)
         if runtime == "tf":
-            return SemanticModel(path, kind, runtime, size, channels, classes, keras_model=model)
-        return _on_onnx_runtime(path, kind, runtime, _keras_to_onnx(model, runtime), threads)
+            return SemanticModel(path, kind, runtime, size, channels, classes, model, conventions=conventions)
+        return _on_onnx_runtime(path, kind, runtime, _keras_to_onnx(model, runtime), threads, conventions)
     if kind == "savedmodel":
         function, spec, output_spec = _saved_model(path)
         size, channels, classes = check_shapes(path, tuple(spec.shape), tuple(output_spec.shape))
+        conventions = Conventions(output="indices" if output_spec.dtype.is_integer else "probabilities")
         if runtime == "tf":
-            return SemanticModel(path, kind, runtime, size, channels, classes, tf_call=function)
-        return _on_onnx_runtime(path, kind, runtime, _function_to_onnx(function, spec, runtime), threads)
+            return SemanticModel(path, kind, runtime, size, channels, classes, None, function, conventions=conventions)
+        onnx_bytes = _function_to_onnx(function, spec, runtime)
+        return _on_onnx_runtime(path, kind, runtime, onnx_bytes, threads, conventions)
     if kind == "tflite":
         if runtime == "tf":
             return _tflite(path, threads)
@@ -140,7 +155,8 @@ def _open(path: Path, runtime: str, keras_loader: Callable | None, threads: int 
             proto, _ = tf2onnx.convert.from_tflite(str(path))
         except Exception as error:  # the converter's own failures
             raise StreamerError(f"weights {path}: tf2onnx cannot convert it ({_reason(error)})") from None
-        return _on_onnx_runtime(path, kind, runtime, proto.SerializeToString(), threads)
+        conventions = _tflite(path, threads).conventions  # what the file's metadata says
+        return _on_onnx_runtime(path, kind, runtime, proto.SerializeToString(), threads, conventions)
     # ONNX
     if runtime == "tf":
         runtime = "onnx"  # an ONNX file runs on ONNX Runtime unless OpenVINO is asked for
@@ -212,17 +228,28 @@ def _tflite(path: Path, threads: int | None) -> SemanticModel:
     output_shape = [int(v) for v in target[0].get("shape_signature", target[0]["shape"])]
     size, channels, classes = check_shapes(path, input_shape, output_shape)
     state = {"batch": None}
+    kind_in, (scale_in, zero_in) = source[0]["dtype"], source[0].get("quantization", (0.0, 0))
+    kind_out, (scale_out, zero_out) = target[0]["dtype"], target[0].get("quantization", (0.0, 0))
 
     def run(x: np.ndarray) -> np.ndarray:
         if state["batch"] != x.shape:
             interpreter.resize_tensor_input(source[0]["index"], list(x.shape))
             interpreter.allocate_tensors()
             state["batch"] = x.shape
-        interpreter.set_tensor(source[0]["index"], x.astype(source[0]["dtype"]))
+        if np.issubdtype(kind_in, np.integer):  # a quantised input: the normalised values in its integer steps
+            limits = np.iinfo(kind_in)
+            x = np.clip(np.rint(x / scale_in + zero_in) if scale_in else np.rint(x), limits.min, limits.max)
+        interpreter.set_tensor(source[0]["index"], x.astype(kind_in))
         interpreter.invoke()
-        return interpreter.get_tensor(target[0]["index"]).astype(np.float32)
+        out = interpreter.get_tensor(target[0]["index"]).astype(np.float32)
+        if np.issubdtype(kind_out, np.integer) and scale_out:
+            out = (out - zero_out) * scale_out
+        return out[..., None] if out.ndim == 3 else out
 
-    return SemanticModel(path, "tflite", "tf", size, channels, classes, run=run)
+    conventions = tflite_conventions(path, interpreter)
+    if np.issubdtype(kind_in, np.integer) and not scale_in and conventions.scale != 1.0:
+        conventions = replace(conventions, scale=1.0)  # integer pixels, as they are
+    return SemanticModel(path, "tflite", "tf", size, channels, classes, run=run, conventions=conventions)
 
 
 def _function_to_onnx(function, spec, runtime: str) -> bytes:
@@ -245,8 +272,17 @@ def _keras_to_onnx(model, runtime: str) -> bytes:
     return _function_to_onnx(lambda x: model(x, training=False), model.inputs[0], runtime)
 
 
-def _on_onnx_runtime(path: Path, kind: str, runtime: str, onnx_bytes: bytes, threads: int | None) -> SemanticModel:
-    """An ONNX model (bytes) on ONNX Runtime or OpenVINO; NCHW models are transposed around the call."""
+def _on_onnx_runtime(
+    path: Path, kind: str, runtime: str, onnx_bytes: bytes, threads: int | None, conventions: Conventions | None = None
+) -> SemanticModel:
+    """An ONNX model (bytes) on ONNX Runtime or OpenVINO; NCHW models are transposed around the call. Its
+    conventions are `conventions` (those of the file it was converted from), else read from the ONNX model."""
+    if conventions is None:
+        conventions, properties = onnx_conventions(onnx_bytes)
+        settings, names = metadata_settings(properties)
+        conventions = with_settings(conventions, settings, f"weights {path} metadata")
+        if names:
+            conventions = replace(conventions, class_names=names)
     if runtime == "openvino":
         # OpenVINO reports its import to a web service from a forked process unless its telemetry package is
         # missing: a worker makes no such call (and that process could keep this one from exiting)
@@ -305,11 +341,15 @@ def _on_onnx_runtime(path: Path, kind: str, runtime: str, onnx_bytes: bytes, thr
         def run(x: np.ndarray) -> np.ndarray:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2) if channels_first else x, dtype=np.float32)
             out = np.asarray(call(x), dtype=np.float32)
+            if out.ndim == 3:  # a class index per pixel
+                return out[..., None]
             return out.transpose(0, 2, 3, 1) if channels_first else out
 
         return run
 
-    return SemanticModel(path, kind, runtime, size, channels, classes, run=_wrap(call), recompile=recompile)
+    return SemanticModel(
+        path, kind, runtime, size, channels, classes, run=_wrap(call), recompile=recompile, conventions=conventions
+    )
 
 
 def _openvino_call(core, network, precision: str, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:

@@ -1,9 +1,10 @@
 """The U-Net road model behind the registry's `predict(frames) -> list[Prediction]` interface.
 
 A batch goes: one resize of each uint8 frame to the model's input (OpenCV, area averaging when shrinking),
-the model (one compiled call: scale to [0, 1], run, average deep-supervision heads), its scores quantised
-to uint8 at model size, and one uint8 resize of those back to the frame size, thresholded there (binary) or
-compared class by class (multi-class). No float map at frame size is ever made.
+the model (one compiled call: normalise as its conventions say, run, average deep-supervision heads), its
+scores quantised to uint8 at model size, and one uint8 resize of those back to the frame size, thresholded
+there (binary) or compared class by class (multi-class); a class index map is resized by nearest neighbour.
+No float map at frame size is ever made.
 Frame checks, batching, device, mixed precision and bf16 are the shared Predictor's (workers/predictor.py).
 """
 
@@ -64,20 +65,23 @@ class UNetPredictor(Predictor):
         self.input_size = self.semantic.input_size
         self.channels = self.semantic.channels
         self.classes = self.semantic.classes
-        if config.config_file or config.settings:
-            raise StreamerError(
-                f"--config/--set: the unet model takes no settings (its file {self.path} fixes them); drop them"
-            )
+        from workers.runtimes.conventions import with_settings
+
+        self.conventions = with_settings(self.semantic.conventions, config.all_settings(), "--config/--set")
+        self.conventions.check(self.channels, f"weights {self.path}")
+        self.indices = self.conventions.output == "indices"
         if config.exclude:
             raise StreamerError(f"--exclude: the {self.name} model loads its file {self.path} whole; drop --exclude")
         if config.class_names is not None:
             wanted = max(self.classes, 2)  # a one-channel (binary) map has background and one class
-            if len(config.class_names) != wanted:
+            if len(config.class_names) != wanted and not self.indices:
                 raise StreamerError(
                     f"--class-names gives {len(config.class_names)} names but {self.path} has {wanted} classes: "
                     f"give {wanted} names, background first"
                 )
             self.class_names = tuple(config.class_names)
+        elif (names := self.conventions.class_names) and (self.indices or len(names) == max(self.classes, 2)):
+            self.class_names = tuple(names)  # the names the file carries
         elif self.path == DEMO_WEIGHTS or (config.name == "unet" and self.classes == 1):
             self.class_names = ROAD_CLASSES  # the road model's one class (a file of another: --class-names)
         # binary maps: uint8 score q = round(255 p), and p > threshold ⇔ q > floor(255 threshold)
@@ -140,6 +144,10 @@ class UNetPredictor(Predictor):
     def labels(self, score: np.ndarray, height: int, width: int) -> np.ndarray:
         """uint8[h,w,C] scores at model size → uint8[H,W] class index at the frame's size: one bilinear uint8
         resize (OpenCV), then the threshold (binary) or the largest score (multi-class)."""
+        if self.indices:  # a class index per pixel: the nearest one
+            if score.shape[:2] != (height, width):
+                return cv2.resize(score[..., 0], (width, height), interpolation=cv2.INTER_NEAREST)
+            return np.ascontiguousarray(score[..., 0])
         if score.shape[:2] != (height, width):
             score = cv2.resize(score, (width, height), interpolation=cv2.INTER_LINEAR)
         if score.ndim == 2:  # OpenCV drops a single channel
@@ -159,22 +167,29 @@ class UNetPredictor(Predictor):
         """Traced once per model size: uint8[B,h,w,3] → float32[B,h,w,C] scores."""
         import tensorflow as tf
 
-        x = tf.cast(small, tf.float32) / 255.0
+        x = tf.cast(small, tf.float32)
         if self.channels == 1:
             x = tf.image.rgb_to_grayscale(x)
+        x = self.conventions.normalise_tf(x)
         if model is None:
             model = self.model
         outputs = model(x, training=False) if model is not None else self.semantic.tf_call(x)
         if isinstance(outputs, (list, tuple)):  # deep supervision: average the heads
-            return tf.add_n([tf.cast(o, tf.float32) for o in outputs]) / len(outputs)
-        return tf.cast(outputs, tf.float32)
+            outputs = tf.add_n([tf.cast(o, tf.float32) for o in outputs]) / len(outputs)
+        outputs = tf.cast(outputs, tf.float32)
+        return outputs[..., None] if outputs.shape.rank == 3 else outputs
 
     def _to_input(self, small: np.ndarray) -> np.ndarray:
-        x = small.astype(np.float32) * np.float32(1 / 255)
-        return (x @ GREY)[..., None] if self.channels == 1 else x
+        x = (small.astype(np.float32) @ GREY)[..., None] if self.channels == 1 else small
+        return self.conventions.normalise(x)
 
     def _quantise(self, raw: np.ndarray) -> np.ndarray:
+        """Raw model output → uint8 scores (see `scores`); class indices as they are (0..255)."""
+        if self.indices:
+            return np.clip(np.rint(raw), 0, 255).astype(np.uint8)
         if self.classes == 1:
+            if self.conventions.output == "logits":
+                raw = 1.0 / (1.0 + np.exp(-np.clip(raw, -60.0, 60.0)))
             return (np.clip(raw, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
         low = raw.min(axis=(1, 2, 3), keepdims=True)
         span = np.maximum(raw.max(axis=(1, 2, 3), keepdims=True) - low, 1e-12)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 from streamer.errors import StreamerError
 
@@ -78,3 +79,11 @@ def _check_archive(path: Path) -> None:
     missing = {"config.json", "model.weights.h5"} - names
     if missing:
         raise StreamerError(f"weights file {path}: Keras archive is missing {', '.join(sorted(missing))}; {HINT}")
+
+
+def saved_settings(path) -> SimpleNamespace:
+    """What a model file says of its classes before it loads (`class_names`, background first): the road demo's
+    names; None for other files, whose names (metadata, --class-names) are known when they load."""
+    from workers.unet.config import ROAD_CLASSES
+
+    return SimpleNamespace(class_names=ROAD_CLASSES if Path(path).resolve() == DEMO_WEIGHTS else None)
