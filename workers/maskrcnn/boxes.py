@@ -108,16 +108,22 @@ def box_refinement_graph(box, gt_box):
     return tf.stack([(gcy - cy) / h, (gcx - cx) / w, tf.math.log(gh / h), tf.math.log(gw / w)], axis=1)
 
 
-def apply_box_deltas_graph(boxes, deltas):
-    """boxes [..., 4], deltas [..., 4] → refined boxes [..., 4]."""
+DELTA_LIMIT = 4.0  # height/width deltas are clamped here: a box grows at most e⁴ ≈ 55-fold
+# matterport clamps nothing and overflows to inf (and NaN) past e^88.7; clamped at 80, a box is matterport's
+# wherever that is finite once clipped to the image (e^80 ≈ 5.5e34 times its size already covers it)
+MATTERPORT_DELTA_LIMIT = 80.0
+
+
+def apply_box_deltas_graph(boxes, deltas, limit: float = DELTA_LIMIT):
+    """boxes [..., 4], deltas [..., 4] → refined boxes [..., 4]; height/width deltas clamped at `limit`."""
     import tensorflow as tf
 
     h = boxes[..., 2] - boxes[..., 0]
     w = boxes[..., 3] - boxes[..., 1]
     cy = boxes[..., 0] + 0.5 * h + deltas[..., 0] * h
     cx = boxes[..., 1] + 0.5 * w + deltas[..., 1] * w
-    h = h * tf.exp(tf.minimum(deltas[..., 2], 4.0))
-    w = w * tf.exp(tf.minimum(deltas[..., 3], 4.0))
+    h = h * tf.exp(tf.minimum(deltas[..., 2], limit))
+    w = w * tf.exp(tf.minimum(deltas[..., 3], limit))
     return tf.stack([cy - 0.5 * h, cx - 0.5 * w, cy + 0.5 * h, cx + 0.5 * w], axis=-1)
 
 

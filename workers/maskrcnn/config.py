@@ -153,8 +153,17 @@ class Config:
     @property
     def matterport_numerics(self) -> bool:
         """RESIZE_COMPAT "matterport": matterport's resizing and mask pasting, and its ROI Align at the map's
-        edge (zeros), its zero-area proposals (classified) and its detection layer's order of rows."""
+        edge (zeros), its zero-area proposals (classified), its detection layer's order of rows and its box
+        deltas (clamped only where matterport's overflow)."""
         return self.RESIZE_COMPAT == "matterport"
+
+    @property
+    def box_delta_limit(self) -> float:
+        """Where detect clamps height/width box deltas (boxes.py): matterport's boxes wherever they are finite
+        in matterport mode, at most 55-fold growth otherwise."""
+        from .boxes import DELTA_LIMIT, MATTERPORT_DELTA_LIMIT
+
+        return MATTERPORT_DELTA_LIMIT if self.matterport_numerics else DELTA_LIMIT
 
     @property
     def class_names(self) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from .boxes import apply_box_deltas_graph, clip_boxes_graph
+from .boxes import MATTERPORT_DELTA_LIMIT, apply_box_deltas_graph, clip_boxes_graph
 
 
 def detection_layer(rois, probs, deltas, windows, config):
@@ -38,7 +38,8 @@ def detection_layer(rois, probs, deltas, windows, config):
 def matterport_detection_layer(rois, probs, deltas, windows, config):
     """detection_layer as matterport's DetectionLayer computes it, for RESIZE_COMPAT "matterport": the same
     rows in the same order. Per image: every ROI's best class and its refined, clipped box; the ROIs of a
-    foreground class scoring at least DETECTION_MIN_CONFIDENCE (zero-area padding ROIs included); greedy NMS
+    foreground class scoring at least DETECTION_MIN_CONFIDENCE (zero-area padding ROIs included; box deltas
+    clamped only where matterport's overflow); greedy NMS
     per class; the survivors best score first (ties: the earlier ROI first); zero-padded to
     DETECTION_MAX_INSTANCES rows."""
     limit = int(config.DETECTION_MAX_INSTANCES)
@@ -49,7 +50,8 @@ def matterport_detection_layer(rois, probs, deltas, windows, config):
         rois, probs, deltas, window = args
         class_ids = tf.argmax(probs, axis=-1, output_type=tf.int32)
         scores = tf.reduce_max(probs, axis=-1)
-        boxes = clip_boxes_graph(apply_box_deltas_graph(rois, tf.gather(deltas, class_ids, batch_dims=1) * std), window)
+        specific = tf.gather(deltas, class_ids, batch_dims=1) * std
+        boxes = clip_boxes_graph(apply_box_deltas_graph(rois, specific, MATTERPORT_DELTA_LIMIT), window)
         keep = tf.where((class_ids > 0) & (scores >= float(config.DETECTION_MIN_CONFIDENCE)))[:, 0]
         kept_ids, kept_scores, kept_boxes = (tf.gather(t, keep) for t in (class_ids, scores, boxes))
 

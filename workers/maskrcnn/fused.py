@@ -221,6 +221,7 @@ def stages(model, params, images, windows, anchors) -> dict:
         float(config.RPN_NMS_THRESHOLD),
         int(config.PRE_NMS_LIMIT),
         np.asarray(config.RPN_BBOX_STD_DEV, np.float32),
+        config.box_delta_limit,
     )
     sampled = edge_maps(feature_maps[:4], edge)
     batch, count = tf.shape(rois)[0], tf.shape(rois)[1]

@@ -197,6 +197,7 @@ class MaskRCNN:
             float(config.RPN_NMS_THRESHOLD),
             int(config.PRE_NMS_LIMIT),
             np.asarray(config.RPN_BBOX_STD_DEV, np.float32),
+            config.box_delta_limit,
         )
         _, probs, deltas = self.classify(rois, feature_maps[:4], image_shape)
         detections = detection_layer(rois, probs, deltas, windows, config)

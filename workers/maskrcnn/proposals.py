@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from .boxes import apply_box_deltas_graph, clip_boxes_graph
+from .boxes import DELTA_LIMIT, apply_box_deltas_graph, clip_boxes_graph
 
 
-def proposal_layer(probs, deltas, anchors, proposal_count: int, nms_threshold: float, pre_nms_limit: int, std_dev):
+def proposal_layer(
+    probs, deltas, anchors, proposal_count: int, nms_threshold: float, pre_nms_limit: int, std_dev, limit=DELTA_LIMIT
+):
     """probs [B,A,2], deltas [B,A,4], anchors [A,4] normalised → proposals [B, proposal_count, 4]
-    normalised (y1, x1, y2, x2), best first, zero-padded."""
+    normalised (y1, x1, y2, x2), best first, zero-padded. `limit`: apply_box_deltas_graph's clamp."""
     scores = probs[:, :, 1]
     deltas = deltas * tf.constant(std_dev, dtype=deltas.dtype, shape=[1, 1, 4])
     k = tf.minimum(pre_nms_limit, tf.shape(anchors)[0])
@@ -17,7 +19,7 @@ def proposal_layer(probs, deltas, anchors, proposal_count: int, nms_threshold: f
     scores = tf.gather(scores, top, batch_dims=1)
     deltas = tf.gather(deltas, top, batch_dims=1)
     boxes = tf.gather(anchors, top)  # [B,k,4]
-    boxes = apply_box_deltas_graph(boxes, deltas)
+    boxes = apply_box_deltas_graph(boxes, deltas, limit)
     boxes = clip_boxes_graph(boxes, tf.constant([0.0, 0.0, 1.0, 1.0]))
 
     def nms(args):
