@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import sys
@@ -312,7 +313,8 @@ def _why(error: BaseException) -> str:
 
 
 class _Progress:
-    """A rich bar of bytes on a terminal; elsewhere a line when the fetch starts and one when it ends."""
+    """A rich bar of bytes on a terminal; elsewhere a line when the fetch starts and one when it ends; nothing
+    with -q (the root logger at ERROR)."""
 
     def __init__(self, url: str, total: int | None, done: int) -> None:
         from rich.console import Console
@@ -321,10 +323,13 @@ class _Progress:
         self.name = redact(url)
         self.total, self.done = total, done
         self.bar = None
+        self.shown = logging.getLogger().isEnabledFor(logging.WARNING)
 
     def __enter__(self) -> _Progress:
         size = f" ({self.total / 1e6:.1f} MB)" if self.total else ""
         resumed = f", resuming at {self.done / 1e6:.1f} MB" if self.done else ""
+        if not self.shown:
+            return self
         if self.console.is_terminal:
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
@@ -346,6 +351,8 @@ class _Progress:
     def __exit__(self, *error) -> None:
         if self.bar is not None:
             self.bar.stop()
+        elif not self.shown:
+            return
         elif error[0] is None:
             print(f"fetched weights {self.name} ({self.done / 1e6:.1f} MB)", file=sys.stderr, flush=True)
         elif isinstance(error[1], _Broken):

@@ -287,8 +287,8 @@ def test_train_from_a_file_with_other_classes_keeps_all_but_the_class_layers(tmp
 
 
 def test_evaluate_and_inspect_read_a_matterport_file(tmp_path, run_cli):
-    """A light-backbone file without a saved config: evaluate reads its widths (the shapes defaults differ),
-    inspect takes --config and --class-names as process does."""
+    """A light-backbone file without a saved config: evaluate reads its widths (the shapes defaults differ);
+    inspect takes --config, --set and --class-names as process does."""
     import cv2
 
     source = MaskRCNN(shapes_config(**TINY_MASKRCNN, IMAGES_PER_GPU=1))
@@ -303,19 +303,13 @@ def test_evaluate_and_inspect_read_a_matterport_file(tmp_path, run_cli):
     code, _, err = run_cli("evaluate", "maskrcnn", "--data", "shapes", "--weights", path, "--backbone", "resnet50")
     assert code == 2 and "--backbone resnet50: the weights" in err
 
+    # inspect reads the file with --config and --class-names as process does (here: names that do not fit)
     image = tmp_path / "frame.png"
     cv2.imwrite(str(image), np.full((64, 64, 3), 100, np.uint8))
     settings_file = tmp_path / "config.txt"
     settings_file.write_text("IMAGE_MAX_DIM   64\nIMAGE_MIN_DIM   64\nMEAN_PIXEL      [100. 100. 100.]\n")
-    out = tmp_path / "pictures"
-    code, _, err = run_cli(
-        "inspect", "maskrcnn", image, "-o", out, "--weights", path, "--config", settings_file,
-        "--class-names", "BG,a,b,c",
-    )  # fmt: skip
-    assert code == 0, err
-    index = json.loads((out / "index.json").read_text())
-    assert index["anchors"]["image_shape"] == [64, 64]
-    code, _, err = run_cli(
-        "inspect", "maskrcnn", image, "-o", tmp_path / "p2", "--weights", path, "--class-names", "BG,balloon"
-    )
-    assert code == 2 and "--class-names gives 2 names" in err
+    args = ["inspect", "maskrcnn", image, "-o", tmp_path / "p", "--weights", path, "--config", settings_file]
+    code, _, err = run_cli(*args, "--class-names", "BG,balloon")
+    assert code == 2 and "--class-names gives 2 names (BG, balloon) but the weights" in err
+    code, _, err = run_cli(*args, "--set", "IMAGE_MAX_DIM=65")
+    assert code == 2 and "IMAGE_MAX_DIM 65 must be a multiple of 64" in err

@@ -4,6 +4,7 @@ and digest, reused without a network."""
 
 import hashlib
 import http.server
+import logging
 import os
 import threading
 
@@ -93,7 +94,8 @@ def payload(size: int, seed: int = 0) -> bytes:
 
 
 @pytest.mark.parametrize("size,cut", [(3_000_001, 1_000_000), (2 * weights_cache.CHUNK, weights_cache.CHUNK), (10, 1)])
-def test_a_broken_download_is_resumed_and_then_served_from_the_cache(server, cache, size, cut, capfd):
+def test_a_broken_download_is_resumed_and_then_served_from_the_cache(server, cache, size, cut, capfd, caplog):
+    caplog.set_level(logging.WARNING)  # progress lines are shown (not under -q, which an earlier test may have left)
     body = payload(size)
     server.files["/models/mask_rcnn_x.h5"] = body
     server.cut["/models/mask_rcnn_x.h5"] = [cut]
@@ -210,6 +212,7 @@ def test_process_with_weights_by_url(server, run_cli, tmp_path, cache):
     code, _, err = run_cli("process", source, "-o", tmp_path / "a.mp4", "--weights", url, "--batch", "1")
     assert code == 0, err
     assert "fetching weights" in err and len(server.requests) == 1
+    assert (cached_path(url).parent / "unet.keras").read_bytes() == DEMO_WEIGHTS.read_bytes()
     server.close()
     code, _, err = run_cli("process", source, "-o", tmp_path / "b.mp4", "--weights", url, "--batch", "1")
     assert code == 0, err

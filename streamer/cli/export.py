@@ -49,6 +49,9 @@ def format_of(output: str) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.format is None:
         args.format = format_of(args.output)
+    from streamer.models import weights_path
+
+    args.weights = weights_path(args.model, args.weights)  # a URL or release name: fetched once into the cache
     if args.model == "unet":
         from workers.unet.export import export
 
