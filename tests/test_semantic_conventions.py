@@ -194,9 +194,11 @@ def test_input_normalisation_from_onnx_metadata_or_set(files):
     _, plain = predict(files / "imagenet_bare.onnx", batch)  # no metadata: [0, 1], every pixel above 0
     assert all(mask.all() for mask in plain)
     settings = {key: json.dumps(value) for key, value in IMAGENET.items()}
-    for path in (files / "imagenet_bare.onnx", files / "imagenet.keras"):
-        _, told = predict(path, batch, settings=settings)
+    in_pixels = {"INPUT_MEAN": "[123.675 116.28 103.53]", "INPUT_STD": "58.395,57.12,57.375"}  # mmseg's way
+    for path, told_as in ((files / "imagenet_bare.onnx", settings), (files / "imagenet.keras", in_pixels)):
+        model, told = predict(path, batch, settings=told_as)
         np.testing.assert_array_equal(told, expected_left(REDS, 123.7))
+    assert model.conventions.scale == 1.0  # a mean in pixel values applies to raw pixels
 
 
 def test_tflite_metadata_normalisation_and_labels(files):

@@ -76,7 +76,8 @@ class Conventions:
 
 def with_settings(conventions: Conventions, settings: dict, where: str = "--set") -> Conventions:
     """`conventions` with the KEYS of `settings` (--config/--set, or a file's metadata) applied; a key that is not
-    one of KEYS, or a value of the wrong kind, is a StreamerError."""
+    one of KEYS, or a value of the wrong kind, is a StreamerError. A mean in pixel values (above 1, e.g.
+    [123.675, 116.28, 103.53]) given without INPUT_SCALE applies to raw pixels: the scale becomes 1."""
     changes = {}
     for key, value in settings.items():
         name = str(key).upper()
@@ -101,6 +102,9 @@ def with_settings(conventions: Conventions, settings: dict, where: str = "--set"
             if kind not in OUTPUTS:
                 raise StreamerError(f"{where}: OUTPUT {value}: choose one of {', '.join(OUTPUTS)}")
             changes["output"] = kind
+    upper = {str(key).upper() for key in settings}
+    if "mean" in changes and "INPUT_SCALE" not in upper and max(map(abs, changes["mean"]), default=0) > 1.5:
+        changes["scale"] = 1.0
     return replace(conventions, **changes)
 
 
