@@ -178,3 +178,21 @@ def test_batches_are_scaled_images_and_masks():
     assert not np.array_equal(batches[0][0], x)  # next epoch: reshuffled and re-augmented
     multi = SegmentationBatches(val, (32, 64), batch_size=2, train=False, seed=0, classes=3)
     assert multi[0][1].shape == (2, 32, 64) and multi[0][1].dtype == np.int32
+
+
+@pytest.mark.parametrize("width,height", [(1280, 720), (1921, 1081), (640, 360), (203, 97)])
+def test_tall_video_frames_are_drawn_at_most_288_lines_high(monkeypatch, width, height):
+    """`streamer sample road` at 720p draws each frame 288 lines high and scales it up (over 4× less work);
+    image and mask come out at the size asked for, the mask still 0/1 and the road where the picture has it."""
+    from workers.unet import synthetic
+
+    drawn = []
+    render = synthetic.RoadScene.render
+    monkeypatch.setattr(
+        synthetic.RoadScene, "render", lambda self, h, w, t=0.0: drawn.append((h, w)) or render(self, h, w, t)
+    )
+    image, mask = next(road_frames(3, width, height, 30.0, 1))
+    assert image.shape == (height, width, 3) and mask.shape == (height, width)
+    assert set(np.unique(mask)) <= {0, 1} and 0.05 < mask.mean() < 0.95
+    scale = min(1.0, 288 / height)
+    assert drawn == [(round(height * scale), round(width * scale))]

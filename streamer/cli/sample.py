@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from queue import Full, Queue
 
 from streamer.cli.common import parse_size
 from streamer.errors import StreamerError
@@ -73,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
     sink = VideoSink(output, width, height, rate, time_base, encode=EncodeConfig())
     try:
         with ProgressBar("rendering", enabled=not args.quiet) as progress:
+            # drawing the next frames overlaps encoding this one (both release the GIL for most of their time)
             for index, (image, masks, class_ids, instances) in enumerate(
-                frames(args.seed, width, height, float(rate), count)
+                ahead(frames(args.seed, width, height, float(rate), count))
             ):
                 sink.write(image, index, time_base)
                 if truth is not None:
@@ -93,6 +97,43 @@ def run(args: argparse.Namespace) -> int:
             objects = counted(len(truth.annotations), "object")
             say(f"ground truth of {counted(count, 'frame')} ({objects}) → {annotations}")
     return 0
+
+
+def ahead(items: Iterator, depth: int = 4) -> Iterator:
+    """`items`, produced on a thread of their own up to `depth` ahead; an error there is raised here, and
+    leaving the loop early stops the thread."""
+    queue: Queue = Queue(depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        queue.put((item, None), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put((done, None))
+        except BaseException as error:  # handed to the consumer, which raises it
+            queue.put((done, error))
+
+    thread = threading.Thread(target=produce, name="sample-frames", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = queue.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _renderer(kind: str):

@@ -300,11 +300,22 @@ class RoadScene:
         return cv2.LUT(raw, table)
 
 
+# Video frames taller than this are drawn at this height and scaled up (bilinear; the mask by nearest pixel):
+# a 1280×720 drive renders over 4× faster; its detail is the scene's, which 288 lines already resolve.
+VIDEO_RENDER_HEIGHT = 288
+
+
 def road_frames(seed: int, width: int, height: int, fps: float, count: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """A driving video along one random scene: yields (RGB uint8 image, road mask) per frame."""
     scene = RoadScene.random(np.random.default_rng(seed))
+    scale = min(1.0, VIDEO_RENDER_HEIGHT / height)
+    drawn = (max(16, round(height * scale)), max(16, round(width * scale)))
     for i in range(count):
-        yield scene.render(height, width, t=i / fps)
+        image, mask = scene.render(*drawn, t=i / fps)
+        if drawn != (height, width):
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+            mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+        yield image, mask
 
 
 def _texture(seed: int, size: int = 64) -> np.ndarray:
