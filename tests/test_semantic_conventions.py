@@ -5,6 +5,7 @@ above one get a palette overlay."""
 
 import io
 import json
+import warnings
 import zipfile
 
 import numpy as np
@@ -57,6 +58,26 @@ def to_tflite(call) -> bytes:
 
     function = tf.function(call, input_signature=signature())
     return tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()]).convert()
+
+
+def to_quantised_tflite(call) -> bytes:
+    """Full integer quantisation: uint8 input and output, calibrated on inputs normalised to [-1, 1]."""
+    import tensorflow as tf
+
+    def calibration():
+        rng = np.random.default_rng(0)
+        for _ in range(8):
+            yield [(rng.integers(0, 256, (1, *SIZE, 3)).astype(np.float32) - 127.5) / 127.5]
+
+    function = tf.function(call, input_signature=signature())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = calibration
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.uint8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its note on input statistics: the calibration data gives them
+        return converter.convert()
 
 
 def to_onnx(call, properties: dict | None = None) -> bytes:
@@ -169,8 +190,10 @@ def files(tmp_path_factory):
     )  # fmt: skip
     (folder / "imagenet_bare.onnx").write_bytes(to_onnx(imagenet))
     # TFLite's usual (p − 127.5) / 127.5 > 0 ⇔ p > 127.5, said by its metadata, with a packed label file
-    tflite = to_tflite(keras_model([[50.0], [0.0], [0.0]], [0.0], activation="sigmoid"))  # (a Keras model: a call)
+    halves = keras_model([[50.0], [0.0], [0.0]], [0.0], activation="sigmoid")
+    tflite = to_tflite(halves)
     (folder / "halves.tflite").write_bytes(with_tflite_metadata(tflite, [127.5], [127.5], ["background", "red"]))
+    (folder / "quantised.tflite").write_bytes(with_tflite_metadata(to_quantised_tflite(halves), [127.5], [127.5], None))
     (folder / "halves_bare.tflite").write_bytes(tflite)
     # BGR input in [0, 1] minus 0.5: the red channel comes last
     keras_model([[0.0], [0.0], [50.0]], [0.0], activation="sigmoid").save(folder / "bgr.keras")
@@ -209,6 +232,8 @@ def test_tflite_metadata_normalisation_and_labels(files):
     assert model.conventions.mean == (127.5,) and model.conventions.scale == 1.0
     _, plain = predict(files / "halves_bare.tflite", batch)
     assert all(mask.all() for mask in plain)
+    _, quantised = predict(files / "quantised.tflite", batch)  # uint8 in and out, in their quantisation steps
+    np.testing.assert_array_equal(quantised, expected_left(REDS, 127.5))
     _, told = predict(
         files / "halves_bare.tflite", batch, settings={"INPUT_SCALE": "1", "INPUT_MEAN": 127.5, "INPUT_STD": 127.5}
     )
