@@ -27,8 +27,6 @@ import os
 import re
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -206,6 +204,9 @@ def _state(part: Path) -> Path:
 
 
 def _http(url: str, part: Path) -> None:
+    import urllib.error  # here, not at the top: `streamer.models` imports this module, and light commands it
+    import urllib.request
+
     parts = urlsplit(url)
     headers = {"User-Agent": "streamer"}
     if parts.username is not None:  # credentials in the URL: basic authentication, not part of the address
@@ -282,6 +283,8 @@ def _fsspec(url: str, part: Path) -> None:
 
 def _copy(source, part: Path, offset: int, total: int | None, url: str) -> None:
     """Append `source`'s bytes to `part` (from `offset`, which it is cut to) with progress; a short file breaks."""
+    import urllib.error
+
     done = offset
     with open(part, "r+b" if offset and part.exists() else "wb") as out, _Progress(url, total, offset) as progress:
         out.truncate(offset)
