@@ -207,10 +207,12 @@ class VideoSource:
         start = self._start  # None: from the first frame, timestamps as they are
         first = self._origin if start is None else start
         end = first + options.duration if options.duration else None
-        shift = round(start / time_base) if start is not None else 0  # the output starts at 0 after --start
+        # after --start the output starts at 0 with the first frame kept (which may lie a little after the start
+        # when the start falls between frames), the audio moved by as much; until that frame is known, the audio
+        # after the start waits in `held`
+        shift = None if start is not None else 0
         audio_shift = 0
-        if start is not None and self.audio and self.audio.time_base:
-            audio_shift = round(start / self.audio.time_base)
+        held: list[av.Packet] = []
         gap = 1 / options.max_fps if options.max_fps else 0.0
         index = decoded_count = candidates = 0
         last_pts = last_audio = None
@@ -228,10 +230,12 @@ class VideoSource:
                         self.repaired += 1  # a repeated or backward audio timestamp: drop it, as FFmpeg does
                         continue
                     last_audio = packet.dts
-                    if audio_shift:
-                        packet.dts -= audio_shift
-                        packet.pts = packet.dts if packet.pts is None else packet.pts - audio_shift
-                    yield packet
+                    if shift is None:
+                        held.append(packet)
+                    elif audio_shift:
+                        yield _moved(packet, audio_shift)
+                    else:
+                        yield packet
                     continue
                 for decoded in packet.decode():
                     if decoded_count == 0:
@@ -254,6 +258,14 @@ class VideoSource:
                         if slot is not None and seconds < slot - 1e-6:
                             continue
                         slot = seconds + gap if slot is None else max(slot + gap, seconds)
+                    if shift is None:  # the first frame kept after --start: time 0 of the output
+                        shift = pts
+                        if self.audio is not None and self.audio.time_base:
+                            audio_shift = round(seconds / self.audio.time_base)
+                        for waiting in held:  # audio from before the first picture is left out
+                            if float(waiting.dts * waiting.time_base) >= seconds - 1e-6:
+                                yield _moved(waiting, audio_shift)
+                        held.clear()
                     # the decoded picture travels as it is: RGB is made only if a model or an effect reads it
                     yield Frame(index, pts - shift, time_base, decoded=decoded)
                     index += 1
@@ -419,6 +431,13 @@ def _is_pipe(url: str) -> bool:
         return stat.S_ISFIFO(os.stat(url).st_mode)
     except (OSError, ValueError):
         return False
+
+
+def _moved(packet: av.Packet, shift: int) -> av.Packet:
+    """`packet` with its timestamps `shift` ticks earlier."""
+    packet.dts -= shift
+    packet.pts = packet.dts if packet.pts is None else packet.pts - shift
+    return packet
 
 
 def _frame_step(video) -> int:

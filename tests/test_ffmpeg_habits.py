@@ -220,3 +220,19 @@ def test_where_an_mp4_keeps_its_index(tmp_path, layout):
     assert index_at_end(data[:20]) is None  # too little to tell
     assert index_at_end(b"\x47\x40\x11\x10" * 47) is False  # MPEG-TS
     assert index_at_end(make_video(tmp_path / "in.mkv", frames=2).read_bytes()) is False
+
+
+@pytest.mark.parametrize("start,first", [("1.01", 26), ("1", 25), ("0:01.5", 38)])
+def test_start_between_frames_still_starts_the_output_at_0(tmp_path, run_cli, start, first):
+    """25 fps: --start 1.01 falls between frames 25 (1.00 s) and 26 (1.04 s); the output begins with frame 26 at
+    0, as documented (not at 0.03), and its audio starts with it."""
+    source = make_video(tmp_path / "in.mp4", frames=75, rate=25, audio="aac")
+    summary, written = run(run_cli, source, tmp_path / "cut.mp4", "--start", start)
+    assert written["times"][0] == 0.0 and shows(written["images"][0], first)
+    assert written["times"][1] == pytest.approx(0.04, abs=1e-3)
+    assert summary["frames"] == written["frames"] == 75 - first
+    with av.open(str(tmp_path / "cut.mp4")) as container:
+        audio = container.streams.audio[0]
+        packets = [p for p in container.demux(audio) if p.pts is not None]
+        begins = float(packets[0].pts * packets[0].time_base)
+    assert 0.0 <= begins < 0.03  # within one AAC frame of the first picture, never before it
