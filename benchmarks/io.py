@@ -83,7 +83,8 @@ def make_clip(path: Path, seconds: float, width=1280, height=720, fps=30, unique
 
 def settings() -> dict:
     """streamer's defaults for an .mp4 output, which the ffmpeg command copies."""
-    from streamer.sink import CONTAINER_CODECS, EncodeConfig
+    from streamer.options import EncodeConfig
+    from streamer.sink import CONTAINER_CODECS
 
     encode = EncodeConfig()
     return {

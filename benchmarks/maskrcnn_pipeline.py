@@ -37,8 +37,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from benchmarks.pipeline import WARM, bare_predict_fps, decode_all
 from streamer.effects import EffectConfig, splash
 from streamer.models import ModelConfig, load_model
+from streamer.options import EncodeConfig
 from streamer.pipeline import Pipeline, ProcessConfig
-from streamer.sink import EncodeConfig
 
 
 def make_clip(path: Path, frames: int, width=640, height=360) -> Path:

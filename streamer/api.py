@@ -26,8 +26,8 @@ from streamer.frames import Frame, Rendered
 from streamer.job import ProcessConfig, ProcessResult
 from streamer.models import Model, ModelConfig
 from streamer.models import load_model as _load_registered
+from streamer.options import SourceOptions
 from streamer.prediction import Prediction
-from streamer.source import SourceOptions
 
 __all__ = ["Frame", "Model", "Prediction", "ProcessResult", "Rendered", "frames", "load_model", "process"]
 

@@ -174,17 +174,7 @@ def _transport(
             latency=latency,
         )
     client = connect(config.redis)
-    spec = JobSpec(
-        model=config.model.name,
-        effect=config.effect,
-        threshold=config.model.threshold,
-        frame_codec=config.redis.frame_codec,
-        quality=config.redis.quality,
-        detections=bool(config.detections or config.on_frame),
-        weights=config.model.weights,
-        settings=config.model.all_settings(),
-        class_names=list(config.model.class_names) if config.model.class_names else None,
-    )
+    spec = JobSpec.of(config, detections=bool(config.detections or config.on_frame), lease=config.redis.lease)
     if config.local_workers:
         # workers on this machine leave a core to a live input's decoding and encoding too
         helpers.enter_context(local_workers(config.local_workers, policy.model_threads(config.model), config.redis))

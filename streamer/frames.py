@@ -25,7 +25,39 @@ def rgb_of(picture: av.VideoFrame, height: int | None = None, width: int | None 
         reformatter = _local.reformatter = av.video.reformatter.VideoReformatter()
     scaled = height is not None and (height, width) != (picture.height, picture.width)
     interpolation = "AREA" if scaled and height <= picture.height and width <= picture.width else None
+    if scaled and picture.format.name in SITED:
+        picture = _sited(picture)
     return reformatter.reformat(picture, width, height, "rgb24", interpolation=interpolation).to_ndarray()
+
+
+# Formats whose chroma is subsampled: where a scaled conversion reads the picture's chroma siting
+SITED = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv411p", "yuv410p", "yuv440p", "nv12", "nv21"})
+
+
+def _sited(picture: av.VideoFrame) -> av.VideoFrame:
+    """The picture (its planes shared, not copied) with its chroma sited left, as H.264, HEVC and MPEG-2 site it.
+
+    Scaling reads a decoder's chroma siting, which a picture made from its planes elsewhere (a worker's, from
+    Redis) does not carry; siting every picture the same before it is scaled gives a model the same pixels in
+    every path, to the bit."""
+    graphs = getattr(_local, "graphs", None)
+    if graphs is None:
+        graphs = _local.graphs = {}
+    key = (picture.format.name, picture.width, picture.height)
+    graph = graphs.get(key)
+    if graph is None:
+        if len(graphs) > 8:
+            graphs.clear()
+        graph = av.filter.Graph()
+        source = graph.add_buffer(width=picture.width, height=picture.height, format=picture.format.name)
+        siting = graph.add("setparams", "chroma_location=left")
+        sink = graph.add("buffersink")
+        source.link_to(siting)
+        siting.link_to(sink)
+        graph.configure()
+        graphs[key] = graph
+    graph.push(picture)
+    return graph.pull()
 
 
 class Frame:

@@ -1,4 +1,9 @@
-"""One `streamer process` job: what to do (ProcessConfig) and what came of it (ProcessResult)."""
+"""The one job description (ProcessConfig), the same in every path, and what came of a job (ProcessResult).
+
+`streamer process`, `submit`, `batch` and the Python API make a ProcessConfig; it travels through Redis
+whole (streamer.typed_json, over its fields) to the runner that decodes and muxes it and to the workers that
+render its frames, so what runs is what was asked. Fields marked LOCAL stay in the process that made them.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streamer.distributed.connection import RedisConfig
+from streamer.distributed.connection import CODECS, RedisConfig
 from streamer.effects import EffectConfig
 from streamer.errors import StreamerError
-from streamer.live import LiveConfig
 from streamer.models import ModelConfig
-from streamer.outputs import OutputConfig
-from streamer.sink import EncodeConfig
-from streamer.source import SourceOptions
+from streamer.options import EncodeConfig, LiveConfig, OutputConfig, SourceOptions
+from streamer.typed_json import LOCAL
 
 
 @dataclass
 class ProcessConfig:
-    """One `streamer process` job."""
+    """One job: what to read, which model and effect, how to encode, where to write."""
 
     input: str
     output: str | None = None  # default: <stem>_<effect>.mp4 beside the input
@@ -35,14 +38,34 @@ class ProcessConfig:
     # frames buffered between two stages: enough to keep a model call of each of two threads fed (720p at 32 took
     # 85 MB more peak memory than at 12, at the same speed, identity and unet; benchmarks/io.py)
     queue_frames: int = 12
-    parallel_batches: int = 2  # embedded pipeline: model calls running at once (the model must be thread-safe)
-    redis: RedisConfig | None = None  # None: the embedded pipeline; else inference goes to workers
-    local_workers: int = 0  # with redis: workers this command starts and stops itself
-    job: str | None = None  # with redis: the job id (default: a new one)
+    parallel_batches: int = 2  # model calls running at once (a model that is not thread-safe gets one per thread)
     detections: str | None = None  # write one JSON line of detections per frame to this file
     format: str | None = None  # container of `-` (stdout) and file outputs, as FFmpeg names it
     detections_format: str = "jsonl"  # jsonl (one line per frame) | coco (a COCO results file)
-    on_frame: Callable | None = None  # Python API: called with (rendered frame, prediction) in frame order
+    frame_codec: str = "raw"  # how frames travel over Redis: raw (lossless) | png | jpeg | webp
+    frame_quality: int = 90  # jpeg/webp quality of frames over Redis
+    redis: RedisConfig | None = field(default=None, metadata=LOCAL)  # None: the embedded pipeline
+    local_workers: int = field(default=0, metadata=LOCAL)  # with redis: workers this command starts and stops
+    job: str | None = field(default=None, metadata=LOCAL)  # with redis: the job id (default: a new one)
+    # Python API: called with (rendered frame, prediction) in frame order
+    on_frame: Callable | None = field(default=None, metadata=LOCAL)
+
+    def __post_init__(self) -> None:
+        """Bounds of the values a job from elsewhere (Redis) could carry; the CLI's own checks come first."""
+        for name, value, low, high in (
+            ("queue_frames", self.queue_frames, 1, 4096),
+            ("parallel_batches", self.parallel_batches, 1, 64),
+            ("frame_quality", self.frame_quality, 1, 100),
+            ("local_workers", self.local_workers, 0, 256),
+            ("hls_list_size", self.hls_list_size, 0, 100_000),
+        ):
+            if not low <= value <= high:
+                option = "--" + name.replace("_", "-").replace("frame-quality", "quality")
+                raise StreamerError(f"{option} {value}: must be between {low} and {high}")
+        if self.frame_codec not in CODECS:
+            raise StreamerError(f"--frame-codec {self.frame_codec}: choose one of {', '.join(CODECS)}")
+        if not 0 < self.hls_time <= 3600 or (self.segment is not None and not 0 < self.segment <= 366 * 86400):
+            raise StreamerError("--segment and --hls-time: give a positive duration")
 
     def output_path(self) -> Path:
         if self.output:

@@ -21,23 +21,13 @@ import numpy as np
 from streamer.errors import StreamerError
 from streamer.frames import Frame
 from streamer.models import ModelConfig
-from streamer.sink import EncodeConfig
-from streamer.source import SourceOptions, VideoSource, looks_live
+from streamer.options import DROP_POLICIES, EncodeConfig, LiveConfig, SourceOptions
+from streamer.source import VideoSource, looks_live
 from streamer.stages import Stopped
 
 log = logging.getLogger(__name__)
 
 LIVE_TIME_BASE = Fraction(1, 90000)
-DROP_POLICIES = ("oldest", "newest", "none")
-
-
-@dataclass
-class LiveConfig:
-    """How a live input is kept going."""
-
-    drop: str = "oldest"  # when the pipeline falls behind: drop the oldest or the newest frame, or none
-    give_up: float = 60.0  # seconds without a frame before the job fails
-    max_backoff: float = 8.0  # longest wait between reconnect attempts
 
 
 @dataclass(frozen=True)

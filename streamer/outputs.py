@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
 import av
 
 from streamer.errors import StreamerError
-from streamer.sink import EncodeConfig, VideoSink, check_output, is_pipe
+from streamer.options import EncodeConfig, OutputConfig
+from streamer.sink import VideoSink, check_output, is_pipe
 from streamer.storage import filesystem, is_remote
 
 NETWORK_FORMATS = {
@@ -23,19 +24,6 @@ NETWORK_FORMATS = {
     "udp": "mpegts",
     "tcp": "mpegts",
 }
-
-
-@dataclass
-class OutputConfig:
-    """Every output of one job and how the live ones are cut."""
-
-    targets: tuple[str, ...] = ()
-    storage: dict = field(default_factory=dict)  # fsspec options for remote targets
-    segment: float | None = None  # seconds per recording file; None: one file
-    hls_time: float = 2.0  # seconds per HLS segment
-    hls_list_size: int = 6  # segments kept in a rolling HLS playlist (0: all)
-    overwrite: bool = False
-    format: str | None = None  # FFmpeg container name for `-` (stdout) and files: matroska, mpegts, mp4 …
 
 
 @dataclass(frozen=True)

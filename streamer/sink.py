@@ -13,7 +13,6 @@ import functools
 import io
 import os
 import sys
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import cv2
 import numpy as np
 
 from streamer.errors import StreamerError
+from streamer.options import EncodeConfig
 from streamer.publish import AtomicFile
 from streamer.storage import is_remote
 
@@ -51,23 +51,6 @@ OS_ERRNOS = {
 }
 AAC_FRAME_SAMPLES = 1024
 STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
-
-
-@dataclass
-class EncodeConfig:
-    """Video encoder settings; the defaults follow the container (an mp4 gets browser-playable H.264)."""
-
-    codec: str | None = None  # None: the container's (webm: VP9, gif: gif, mkv/mp4/others: H.264)
-    crf: int = 23
-    preset: str = "veryfast"
-    pix_fmt: str | None = None  # None: yuv420p, or what the codec takes (gif: rgb8)
-    threads: int = 0  # 0: FFmpeg picks
-    tune: str | None = None  # x264 tune, e.g. zerolatency for live outputs
-    gop: int | None = None  # frames between keyframes (None: the encoder's default)
-    scale: tuple[int, int] | None = None  # output WIDTH, HEIGHT; -1/-2: keep the aspect (-2: even)
-    bitrate: str | None = None  # target bitrate such as 2M (instead of crf)
-    maxrate: str | None = None  # peak bitrate, with bufsize (VBV), for network outputs
-    bufsize: str | None = None
 
 
 def check_encode(encode: EncodeConfig) -> None:

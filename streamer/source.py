@@ -10,30 +10,17 @@ import stat
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
 import av
 
 from streamer.errors import StreamerError
 from streamer.frames import Frame
+from streamer.options import SourceOptions
 from streamer.storage import filesystem, is_remote
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SourceOptions:
-    """How to open an input; the network settings matter for live streams."""
-
-    rtsp_transport: str = "tcp"  # tcp | udp
-    timeout: float = 10.0  # seconds to connect, and to wait for data once connected
-    live: bool | None = None  # None: decide from the URL and what FFmpeg reports
-    storage: dict = field(default_factory=dict)  # fsspec options for s3://, gs://, az:// … inputs
-    start: float | None = None  # seconds: seek here first; output timestamps and audio start at 0
-    duration: float | None = None  # seconds of input to read (from start)
-    stride: int = 1  # keep every Nth frame (timestamps kept, so each frame shows longer)
-    max_fps: float | None = None  # keep at most this many frames per second of input time
 
 
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp")

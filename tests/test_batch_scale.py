@@ -20,6 +20,7 @@ from test_batch import batch, finish, probe_remote, state_of
 
 from streamer.batch import shard_of
 from streamer.distributed.connection import Keys
+from streamer.job import ProcessConfig
 
 SLOW = "tests.models:slow"
 KEYS = Keys("streamer")
@@ -226,7 +227,7 @@ def test_a_runner_refuses_a_queued_video_outside_what_it_may_read_and_write(tmp_
     config = BatchConfig(inputs=[str(tmp_path / "in" / "*.mp4")], dest=str(tmp_path / "out"))
     [entry] = expand(config.inputs)
     client, redis = redis_server.client(), RedisConfig(url=redis_server.url)
-    JobStore(client, KEYS).create("j1", JobSpec(), state="queued")
+    JobStore(client, KEYS).create("j1", JobSpec(job=ProcessConfig(input="x.mp4")), state="queued")
     allowed = Confinement(inputs=[str(tmp_path / "in")], outputs=[str(tmp_path / "elsewhere")])
     report = run_queued(client, redis, "j1", make_task(config, entry, 0).to_json(), "r1", None, allowed)
     assert report.state == "failed" and "not allowed" in report.reason
@@ -237,7 +238,7 @@ def test_a_runner_refuses_a_queued_video_outside_what_it_may_read_and_write(tmp_
 def test_claims_on_a_store_without_a_conditional_create_go_through_a_redis_lock(redis_server, monkeypatch):
     import streamer.batch as batch_module
 
-    monkeypatch.setattr(batch_module, "_conditional", lambda fs: False)  # as gcsfs/adlfs would be
+    monkeypatch.setattr(batch_module.state, "_conditional", lambda fs: False)  # as gcsfs/adlfs would be
     client = redis_server.client()
     one = batch_module.StateStore("memory://locks/out", locks=client, namespace="streamer")
     other = batch_module.StateStore("memory://locks/out", locks=client, namespace="streamer")
@@ -250,7 +251,7 @@ def test_a_queued_video_without_a_job_record_is_dead_lettered_not_run(tmp_path, 
     import threading
 
     from streamer.distributed.connection import RUNNER_GROUP, RedisConfig, ensure_group
-    from streamer.distributed.runner import Runner
+    from streamer.service.runner import Runner
 
     client = redis_server.client()
     ensure_group(client, KEYS.submitted, RUNNER_GROUP)
@@ -283,4 +284,4 @@ def test_a_queued_video_leaves_the_cpu_threads_to_the_runner_that_takes_it(tmp_p
     config.job = replace(config.job, model=replace(config.job.model, threads=3, batch_size=2))
     [entry] = expand(config.inputs)
     task = VideoTask.from_json(make_task(config, entry, 0).to_json())
-    assert "threads" not in task.model and task.model["batch_size"] == 2
+    assert task.job.model.threads is None and task.job.model.batch_size == 2

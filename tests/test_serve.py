@@ -22,7 +22,8 @@ from streamer.cli.serve import make_app
 from streamer.distributed.connection import WORKER_GROUP, Keys, RedisConfig, connect
 from streamer.distributed.jobs import DONE, JobSpec, JobStore
 from streamer.httpd import Server, respond
-from workers.loop import JOB_IDLE
+from streamer.job import ProcessConfig
+from streamer.service.worker import JOB_IDLE
 
 SECRET_INPUT = "rtsp://admin:hunter2@camera.local/stream?token=abc123"
 TOKEN = "s3cret-token-0123456789"
@@ -67,9 +68,13 @@ def served(redis_server):
     client = connect(RedisConfig(url=redis_server.url, grace=1.0))
     keys = Keys("streamer")
     jobs = JobStore(client, keys)
-    jobs.create("running1", JobSpec(), total=100, input=SECRET_INPUT, output="/data/out.mp4")
+    jobs.create(
+        "running1", JobSpec(job=ProcessConfig(input="in.mp4")), total=100, input=SECRET_INPUT, output="/data/out.mp4"
+    )
     jobs.update("running1", done=40, fps=20.0)
-    jobs.create("done1", JobSpec(), state=DONE, total=10, input="in.mp4", output="out.mp4")
+    jobs.create(
+        "done1", JobSpec(job=ProcessConfig(input="in.mp4")), state=DONE, total=10, input="in.mp4", output="out.mp4"
+    )
     client.sadd(keys.workers, "w1")
     client.hset(
         keys.worker("w1"),
@@ -411,7 +416,7 @@ def test_process_over_redis_records_input_and_output(tmp_path, redis_server, wor
 def test_worker_fps_is_a_recent_window(monkeypatch):
     """The fps a worker announces (status, the page) is over the last 10 s: an idle worker shows 0, not its
     lifetime average; the process/worker `streamer_fps` gauge likewise."""
-    import workers.loop as loop
+    import streamer.service.worker as loop
     from streamer.metrics import Metrics
     from streamer.models import ModelConfig
 

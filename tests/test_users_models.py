@@ -213,11 +213,14 @@ def test_layers_missing_from_the_file_are_an_error(tmp_path):
 
 
 def test_model_options_parse_and_travel_with_a_job(tmp_path):
+    from dataclasses import replace
+
     from streamer.cli import build_parser
     from streamer.cli.common import model_config
     from streamer.distributed.connection import RedisConfig
     from streamer.distributed.jobs import JobSpec
     from streamer.distributed.spawn import worker_command
+    from streamer.job import ProcessConfig
 
     settings = tmp_path / "settings.yml"
     settings.write_text("IMAGE_MAX_DIM: 512\nRESIZE_COMPAT: matterport\n")
@@ -236,14 +239,10 @@ def test_model_options_parse_and_travel_with_a_job(tmp_path):
     worker = parser.parse_args(command[command.index("worker") :] + ["--redis", "redis://localhost:1/0"])
     assert model_config_of_worker(worker) == (("BG", "balloon"), model.all_settings())
 
-    spec = JobSpec(model="maskrcnn", weights="/w.h5", settings=model.all_settings(), class_names=["BG", "balloon"])
-    again = JobSpec.from_json(spec.to_json())
-    assert again.model_options() == {
-        "weights": "/w.h5",
-        "settings": model.all_settings(),
-        "class_names": ("BG", "balloon"),
-    }
-    assert JobSpec(model="maskrcnn").model_options() == {}
+    spec = JobSpec.of(ProcessConfig(input="in.mp4", model=replace(model, weights="/w.h5")))
+    again = JobSpec.from_json(spec.to_json()).job.model
+    assert (again.weights, again.settings, again.class_names) == ("/w.h5", model.all_settings(), ("BG", "balloon"))
+    assert again.config_file is None  # its settings travelled, not the path of a file on this machine
 
     for bad, message in (
         (["--set", "NOEQUALS"], "write KEY=VALUE"),

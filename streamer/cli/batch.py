@@ -12,22 +12,15 @@ from rich.console import Console
 from rich.table import Table
 
 from streamer.batch import DONE, FAILED, STALE, BatchConfig, run_batch, runner_name, write_manifest
-from streamer.cli.common import (
-    add_effect_arguments,
-    add_frame_arguments,
-    add_model_arguments,
-    add_redis_arguments,
-    effect_config,
-    model_config,
-    producer_config,
-)
+from streamer.batch.shared import confinement
+from streamer.cli.common import add_redis_arguments, add_transfer_arguments, producer_config
+from streamer.cli.job_options import add_job_arguments, job_config
 from streamer.cli.options import add
 from streamer.distributed.confine import Confinement
 from streamer.effects import check_effect
 from streamer.errors import StreamerError
-from streamer.pipeline import ProcessConfig
 from streamer.progress import say
-from streamer.sink import EncodeConfig
+from streamer.service.pool import RunnerPool
 
 
 def add_parser(commands) -> None:
@@ -36,15 +29,12 @@ def add_parser(commands) -> None:
         "inputs", nargs="*", help="files, globs or URLs with globs, e.g. 's3://bucket/in/*.mp4' (not with --join)"
     )
     parser.add_argument("-o", "--output", metavar="DEST", help="folder or bucket prefix")
-    add_model_arguments(parser)
-    effect = add_effect_arguments(parser)
+    effect = add_job_arguments(parser, outputs=False)
     effect.add_argument(
         "--detections",
         action="store_true",
         help="also write each video's detections (one JSON line per frame) to DEST/<name>.jsonl",
     )
-    parser.add_argument("--crf", type=int, default=23, help="x264 quality (default: 23)")
-    parser.add_argument("--preset", default="veryfast", help="x264 preset (default: veryfast)")
     add(
         parser,
         "runners",
@@ -111,7 +101,7 @@ def add_parser(commands) -> None:
         "--json", action="store_true", help="print one JSON line per video: input, state, output, frames, seconds"
     )
     add_redis_arguments(parser, required=False)
-    add_frame_arguments(parser)
+    add_transfer_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -167,17 +157,10 @@ def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     if shard and redis is not None:
         raise StreamerError("--shard: not with --redis (the runners share the videos through Redis already)")
-    job = ProcessConfig(
-        input="",
-        model=model_config(args),
-        effect=effect_config(args),
-        parallel_batches=args.parallel_batches,
-        encode=EncodeConfig(crf=args.crf, preset=args.preset),
-    )
     config = BatchConfig(
         inputs=args.inputs,
         dest=args.output,
-        job=job,
+        job=job_config(args),
         workers=args.workers,
         storage=storage_options(args),
         detections=args.detections,
@@ -204,7 +187,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             say(f"{report.state:>7}  {report.input}" + (f": {report.reason}" if report.reason else ""))
 
-    reports = run_batch(config, progress)
+    def runners(stop):
+        # this batch's inputs and DEST, as for any queued job
+        allowed = confinement(config)
+        return RunnerPool(
+            config.redis, config.workers, stop, allowed, f"{runner_name()}-", config.stale, config.storage
+        )
+
+    reports = run_batch(config, progress, runners)
     done = [r for r in reports if r.state == DONE]
     failed = [r for r in reports if r.state == FAILED]
     frames = sum(r.frames for r in done)
@@ -238,18 +228,11 @@ def _summary_line(summary: dict) -> str:
 def join_batches(redis, workers: int, storage: dict, stale: float, idle: float, allowed: Confinement) -> int:
     """Run `workers` runners on the submitted queue until it has been empty for `idle` seconds."""
     from streamer.distributed.connection import Keys, connect
-    from streamer.distributed.runner import Runner
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    threads = []
-    for slot in range(workers):
-        runner = Runner(connect(redis), redis, f"{runner_name()}-{slot}", abandoned=stale, storage=storage)
-        runner.confinement = allowed
-        thread = threading.Thread(target=runner.serve, args=(stop,), name=f"runner{slot}", daemon=True)
-        thread.start()
-        threads.append(thread)
+    pool = RunnerPool(redis, workers, stop, allowed, f"{runner_name()}-", stale, storage)
     client, stream = connect(redis), Keys(redis.namespace).submitted
     empty_since = time.monotonic()
     while not stop.wait(1.0):
@@ -257,9 +240,6 @@ def join_batches(redis, workers: int, storage: dict, stale: float, idle: float, 
             empty_since = time.monotonic()
         elif time.monotonic() - empty_since >= idle:
             break
-        if not any(thread.is_alive() for thread in threads):
-            raise StreamerError("the runners stopped (Redis lost?); check Redis and start again")
     stop.set()
-    for thread in threads:
-        thread.join(timeout=600)
+    pool.join(timeout=600)
     return 0

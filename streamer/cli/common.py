@@ -255,12 +255,9 @@ def add_redis_arguments(parser: argparse.ArgumentParser, required: bool) -> None
     )
 
 
-def add_frame_arguments(parser: argparse.ArgumentParser) -> None:
-    from streamer.distributed.connection import CODECS
-
-    group = parser.add_argument_group("frames over redis")
-    group.add_argument("--frame-codec", default="raw", help=f"{' | '.join(CODECS)} (default: raw, lossless)")
-    group.add_argument("--quality", type=int, default=90, help="jpeg/webp quality (default: 90)")
+def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the process that sends a job's frames over Redis bounds what it keeps there."""
+    group = parser.add_argument_group("redis transfer")
     group.add_argument("--in-flight", type=int, default=64, help="frames of one job out at once (default: 64)")
     group.add_argument("--ttl", type=float, default=24 * 3600, help="seconds a finished job is kept (default: 1 day)")
 
@@ -319,21 +316,12 @@ def add_metrics_host_argument(parser) -> None:
     )
 
 
-def check_frame_codec(codec: str) -> str:
-    from streamer.distributed.connection import CODECS
-
-    if codec not in CODECS:
-        raise StreamerError(f"--frame-codec {codec}: choose one of {', '.join(CODECS)}")
-    return codec
-
-
 def producer_config(args: argparse.Namespace) -> RedisConfig | None:
-    """RedisConfig with the options of the process that sends frames (add_frame_arguments)."""
+    """RedisConfig with the options of the process that sends frames (add_transfer_arguments)."""
     config = redis_config(args)
     if config is not None:
         if args.in_flight < 1:
             raise StreamerError("--in-flight: must be at least 1")
-        config.frame_codec, config.quality = check_frame_codec(args.frame_codec), args.quality
         config.in_flight, config.job_ttl = args.in_flight, args.ttl
     return config
 

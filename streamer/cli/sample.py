@@ -12,9 +12,10 @@ from queue import Full, Queue
 
 from streamer.cli.common import parse_size
 from streamer.errors import StreamerError
+from streamer.options import EncodeConfig
 from streamer.progress import ProgressBar, counted, say
 from streamer.publish import atomic_path
-from streamer.sink import EncodeConfig, VideoSink, check_output
+from streamer.sink import VideoSink, check_output
 
 SAMPLES = ("road", "shapes")
 

@@ -20,11 +20,10 @@ from streamer.cli.common import (
 )
 from streamer.cli.options import add
 from streamer.distributed.confine import Confinement
-from streamer.distributed.connection import connect
-from streamer.distributed.runner import Runner
-from streamer.errors import StreamerError
 from streamer.metrics import HealthServer
-from workers.loop import Worker, WorkerConfig
+from streamer.service.pool import RunnerPool
+from streamer.service.supervisor import Supervisor
+from streamer.service.worker import Worker, WorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +96,11 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    for slot in range(args.jobs):
-        runner = Runner(connect(config.redis), config.redis, f"{config.name}-runner{slot}")
-        runner.confinement = confinement
-        threading.Thread(target=_keep_running, args=(runner, stop), name=f"runner{slot}", daemon=True).start()
+    supervisor = Supervisor(stop)
+    if args.jobs:
+        RunnerPool(config.redis, args.jobs, stop, confinement, prefix=f"{config.name}-runner", supervisor=supervisor)
     log.info("worker %s serving %s", config.name, args.model)
-    worker = Worker(config, confinement=confinement)
+    worker = Worker(config, confinement=confinement, supervisor=supervisor)
     health = None
     if args.metrics_port:
         health = HealthServer(worker.metrics, args.metrics_port, worker.ready, worker.alive, args.metrics_host)
@@ -111,11 +109,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if health:
             health.close()
+    if supervisor.failed:
+        log.error("worker %s stopped: %s", config.name, supervisor.failed)
+        return 1
     return 0
-
-
-def _keep_running(runner: Runner, stop: threading.Event) -> None:
-    try:
-        runner.serve(stop)
-    except StreamerError as error:
-        log.warning("job runner stopped: %s", error)

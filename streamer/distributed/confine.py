@@ -17,10 +17,14 @@ import re
 import socket
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from streamer.errors import StreamerError
 from streamer.secrets import redact
+
+if TYPE_CHECKING:
+    from streamer.job import ProcessConfig
 
 NETWORK_SCHEMES = frozenset({"http", "https", "rtsp", "rtsps", "rtmp", "rtmps"})
 RESOLVE_TIMEOUT = 5.0  # seconds to resolve a host name before refusing the URL
@@ -45,6 +49,17 @@ class Confinement:
                 f"input {redact(value)} is not allowed on this worker; it reads only under "
                 f"{self._describe(self.inputs)} (worker option --allow-input)"
             )
+
+    def check_job(self, job: ProcessConfig) -> None:
+        """Every path a job reads or writes: its input, model files, outputs and detections file."""
+        self.check_input(job.input)
+        for read in (job.model.weights, job.model.config_file):
+            if read:
+                self.check_input(read)
+        for target in job.outputs().targets:
+            self.check_output(target)
+        if job.detections:
+            self.check_output(job.detections)
 
     def check_output(self, value: str) -> None:
         if not self._allowed(value, self.outputs, network=False):

@@ -28,8 +28,6 @@ class RedisConfig:
     in_flight: int = 64  # frames of one job sent but not yet back: bounds Redis memory
     job_ttl: float = 24 * 3600  # seconds a finished job's record stays
     lease: float = 60.0  # seconds a running job's keys outlive its producer's last heartbeat
-    frame_codec: str = "raw"  # how frames travel: raw (lossless) | png | jpeg | webp
-    quality: int = 90  # jpeg/webp quality
 
 
 class Keys:

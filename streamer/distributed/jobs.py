@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, replace
 
 import redis
 
+from streamer import typed_json
 from streamer.distributed.connection import RUNNER_GROUP, Keys, RedisConfig, ensure_group
-from streamer.effects import EffectConfig
+from streamer.job import ProcessConfig
 
 RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
 LOST = "lost"  # shown for a running job whose producer stopped beating (killed, or cut off from Redis)
@@ -19,39 +20,29 @@ FINAL = (DONE, FAILED, CANCELLED)
 
 @dataclass
 class JobSpec:
-    """What workers need to know about a job: which model, which effect, how frames travel."""
+    """A job as it travels through Redis: the job description itself, whole, and what its workers send back."""
 
-    model: str = "unet"
-    effect: EffectConfig = field(default_factory=EffectConfig)
-    threshold: float | None = None
-    weights: str | None = None  # a weights file as the workers see it; None: the workers' own
-    settings: dict = field(default_factory=dict)  # model settings (--config, --set) for this job's model
-    class_names: list[str] | None = None  # names of the model's classes, background first
-    frame_codec: str = "raw"  # raw (lossless) | png | jpeg | webp
-    quality: int = 90  # jpeg/webp quality
-    detections: bool = False  # send detections back with each frame
+    job: ProcessConfig
+    detections: bool = False  # workers send each frame's detection record back
     lease: float = 60.0  # seconds the job's result stream outlives its last write (a dead producer's expires)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    def model_options(self) -> dict:
-        """The job's own model options, as ModelConfig fields (empty when the job takes the workers' model)."""
-        options = {}
-        if self.weights:
-            options["weights"] = self.weights
-        if self.settings:
-            options["settings"] = dict(self.settings)
-        if self.class_names:
-            options["class_names"] = tuple(self.class_names)
-        return options
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.lease <= 7 * 86400:
+            raise ValueError(f"lease {self.lease}: must be between 1 s and 7 days")
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "JobSpec":
-        data = json.loads(text)
-        effect = data.pop("effect", {})
-        effect["color"] = tuple(effect.get("color", EffectConfig.color))
-        return cls(effect=EffectConfig(**effect), **data)
+    def of(cls, job: ProcessConfig, detections: bool = False, lease: float = 60.0) -> JobSpec:
+        """The spec of a job as it leaves this machine: a --config file's settings travel, not its path."""
+        model = replace(job.model, config_file=None, settings=job.model.all_settings())
+        return cls(job=replace(job, model=model), detections=detections, lease=lease)
+
+    def to_json(self) -> str:
+        return typed_json.dumps(self)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> JobSpec:
+        """The spec a record or entry holds; FieldError (a ValueError) names the field that does not fit."""
+        return typed_json.loads(cls, text, "job")
 
 
 def new_job_id() -> str:
@@ -150,31 +141,12 @@ def _text(value) -> str:
     return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
 
 
-def submit(
-    client: redis.Redis,
-    config: RedisConfig,
-    job: str,
-    spec: JobSpec,
-    input: str,
-    output: str,
-    overwrite: bool = False,
-    batch: int = 4,
-    task: str | None = None,
-) -> None:
+def submit(client: redis.Redis, config: RedisConfig, job: str, spec: JobSpec, task: str | None = None) -> None:
     """Queue a job for the runners; `task` (JSON): a video of a batch, which the runner processes whole
     (decode, inference and encode on its own machine; streamer.batch.VideoTask)."""
     keys = Keys(config.namespace)
-    JobStore(client, keys).create(job, spec, state="queued", input=input, output=output, submitted=time.time())
+    targets = spec.job.outputs().targets
+    where = {"input": spec.job.input, "output": targets[0] if len(targets) == 1 else ", ".join(targets)}
+    JobStore(client, keys).create(job, spec, state="queued", submitted=time.time(), **where)
     ensure_group(client, keys.submitted, RUNNER_GROUP)
-    client.xadd(
-        keys.submitted,
-        {
-            "job": job,
-            "input": input,
-            "output": output,
-            "spec": spec.to_json(),
-            "overwrite": json.dumps(overwrite),
-            "batch": str(batch),
-            **({"task": task} if task else {}),
-        },
-    )
+    client.xadd(keys.submitted, {"job": job, "spec": spec.to_json(), **({"task": task} if task else {})})

@@ -111,8 +111,9 @@ class WorkQueue:
                         f"message of {int(fields[b'oversize'])} bytes is over the {self._limit} byte limit"
                     )
                 deliveries.append(Delivery(entry_id, decode(fields, self.max_payload)))
-            except MessageError as error:
-                self._reject(entry_id, fields, str(error))
+            except Exception as error:  # MessageError, or anything else hostile bytes raise: dead-lettered
+                reason = str(error) if isinstance(error, MessageError) else f"{type(error).__name__}: {error}"
+                self._reject(entry_id, fields, reason[:500])
         return deliveries
 
     def spec(self, job: str) -> JobSpec | None:
@@ -122,8 +123,8 @@ class WorkQueue:
         if cached is None or now - cached[0] > SPEC_REFRESH:
             try:
                 spec = self._call(lambda: self.jobs.spec(job), "read job")
-            except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as error:
-                raise MessageError(f"job {job} has a malformed spec ({type(error).__name__}: {error})") from None
+            except (ValueError, TypeError, AttributeError, KeyError, RecursionError, UnicodeDecodeError) as error:
+                raise MessageError(f"job {job} has a malformed spec: {str(error)[:300]}") from None
             state = self._call(lambda: self.jobs.state(job), "read job")
             if spec is None and state == RUNNING:
                 raise MessageError(f"job {job} has a malformed record (running, without a spec)")
@@ -146,7 +147,7 @@ class WorkQueue:
         """Write the results and acknowledge their frames in one transaction."""
         pipe = self.client.pipeline(transaction=True)
         for frame in rendered:
-            pipe.xadd(self.keys.results(job), encode(Message(job, frame), spec.frame_codec, spec.quality))
+            pipe.xadd(self.keys.results(job), encode(Message(job, frame), spec.job.frame_codec, spec.job.frame_quality))
         pipe.expire(self.keys.results(job), max(1, round(spec.lease)))  # a dead producer's results expire
         self._acknowledge(pipe, [delivery.entry_id for delivery in deliveries])
         with self._regrouping():

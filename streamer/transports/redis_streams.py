@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 
 import cv2
 import redis
@@ -39,7 +38,8 @@ class RedisTransport:
         self, stages: Stages, client: redis.Redis, config: RedisConfig, job: str, spec: JobSpec, total: int | None
     ):
         self._stages, self._client, self._config = stages, client, config
-        self.job, self._spec = job, replace(spec, lease=config.lease)
+        self.job, self._spec = job, spec
+        self._model = spec.job.model.name
         self._keys = Keys(config.namespace)
         self._jobs = JobStore(client, self._keys)
         self._window = threading.BoundedSemaphore(config.in_flight)
@@ -53,18 +53,18 @@ class RedisTransport:
         self._out: dict[int, list] = {}
         self._out_lock = threading.Lock()
         self._lost = False  # Redis stayed away for the whole grace period: nothing more is tried
-        self._call(lambda: ensure_group(client, self._keys.work(spec.model), WORKER_GROUP), "create group")
+        self._call(lambda: ensure_group(client, self._keys.work(self._model), WORKER_GROUP), "create group")
         self._call(self._create, "create job")
 
     def send(self, frame: Frame) -> None:
         while not self._window.acquire(timeout=0.1):
             if self._stages.stop.is_set():
                 raise Stopped
-        fields = encode(Message(self.job, frame), self._spec.frame_codec, self._spec.quality)
+        fields = encode(Message(self.job, frame), self._spec.job.frame_codec, self._spec.job.frame_quality)
         with self._out_lock:
             self._sent += 1  # before the frame can come back
             self._out[frame.index] = [None, fields]
-        entry = self._call(lambda: self._client.xadd(self._keys.work(self._spec.model), fields), "send frame")
+        entry = self._call(lambda: self._client.xadd(self._keys.work(self._model), fields), "send frame")
         with self._out_lock:
             if frame.index in self._out:
                 self._out[frame.index][0] = entry
@@ -107,8 +107,8 @@ class RedisTransport:
                     warned = True
                     log.warning(
                         "no worker is serving model %r; start one with `streamer worker --model %s --redis URL`",
-                        self._spec.model,
-                        self._spec.model,
+                        self._model,
+                        self._model,
                     )
 
     def depths(self) -> dict[str, int]:
@@ -129,7 +129,7 @@ class RedisTransport:
                 queued = [entry for entry, _ in self._out.values() if entry is not None]
                 self._out.clear()
             if queued:
-                self._call(lambda: self._client.xdel(self._keys.work(self._spec.model), *queued), "withdraw frames")
+                self._call(lambda: self._client.xdel(self._keys.work(self._model), *queued), "withdraw frames")
         except StreamerError:
             pass  # Redis is gone: the job's keys expire on their own
 
@@ -150,7 +150,7 @@ class RedisTransport:
             out = [(index, entry) for index, (entry, _) in self._out.items() if entry is not None]
         if not out:
             return set()
-        stream = self._keys.work(self._spec.model)
+        stream = self._keys.work(self._model)
 
         def check():
             pipe = self._client.pipeline(transaction=False)
@@ -168,7 +168,7 @@ class RedisTransport:
         if not lost:
             return
         log.warning("job %s: %d frames were lost in Redis (restarted empty?); sending them again", self.job, len(lost))
-        stream = self._keys.work(self._spec.model)
+        stream = self._keys.work(self._model)
         self._call(lambda: ensure_group(self._client, stream, WORKER_GROUP), "create group")
         for index in lost:
             with self._out_lock:
@@ -243,6 +243,6 @@ class RedisTransport:
     def _workers_alive(self) -> bool:
         for name in self._client.smembers(self._keys.workers):
             model = self._client.hget(self._keys.worker(name.decode()), "model")
-            if model is not None and model.decode() == self._spec.model:
+            if model is not None and model.decode() == self._model:
                 return True
         return False

@@ -10,8 +10,8 @@ from fractions import Fraction
 import pytest
 
 from streamer.errors import StreamerError
-from streamer.live import DropQueue, Latency, LiveConfig, LivePolicy
-from streamer.sink import EncodeConfig
+from streamer.live import DropQueue, Latency, LivePolicy
+from streamer.options import EncodeConfig, LiveConfig
 from streamer.stages import END, Stopped
 
 pytestmark = pytest.mark.timeout(20)

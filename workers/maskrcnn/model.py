@@ -70,6 +70,7 @@ class MaskRCNN:
         self._weights_fixed = False  # see fix_weights
         self._folded = None  # fused.fold of the fixed weights as arrays, made on first detect
         self._fold_lock = threading.Lock()
+        self._graph_lock = threading.Lock()
         # Made here, not on first use: threads calling detect at once share one function (and its graphs).
         self._inference_fn = tf.function(self._detect_graph, reduce_retracing=False)
         self._fold_fn = tf.function(lambda: fused_graph.fold(self))
@@ -302,9 +303,15 @@ class MaskRCNN:
                 with self._fold_lock:
                     if self._folded is None:
                         self._folded = {k: (w.numpy(), b.numpy()) for k, (w, b) in self._fold_fn().items()}
-            return self._inference_fn(
-                tf.convert_to_tensor(molded), tf.convert_to_tensor(windows_norm), tf.convert_to_tensor(anchors), graph
-            )
+            # one thread at a time runs the graph: grappler's rewrites can give it per-step temporaries that are
+            # not re-entrant (a second caller fails with AlreadyExistsError); molding and mask pasting overlap it
+            with self._graph_lock:
+                return self._inference_fn(
+                    tf.convert_to_tensor(molded),
+                    tf.convert_to_tensor(windows_norm),
+                    tf.convert_to_tensor(anchors),
+                    graph,
+                )
 
     def detect(self, images, verbose=0) -> list[dict]:
         """images: list or array of uint8 RGB images (any count). → one dict per image with

@@ -208,17 +208,22 @@ def _saved_model(path: Path):
 
 
 def _tflite(path: Path, threads: int | None) -> SemanticModel:
+    """A TFLite file on tf.lite.Interpreter; an interpreter is not thread-safe, so each thread that calls the model
+    gets its own (made on its first call; the model's memory is mapped, not copied)."""
     import warnings
 
     import tensorflow as tf
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # its deprecation notice: the interpreter is still TensorFlow's
-        try:
-            interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
-        except Exception as error:
-            raise StreamerError(f"weights {path}: not a TFLite model ({_reason(error)})") from None
-    source, target = interpreter.get_input_details(), interpreter.get_output_details()
+    def interpreter():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its deprecation notice: the interpreter is still TensorFlow's
+            try:
+                return tf.lite.Interpreter(model_path=str(path), num_threads=threads)
+            except Exception as error:
+                raise StreamerError(f"weights {path}: not a TFLite model ({_reason(error)})") from None
+
+    first = interpreter()
+    source, target = first.get_input_details(), first.get_output_details()
     if len(source) != 1 or len(target) != 1:
         raise StreamerError(
             f"weights {path}: not a segmentation model: {len(source)} inputs and {len(target)} outputs, "
@@ -227,26 +232,30 @@ def _tflite(path: Path, threads: int | None) -> SemanticModel:
     input_shape = [int(v) for v in source[0].get("shape_signature", source[0]["shape"])]
     output_shape = [int(v) for v in target[0].get("shape_signature", target[0]["shape"])]
     size, channels, classes = check_shapes(path, input_shape, output_shape)
-    state = {"batch": None}
     kind_in, (scale_in, zero_in) = source[0]["dtype"], source[0].get("quantization", (0.0, 0))
     kind_out, (scale_out, zero_out) = target[0]["dtype"], target[0].get("quantization", (0.0, 0))
+    local = threading.local()
+    local.interpreter, local.shape = first, None
 
     def run(x: np.ndarray) -> np.ndarray:
-        if state["batch"] != x.shape:
-            interpreter.resize_tensor_input(source[0]["index"], list(x.shape))
-            interpreter.allocate_tensors()
-            state["batch"] = x.shape
+        if getattr(local, "interpreter", None) is None:
+            local.interpreter, local.shape = interpreter(), None
+        own = local.interpreter
+        if local.shape != x.shape:
+            own.resize_tensor_input(source[0]["index"], list(x.shape))
+            own.allocate_tensors()
+            local.shape = x.shape
         if np.issubdtype(kind_in, np.integer):  # a quantised input: the normalised values in its integer steps
             limits = np.iinfo(kind_in)
             x = np.clip(np.rint(x / scale_in + zero_in) if scale_in else np.rint(x), limits.min, limits.max)
-        interpreter.set_tensor(source[0]["index"], x.astype(kind_in))
-        interpreter.invoke()
-        out = interpreter.get_tensor(target[0]["index"]).astype(np.float32)
+        own.set_tensor(source[0]["index"], x.astype(kind_in))
+        own.invoke()
+        out = own.get_tensor(target[0]["index"]).astype(np.float32)
         if np.issubdtype(kind_out, np.integer) and scale_out:
             out = (out - zero_out) * scale_out
         return out[..., None] if out.ndim == 3 else out
 
-    conventions = tflite_conventions(path, interpreter)
+    conventions = tflite_conventions(path, first)
     if np.issubdtype(kind_in, np.integer) and not scale_in and conventions.scale != 1.0:
         conventions = replace(conventions, scale=1.0)  # integer pixels, as they are
     return SemanticModel(path, "tflite", "tf", size, channels, classes, run=run, conventions=conventions)

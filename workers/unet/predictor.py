@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from pathlib import Path
 
 import cv2
@@ -88,6 +89,7 @@ class UNetPredictor(Predictor):
         self._cut = min(255, math.floor(self.threshold * 255 + 1e-9))
         self._run = self.semantic.run
         self._infer = tf.function(self._infer_batch)
+        self._graph_lock = threading.Lock()
         self.precision = "mixed_float16" if self.config.mixed_precision and model is not None else "f32"
         self._choose_precision()
         log.info("%s computes in %s on %s", self.path.name, self.precision, config.runtime)
@@ -135,8 +137,9 @@ class UNetPredictor(Predictor):
     def scores(self, small: np.ndarray) -> np.ndarray:
         """uint8[B,h,w,3] at model size → uint8[B,h,w,C] scores: binary 255 × probability; multi-class the
         frame's scores mapped linearly onto 0..255 (which keeps the class order of every interpolation)."""
-        if self._run is None:  # Keras or TensorFlow: one graph
-            raw = self._infer(small).numpy()
+        if self._run is None:  # Keras or TensorFlow: one graph, run by one thread at a time (a graph's rewritten
+            with self._graph_lock:  # per-step temporaries are not re-entrant); resizing around it overlaps
+                raw = self._infer(small).numpy()
         else:  # another runtime, on numpy arrays
             raw = self._run(self._to_input(small))
         return self._quantise(np.asarray(raw, np.float32))

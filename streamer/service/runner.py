@@ -6,19 +6,19 @@ one takes the job over after `abandoned` seconds and starts it again.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
+from dataclasses import replace
 
 import redis
 
+from streamer.batch import run_queued
 from streamer.distributed.confine import Confinement
 from streamer.distributed.connection import RUNNER_GROUP, Keys, RedisConfig, ensure_group, retrying
 from streamer.distributed.jobs import FAILED, FINAL, JobSpec, JobStore
 from streamer.distributed.messages import MessageError
 from streamer.errors import StreamerError
 from streamer.job import ProcessConfig
-from streamer.models import ModelConfig
 from streamer.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class Runner:
         self.jobs = JobStore(client, self.keys)
 
     def serve(self, stop: threading.Event) -> None:
-        retrying(self.config, lambda: ensure_group(self.client, self.keys.submitted, RUNNER_GROUP), "create group")
+        self._join()
         while not stop.is_set():
             for entry_id, fields in self._next():
                 if b"task" in fields and b"job" in fields:
@@ -50,7 +50,22 @@ class Runner:
                     continue
                 self._run(entry_id, job, config)
 
+    def _join(self) -> None:
+        retrying(self.config, lambda: ensure_group(self.client, self.keys.submitted, RUNNER_GROUP), "create group")
+
     def _next(self):
+        """The next submitted entry (one left by a dead runner first); a Redis that restarted empty has lost the
+        group, which is made again."""
+        try:
+            return self._take()
+        except redis.ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+            log.warning("%s: the submitted jobs' group is gone (Redis restarted?); joining it again", self.name)
+            self._join()
+            return []
+
+    def _take(self):
         _, claimed, *_ = retrying(
             self.config,
             lambda: self.client.xautoclaim(
@@ -69,34 +84,14 @@ class Runner:
         return reply[0][1] if reply else []
 
     def _parse(self, fields: dict[bytes, bytes]) -> tuple[str, ProcessConfig]:
-        """The job a submitted entry describes; MessageError when anything in it is malformed."""
+        """The job a submitted entry describes, exactly as it was submitted, to run with this runner's Redis;
+        MessageError when anything in it is malformed."""
         try:
-            entry = {key.decode(): value.decode() for key, value in fields.items()}
-            job = entry["job"]
-            spec = JobSpec.from_json(entry["spec"])
-            overwrite = json.loads(entry.get("overwrite", "false"))
-            if not isinstance(overwrite, bool):
-                raise ValueError("overwrite is not true or false")
-            config = ProcessConfig(
-                input=entry["input"],
-                output=entry["output"],
-                overwrite=overwrite,
-                model=ModelConfig(name=spec.model, threshold=spec.threshold, batch_size=int(entry.get("batch", 4))),
-                effect=spec.effect,
-                redis=self.config,
-                job=job,
-            )
-        except (
-            KeyError,
-            ValueError,
-            TypeError,
-            AttributeError,
-            UnicodeDecodeError,
-            RecursionError,
-            StreamerError,
-        ) as error:
-            raise MessageError(f"malformed job entry: {type(error).__name__}: {str(error)[:200]}") from None
-        return job, config
+            job = fields[b"job"].decode()
+            spec = JobSpec.from_json(fields[b"spec"])
+        except (KeyError, ValueError, UnicodeDecodeError) as error:  # typed_json.FieldError is a ValueError
+            raise MessageError(f"malformed job entry: {type(error).__name__}: {str(error)[:300]}") from None
+        return job, replace(spec.job, redis=self.config, job=job)
 
     def _reject(self, entry_id, fields: dict[bytes, bytes], reason: str) -> None:
         """A submitted entry that cannot be run: counted, dead-lettered, its job (if named) failed."""
@@ -122,9 +117,8 @@ class Runner:
         if self.jobs.state(job) in FINAL:
             self._done(entry_id)
             return
-        try:  # checked before anything touches the path, so a refusal says nothing about what exists here
-            self.confinement.check_input(config.input)
-            self.confinement.check_output(config.output)
+        try:  # checked before anything touches the paths, so a refusal says nothing about what exists here
+            self.confinement.check_job(config)
         except StreamerError as error:
             self.jobs.finish(job, FAILED, self.config.job_ttl, str(error))
             log.warning("job %s: %s", job, error)
@@ -147,8 +141,6 @@ class Runner:
 
     def _run_task(self, entry_id, fields: dict[bytes, bytes]) -> None:
         """A video of a batch: processed whole here (streamer.batch.run_queued), its job finished."""
-        from streamer.batch import run_queued
-
         job = fields[b"job"].decode(errors="replace")
         state = self.jobs.state(job)
         if state is None:  # `batch` makes the record before queueing: this entry is not one of its videos

@@ -14,15 +14,24 @@ from streamer.distributed.messages import Message, MessageError
 from streamer.distributed.work import Delivery
 from streamer.effects import EffectConfig
 from streamer.frames import Frame
+from streamer.job import ProcessConfig
 from streamer.models import ModelConfig
 from streamer.prediction import Prediction
-from workers.loop import Worker, WorkerConfig
+from streamer.service.worker import Worker, WorkerConfig
 
 pytestmark = pytest.mark.timeout(20)
 
 H, W = 6, 8
 TB = Fraction(1, 25)
 RED = EffectConfig(name="overlay", color=(255, 0, 0), alpha=1.0)
+
+
+def job_spec(effect=RED, detections=False, **model) -> JobSpec:
+    """A job on the stub model, as a producer would send it."""
+    return JobSpec(
+        job=ProcessConfig(input="in.mp4", model=ModelConfig(name="stub:model", **model), effect=effect),
+        detections=detections,
+    )
 
 
 class FakeQueue:
@@ -146,8 +155,8 @@ def worker(queue: FakeQueue, load: Loader, **config) -> Worker:
 
 def test_two_jobs_in_one_batch_each_get_their_own_frames_in_order():
     specs = {
-        "alpha": JobSpec(model="stub:model", effect=RED),
-        "beta": JobSpec(model="stub:model", effect=RED, detections=True),
+        "alpha": job_spec(effect=RED),
+        "beta": job_spec(effect=RED, detections=True),
     }
     queue, load = FakeQueue(specs), Loader()
     batch = [delivery("alpha", 0), delivery("beta", 0), delivery("alpha", 1), delivery("beta", 1), delivery("alpha", 2)]
@@ -171,7 +180,7 @@ def test_two_jobs_in_one_batch_each_get_their_own_frames_in_order():
 
 
 def test_frames_of_an_ended_job_are_discarded():
-    queue, load = FakeQueue({"live": JobSpec(model="stub:model", effect=RED), "ended": None}), Loader()
+    queue, load = FakeQueue({"live": job_spec(effect=RED), "ended": None}), Loader()
     batch = [delivery("ended", 0), delivery("live", 0), delivery("ended", 1)]
     worker(queue, load).process(batch)
 
@@ -181,9 +190,7 @@ def test_frames_of_an_ended_job_are_discarded():
 
 
 def test_frames_of_a_job_with_an_unreadable_spec_are_rejected():
-    queue = FakeQueue(
-        {"poisoned": MessageError("job record is not JSON"), "fine": JobSpec(model="stub:model", effect=RED)}
-    )
+    queue = FakeQueue({"poisoned": MessageError("job record is not JSON"), "fine": job_spec(effect=RED)})
     worker(queue, Loader()).process([delivery("poisoned", 0), delivery("fine", 0), delivery("poisoned", 1)])
 
     assert [(d.entry_id, reason) for d, reason in queue.rejected] == [
@@ -196,8 +203,8 @@ def test_frames_of_a_job_with_an_unreadable_spec_are_rejected():
 
 def test_a_job_asking_for_classes_the_model_lacks_fails_alone():
     specs = {
-        "good": JobSpec(model="stub:model", effect=RED),
-        "bad": JobSpec(model="stub:model", effect=EffectConfig(name="instances", classes=("person", "unicorn"))),
+        "good": job_spec(effect=RED),
+        "bad": job_spec(effect=EffectConfig(name="instances", classes=("person", "unicorn"))),
     }
     queue, load = FakeQueue(specs), Loader()
     batch = [delivery("bad", 0), delivery("good", 0), delivery("bad", 1), delivery("good", 1)]
@@ -215,7 +222,7 @@ def test_a_job_asking_for_classes_the_model_lacks_fails_alone():
 
 
 def test_a_model_that_raises_leaves_the_frames_for_redelivery():
-    queue, load = FakeQueue({"job": JobSpec(model="stub:model", effect=RED)}), Loader(Broken)
+    queue, load = FakeQueue({"job": job_spec(effect=RED)}), Loader(Broken)
     w = worker(queue, load)
     w.process([delivery("job", 0), delivery("job", 1)])  # does not raise
 
@@ -233,7 +240,7 @@ def test_one_job_failing_in_the_model_does_not_hold_up_another():
                 raise RuntimeError("cannot")
             return super().predict(frames)
 
-    queue = FakeQueue({"x": JobSpec(model="stub:model", effect=RED), "y": JobSpec(model="stub:model", effect=RED)})
+    queue = FakeQueue({"x": job_spec(effect=RED), "y": job_spec(effect=RED)})
     worker(queue, Loader(FailsOnJobX)).process([delivery("x", 0), delivery("y", 0)])
     assert set(queue.completed) == {"y"}
     assert queue.discarded == []
@@ -241,10 +248,10 @@ def test_one_job_failing_in_the_model_does_not_hold_up_another():
 
 def test_models_are_loaded_once_per_threshold():
     specs = {
-        "a": JobSpec(model="stub:model", effect=RED),
-        "b": JobSpec(model="stub:model", effect=RED, threshold=0.3),
-        "c": JobSpec(model="stub:model", effect=RED, threshold=0.3),
-        "d": JobSpec(model="stub:model", effect=RED),
+        "a": job_spec(effect=RED),
+        "b": job_spec(effect=RED, threshold=0.3),
+        "c": job_spec(effect=RED, threshold=0.3),
+        "d": job_spec(effect=RED),
     }
     queue, load = FakeQueue(specs), Loader()
     w = worker(queue, load)
@@ -261,7 +268,7 @@ def test_models_are_loaded_once_per_threshold():
 def test_serve_takes_until_stopped_then_leaves():
     stop = threading.Event()
     queue = FakeQueue(
-        {"job": JobSpec(model="stub:model", effect=RED)},
+        {"job": job_spec(effect=RED)},
         batches=[[delivery("job", 0), delivery("job", 1)], [delivery("job", 2)]],
     )
     queue.on_take = lambda takes: stop.set() if takes >= 3 else None
@@ -305,8 +312,8 @@ def test_a_jobs_own_weights_are_loaded_only_where_the_worker_may_read(tmp_path):
     allowed = tmp_path / "models"
     allowed.mkdir()
     specs = {
-        "a": JobSpec(model="stub:model", effect=RED, weights=str(allowed / "balloon.h5"), class_names=["BG", "b"]),
-        "e": JobSpec(model="stub:model", effect=RED, weights="/etc/shadow"),
+        "a": job_spec(effect=RED, weights=str(allowed / "balloon.h5"), class_names=["BG", "b"]),
+        "e": job_spec(effect=RED, weights="/etc/shadow"),
     }
     queue, load = FakeQueue(specs), Loader()
     w = Worker(

@@ -7,7 +7,6 @@ redelivered, then dead-lettered); a job this model cannot serve fails alone; the
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -15,10 +14,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 
 import redis
 
+from streamer import typed_json
 from streamer.distributed.confine import Confinement
 from streamer.distributed.connection import RedisConfig, connect
 from streamer.distributed.jobs import FINAL, JobSpec
@@ -28,6 +28,7 @@ from streamer.errors import StreamerError
 from streamer.metrics import Metrics
 from streamer.models import Model, ModelConfig, load_model
 from streamer.render import RenderStage
+from streamer.service.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 # A job's start and end on this worker are shown at the default level (the root logger's is WARNING)
@@ -64,8 +65,10 @@ class Worker:
         metrics: Metrics | None = None,
         load: Callable[[ModelConfig], Model] = load_model,
         confinement: Confinement | None = None,
+        supervisor: Supervisor | None = None,
     ):
         self.config = config
+        self.supervisor = supervisor  # runs the heartbeat; a private one when none is given
         self.confinement = confinement or Confinement()  # where a job's own weights file may be read
         self.metrics = metrics or Metrics()
         self.queue = queue or WorkQueue(
@@ -90,7 +93,7 @@ class Worker:
 
     def serve(self, stop: threading.Event) -> None:
         self.queue.join()
-        self._model(self.config.model.threshold, {})
+        self._model(self.config.model)
         stream = getattr(self.queue, "stream", self.config.model.name)
         jobs_log.info(
             "%s ready: model %s, batch %d, stream %s",
@@ -99,8 +102,8 @@ class Worker:
             self.config.model.batch_size,
             stream,
         )
-        beat = threading.Thread(target=self._heartbeat, args=(stop,), name="heartbeat", daemon=True)
-        beat.start()
+        supervisor = self.supervisor or Supervisor(stop)
+        supervisor.start("heartbeat", self._heartbeat)
         try:
             while not stop.is_set():
                 self.last_loop = time.monotonic()
@@ -111,52 +114,60 @@ class Worker:
                 self._check_ended()
         finally:
             stop.set()
-            beat.join()
+            supervisor.join(timeout=self.config.heartbeat + 5)
             self.queue.leave()
 
     def process(self, deliveries: list[Delivery]) -> None:
-        """Render each job's frames of the batch and send them back."""
+        """Render each job's frames of the batch and send them back; one job's trouble never stops the others."""
         by_job: dict[str, list[Delivery]] = {}
         for delivery in deliveries:
             by_job.setdefault(delivery.message.job, []).append(delivery)
         for job, items in by_job.items():
-            try:
-                spec = self.queue.spec(job)
-            except MessageError as error:  # a poisoned job record: its frames are dead-lettered
-                self.queue.reject(items, str(error))
-                continue
-            if spec is None:
-                self.queue.discard(items)  # the job ended or was cancelled
-                self._ended(job, "ended")
-                continue
-            try:
-                stage = self._stage(spec)
-            except Exception as error:  # e.g. --classes this model lacks: the job fails, the worker goes on
-                reason = str(error) if isinstance(error, StreamerError) else f"{type(error).__name__}: {error}"
-                self.queue.fail(job, reason)
-                self.queue.discard(items)
-                continue
-            try:
-                rendered = stage([delivery.message.frame for delivery in items])
-            except Exception as error:  # left unacknowledged: redelivered, then dead-lettered
-                self.metrics.errors.labels("model").inc()
-                log.error(
-                    "%s: job %s frames %s failed: %s: %s",
-                    self.config.name,
-                    job,
-                    [delivery.message.frame.index for delivery in items],
-                    type(error).__name__,
-                    error,
-                )
-                continue
+            self._process_job(job, items)
+
+    def _process_job(self, job: str, items: list[Delivery]) -> None:
+        try:
+            spec = self.queue.spec(job)
+        except MessageError as error:  # a poisoned job record: its frames are dead-lettered
+            self.queue.reject(items, str(error))
+            return
+        if spec is None:
+            self.queue.discard(items)  # the job ended or was cancelled
+            self._ended(job, "ended")
+            return
+        try:
+            stage = self._stage(spec)
+        except Exception as error:  # e.g. --classes this model lacks: the job fails, the worker goes on
+            reason = str(error) if isinstance(error, StreamerError) else f"{type(error).__name__}: {error}"
+            self.queue.fail(job, reason)
+            self.queue.discard(items)
+            return
+        try:
+            rendered = stage([delivery.message.frame for delivery in items])
+        except Exception as error:  # left unacknowledged: redelivered, then dead-lettered
+            self.metrics.errors.labels("model").inc()
+            log.error(
+                "%s: job %s frames %s failed: %s: %s",
+                self.config.name,
+                job,
+                [delivery.message.frame.index for delivery in items],
+                type(error).__name__,
+                error,
+            )
+            return
+        try:
             self.queue.complete(job, items, rendered, spec)
-            self._track(job, spec, len(items))
-            self.frames += len(items)
-            self.metrics.wrote(len(items))
+        except MessageError as error:  # the results cannot be written as the job asks: its frames are dead
+            self.queue.reject(items, str(error))
+            return
+        self._track(job, spec, len(items))
+        self.frames += len(items)
+        self.metrics.wrote(len(items))
 
     def ready(self) -> bool:
-        """Redis answers and the model is loaded."""
-        return bool(self._models) and self.queue.reachable()
+        """Redis answers, the model is loaded and no supervised part is down."""
+        parts_up = self.supervisor is None or self.supervisor.ready()
+        return parts_up and bool(self._models) and self.queue.reachable()
 
     def alive(self) -> bool:
         return time.monotonic() - self.last_loop < max(60.0, self.config.claim_idle * 2)
@@ -171,24 +182,34 @@ class Worker:
         return self._stages[key]
 
     def _build_stage(self, spec: JobSpec) -> RenderStage:
-        own = {
-            "weights": self.config.model.weights,
-            "settings": self.config.model.all_settings(),
-            "class_names": self.config.model.class_names,
-        }
-        options = {key: value for key, value in spec.model_options().items() if own.get(key) != value}
-        if "weights" in options:  # a job's own weights file is read only where this worker may read
-            self.confinement.check_input(options["weights"])
-        return RenderStage(self._model(spec.threshold, options), spec.effect, spec.detections, self.metrics)
+        config = self.model_for(spec.job.model)
+        for read in ("weights", "config_file"):  # a job's own files are read only where this worker may read
+            value = getattr(config, read)
+            if value and value != getattr(self.config.model, read):
+                self.confinement.check_input(value)
+        return RenderStage(self._model(config), spec.job.effect, spec.detections, self.metrics)
 
-    def _model(self, threshold: float | None, options: dict) -> Model:
-        """The model for a job's threshold and own model options (weights, settings, class names), loaded once."""
-        key = json.dumps([threshold, options], sort_keys=True, default=list)
+    def model_for(self, asked: ModelConfig) -> ModelConfig:
+        """The model a job runs on this worker: the job's model settings where it sets them (any value other than
+        the default), this worker's own (its weights, device, threads ...) where it leaves them unset."""
+        default = ModelConfig(name=asked.name)
+        return ModelConfig(
+            **{
+                f.name: getattr(asked, f.name)
+                if getattr(asked, f.name) != getattr(default, f.name)
+                else getattr(self.config.model, f.name)
+                for f in fields(ModelConfig)
+            }
+        )
+
+    def _model(self, config: ModelConfig) -> Model:
+        """The model for a job's model settings, loaded once (a few are kept for jobs that differ)."""
+        key = typed_json.dumps(config)
         if key not in self._models:
             if len(self._models) >= MODELS_KEPT:
                 self._models.pop(next(iter(self._models)))
                 self._stages.clear()  # they may hold the model just let go
-            self._models[key] = self._load(replace(self.config.model, threshold=threshold, **options))
+            self._models[key] = self._load(config)
         return self._models[key]
 
     def _track(self, job: str, spec: JobSpec, count: int) -> None:
@@ -197,7 +218,11 @@ class Worker:
         if seen is None:
             seen = self._active[job] = [now, 0, now]
             jobs_log.info(
-                "%s: job %s started (model %s, effect %s)", self.config.name, job, spec.model, spec.effect.name
+                "%s: job %s started (model %s, effect %s)",
+                self.config.name,
+                job,
+                spec.job.model.name,
+                spec.job.effect.name,
             )
         seen[1] += count
         seen[2] = now
