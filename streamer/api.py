@@ -20,8 +20,7 @@ import queue
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from streamer.effects import EffectConfig, selected
-from streamer.errors import StreamerError
+from streamer.effects import EffectConfig
 from streamer.frames import Frame, Rendered
 from streamer.job import ProcessConfig, ProcessResult
 from streamer.models import Model, ModelConfig
@@ -70,69 +69,58 @@ def process(
     return Pipeline(config, model=loaded).run(progress)
 
 
-def frames(input: str, model: str | Model = "unet", **options: Any) -> Iterator[tuple[Frame, Prediction]]:
+def frames(input: str, model: str | Model = "unet", **options: Any) -> Iterator[tuple[Rendered, Prediction]]:
     """Yield `(frame, prediction)` for every frame of `input`, in order, for a loop of your own.
 
-    Decoding and inference run on threads ahead of the loop, in batches (`batch_size`, default 4), with
-    at most a few batches buffered; breaking out of the loop (or closing the generator) stops them and
-    closes the input. `options`: ModelConfig fields (`weights`, `batch_size`, `threshold`, `device`),
-    SourceOptions fields (`start`, `duration`, `stride`, `max_fps`, `timeout`) and `classes` (instance
-    models: only these classes)."""
-    from streamer.render import RenderStage
-    from streamer.source import VideoSource
-    from streamer.stages import END, Stages
+    The same pipeline as `process` runs underneath (a live input reconnects and drops frames by its policy;
+    `start`, `duration`, `stride` trim), on threads ahead of the loop, in batches (`batch_size`, default 4),
+    with at most a few batches buffered; nothing is encoded and no effect is drawn. Breaking out of the loop
+    (or closing the generator) stops it and closes the input. `options`: fields of ProcessConfig, ModelConfig
+    (`weights`, `batch_size`, `threshold`, `device`), SourceOptions (`start`, `duration`, `stride`, `max_fps`,
+    `timeout`) and `classes` (instance models: only these classes)."""
+    import threading
 
-    classes = options.pop("classes", None)
-    source_options = _fields(SourceOptions, options)
-    model_options = _fields(ModelConfig, options)
-    _refuse(options, SourceOptions, ModelConfig)
-    config = ModelConfig(name=_name(model), **model_options)
-    effect = EffectConfig(classes=tuple(classes) if classes else None)
-    source = VideoSource(os.fspath(input), SourceOptions(**source_options))
-    stages = Stages()
-    try:
-        loaded = _load_registered(config) if isinstance(model, str) else model
-        stage = RenderStage(loaded, effect)  # one model call per batch, classes checked as in `process`
-        effect = stage.effect
-        decoded: queue.Queue = queue.Queue(maxsize=max(8, 2 * config.batch_size))
-        predicted: queue.Queue = queue.Queue(maxsize=2)
+    from streamer.pipeline import Pipeline
 
-        def decode() -> None:
-            for item in source.items():
-                if isinstance(item, Frame):
-                    stages.put(decoded, item)
-            stages.put(decoded, END)
+    loaded = None if isinstance(model, str) else model
+    config = _config(input, None, _name(model), "overlay", options)
+    ready: queue.Queue = queue.Queue(maxsize=max(8, 2 * config.model.batch_size))
+    done = object()
+    pipeline = Pipeline(config, model=loaded, write=False)
+    failed: list[BaseException] = []
 
-        def infer() -> None:
-            while batch := stages.take(decoded, config.batch_size):
-                stages.put(predicted, (batch, stage.predict(batch)))
-                if len(batch) < config.batch_size:
-                    break
-            stages.put(predicted, END)
-
-        stages.spawn("decode", decode)
-        stages.spawn("infer", infer)
-        while True:
+    def on_frame(frame: Rendered, prediction: Prediction) -> None:
+        while not pipeline._stopped:  # the caller's loop is the consumer: wait for it, unless it stopped
             try:
-                item = predicted.get(timeout=0.1)
-            except queue.Empty:
-                if stages.errors:
-                    break
+                ready.put((frame, prediction), timeout=0.1)
+                return
+            except queue.Full:
                 continue
-            if item is END:
-                break
-            for frame, prediction in zip(*item):
-                yield frame, selected(prediction, effect)
-        if stages.errors:
-            error = stages.errors[0]
-            if isinstance(error, StreamerError):
-                raise error
-            raise StreamerError(f"processing failed: {type(error).__name__}: {error}") from error
+
+    def run() -> None:
+        try:
+            pipeline.run()
+        except BaseException as error:  # handed to the caller's loop
+            failed.append(error)
+        finally:
+            ready.put(done)
+
+    config.on_frame = on_frame
+    thread = threading.Thread(target=run, name="frames", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not done:
+            yield item
+        if failed:
+            raise failed[0]
     finally:
-        stages.stop.set()
-        source.stop()
-        stages.shutdown()
-        source.close()
+        pipeline.stop()
+        while thread.is_alive():  # let a callback waiting for room see the stop
+            try:
+                ready.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        thread.join()
 
 
 def _name(model: str | Model) -> str:

@@ -22,7 +22,7 @@ from streamer.live import DropQueue, Latency, LivePolicy, open_source
 from streamer.metrics import Metrics
 from streamer.models import Model, check_model_effect, load_model
 from streamer.muxer import Muxer
-from streamer.outputs import Stream, check_outputs, open_outputs
+from streamer.outputs import Discard, Stream, check_outputs, open_outputs
 from streamer.protocols import Sink, Source, Transport
 from streamer.render import RenderStage
 from streamer.sink import check_encode
@@ -47,12 +47,14 @@ class Parts:
     latency: Latency
 
 
-def check(config: ProcessConfig) -> None:
+def check(config: ProcessConfig, write: bool = True) -> None:
     """Fail on a bad option before opening anything."""
     check_effect(config.effect.name)
     check_model_effect(config.model.name, config.effect, config.model)
     if config.detections_format not in FORMATS:
         raise StreamerError(f"--detections-format {config.detections_format}: choose one of {', '.join(FORMATS)}")
+    if not write:
+        return
     outputs = config.outputs()
     check_outputs(outputs)
     if config.detections:
@@ -77,10 +79,12 @@ def build(
     metrics: Metrics,
     model: Model | None = None,
     phase: Callable[[str], None] = lambda name: None,
+    write: bool = True,
 ) -> Parts:
     """Open every part; `helpers` gets what must outlive the threads (local workers); `phase(name)` is told
-    each step that takes time (opening the input, loading the model, warming up)."""
-    check(config)
+    each step that takes time (opening the input, loading the model, warming up). `write=False`: no output
+    is written and no effect drawn (the frames and their predictions go to `config.on_frame`)."""
+    check(config, write)
     live = config.source.live if config.source.live is not None else looks_live(config.input)
     if live and model is None and config.redis is None:
         # before a live input opens, so no frames pile up while it loads; built as LivePolicy runs it (batches of
@@ -94,10 +98,11 @@ def build(
     source = policy.source(opened, config.live)
     latency = Latency()
     try:
-        transport = _transport(config, stages, source, helpers, metrics, model, policy, latency, phase)
+        transport = _transport(config, stages, source, helpers, metrics, model, policy, latency, phase, write)
         info = source.info
         stream = Stream(info.width, info.height, info.rate, info.time_base, info.rotation)
-        sink = open_outputs(config.outputs(), stream, policy.encoding(config.encode, info.rate), source.audio)
+        encoding = policy.encoding(config.encode, info.rate)
+        sink = open_outputs(config.outputs(), stream, encoding, source.audio) if write else Discard()
     except BaseException:
         stages.shutdown()
         source.close()
@@ -154,14 +159,15 @@ def _transport(
     policy: LivePolicy,
     latency: Latency,
     phase: Callable[[str], None],
+    write: bool = True,
 ) -> Transport:
     if config.redis is None:
-        records = bool(config.detections or config.on_frame)  # the callback gets the prediction from the record
+        keep = bool(config.detections or config.on_frame)  # frames carry their prediction to what reads it
         batch = policy.batch or config.model.batch_size
         if model is None:
             phase(f"loading model {config.model.name}")
             model = load_model(policy.model_config(config.model))
-        stage = RenderStage(model, config.effect, records, metrics)
+        stage = RenderStage(model, config.effect, keep, metrics, draw=write)
         phase("warming up")
         stage.warm_up(source.info.height, source.info.width)
         return MemoryTransport(

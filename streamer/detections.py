@@ -33,8 +33,10 @@ def _name(class_names, class_id: int) -> str:
     return class_names[class_id] if class_names is not None and 0 <= class_id < len(class_names) else str(class_id)
 
 
-def record(prediction: Prediction, class_names=None) -> dict:
-    """JSON-ready detections of one frame; masks as COCO run-length encodings."""
+def record(prediction: Prediction) -> dict:
+    """JSON-ready detections of one frame, its classes named by `prediction.class_names`; masks as COCO
+    run-length encodings (the only place a frame's result becomes bytes: this file and the Redis wire)."""
+    class_names = prediction.class_names
     if prediction.masks is None and prediction.boxes is None and prediction.semantic is not None:
         return semantic_record(prediction.semantic, class_names)
     result: dict = {}
@@ -46,11 +48,15 @@ def record(prediction: Prediction, class_names=None) -> dict:
         if class_names is not None:
             result["classes"] = [_name(class_names, i) for i in ids]
     if prediction.scores is not None:
-        result["scores"] = [round(float(score), 4) for score in prediction.scores]
+        # the shortest decimal that reads back as the same float32: a frame's result is the same after the Redis
+        # wire as before it, and a file shows 0.9, not 0.8999999761581421
+        result["scores"] = [float(str(score)) for score in np.asarray(prediction.scores, np.float32)]
     if prediction.masks is not None and prediction.masks.shape[-1]:
         result["masks"] = _rle(prediction.masks)
     elif prediction.masks is not None:
         result["masks"] = []
+    if prediction.track_ids is not None:
+        result["track_ids"] = np.asarray(prediction.track_ids).tolist()
     return result
 
 
@@ -68,9 +74,24 @@ def semantic_record(semantic: np.ndarray, class_names=None) -> dict:
 
 
 def prediction_of(record: dict, height: int, width: int) -> Prediction:
-    """A detection record back as a Prediction: a semantic record (with `pixels`) as the class map, an
-    instance record as masks, class ids, scores and boxes."""
+    """A detection record (from the Redis wire) back as a Prediction: a semantic record (with `pixels`) as the
+    class map, an instance record as masks, class ids, scores, boxes and track ids; its class names by id.
+    Anything that does not fit a frame of `height` × `width` raises ValueError before a mask is decoded."""
     from pycocotools import mask as rle
+
+    masks = record.get("masks")
+    class_ids = [int(v) for v in record.get("class_ids", [])]
+    if masks is not None:
+        if not isinstance(masks, list) or any(
+            not isinstance(m, dict) or m.get("size") != [height, width] or not isinstance(m.get("counts"), str)
+            for m in masks
+        ):
+            raise ValueError(f"masks that are not {width}x{height} run-length encodings")
+        if len(masks) != len(class_ids) and class_ids:
+            raise ValueError(f"{len(masks)} masks for {len(class_ids)} classes")
+    if any(not 0 <= class_id < 65536 for class_id in class_ids):
+        raise ValueError("class ids out of range")
+    names = _names(class_ids, record.get("classes"))
 
     def decoded(masks) -> np.ndarray:
         if not masks:
@@ -79,16 +100,29 @@ def prediction_of(record: dict, height: int, width: int) -> Prediction:
 
     if "pixels" in record:
         semantic = np.zeros((height, width), np.uint8)
-        for class_id, mask in zip(record.get("class_ids", []), np.moveaxis(decoded(record.get("masks")), -1, 0)):
+        for class_id, mask in zip(class_ids, np.moveaxis(decoded(masks), -1, 0)):
             semantic[mask] = class_id
-        return Prediction(semantic=semantic)
-    count = len(record.get("class_ids", record.get("boxes", ())))
+        return Prediction(semantic=semantic, class_names=names)
+    count = len(class_ids or record.get("boxes", ()))
+    tracks = record.get("track_ids")
     return Prediction(
-        masks=None if record.get("masks") is None else decoded(record["masks"] if count else []),
-        class_ids=np.asarray(record.get("class_ids", [0] * count), np.int32),
-        scores=None if "scores" not in record else np.asarray(record["scores"], np.float32),
-        boxes=None if "boxes" not in record else np.asarray(record["boxes"], np.int32).reshape(-1, 4),
+        masks=None if masks is None else decoded(masks if count else []),
+        class_ids=np.asarray(class_ids or [0] * count, np.int32),
+        scores=None if "scores" not in record else np.asarray(record["scores"], np.float32).reshape(count),
+        boxes=None if "boxes" not in record else np.asarray(record["boxes"], np.int32).reshape(count, 4),
+        track_ids=None if tracks is None else np.asarray(tracks, np.int32).reshape(count),
+        class_names=names,
     )
+
+
+def _names(class_ids: list[int], classes) -> tuple[str, ...] | None:
+    """Class names indexed by class id, from a record's `classes` (enough to name its instances)."""
+    if not isinstance(classes, list) or len(classes) != len(class_ids):
+        return None
+    names = ["?"] * (max(class_ids, default=-1) + 1)
+    for class_id, name in zip(class_ids, classes):
+        names[class_id] = str(name)
+    return tuple(names)
 
 
 def coco_results(index: int, detections: dict | None) -> list[dict]:
@@ -136,7 +170,8 @@ class DetectionsWriter:
             self._output.abort()
             raise
 
-    def write(self, index: int, pts: int, time_base: Fraction, detections: dict | None) -> None:
+    def write(self, index: int, pts: int, time_base: Fraction, prediction: Prediction | None) -> None:
+        detections = None if prediction is None else record(prediction)
         if self.format == "coco":
             for result in coco_results(index, detections):
                 self._file.write(("," if self._written else "") + "\n" + json.dumps(result, separators=(",", ":")))

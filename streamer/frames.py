@@ -14,6 +14,8 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from streamer.prediction import Prediction
+
 _local = threading.local()  # one reformatter (and its swscale context) per thread that converts
 
 
@@ -49,7 +51,9 @@ def _sited(picture: av.VideoFrame) -> av.VideoFrame:
         if len(graphs) > 8:
             graphs.clear()
         graph = av.filter.Graph()
-        source = graph.add_buffer(width=picture.width, height=picture.height, format=picture.format.name)
+        source = graph.add_buffer(
+            width=picture.width, height=picture.height, format=picture.format.name, time_base=Fraction(1, 90000)
+        )
         siting = graph.add("setparams", "chroma_location=left")
         sink = graph.add("buffersink")
         source.link_to(siting)
@@ -115,10 +119,10 @@ class Frame:
         pts, time_base = (self.pts, self.time_base) if pts is None else (pts, time_base or self.time_base)
         return Frame(index, pts, time_base, self._image, decoded=self.decoded)
 
-    def unchanged(self, detections: dict | None = None) -> Rendered:
+    def unchanged(self, prediction: Prediction | None = None) -> Rendered:
         """This frame rendered as it is: its pixels pass untouched (the decoded picture goes to the encoder
         while nobody reads the rendered frame's image)."""
-        return Rendered(self.index, self.pts, self.time_base, self._image, detections, decoded=self.decoded)
+        return Rendered(self.index, self.pts, self.time_base, self._image, prediction, decoded=self.decoded)
 
     def picture(self) -> np.ndarray | av.VideoFrame:
         """What to encode: the decoded picture while nobody has read this frame's image (so nobody can have
@@ -135,9 +139,10 @@ class Frame:
 
 
 class Rendered(Frame):
-    """A frame after the model and the effect, with its detection record when one was asked for."""
+    """A frame after the model and the effect, with what the model found in it (`prediction`) when something
+    downstream reads it (tracking, the detections file, the API's callback)."""
 
-    __slots__ = ("detections",)
+    __slots__ = ("prediction",)
 
     def __init__(
         self,
@@ -145,9 +150,9 @@ class Rendered(Frame):
         pts: int,
         time_base: Fraction,
         image: np.ndarray | None = None,
-        detections: dict | None = None,
+        prediction: Prediction | None = None,
         *,
         decoded: av.VideoFrame | None = None,
     ):
         super().__init__(index, pts, time_base, image, decoded=decoded)
-        self.detections = detections
+        self.prediction = prediction

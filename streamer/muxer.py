@@ -57,7 +57,7 @@ class Muxer:
                 frame = self.in_order(frame)
             self.sink.write(frame.picture(), frame.pts, frame.time_base)  # the decoded picture if untouched
             if self.detections is not None:
-                self.detections.write(frame.index, frame.pts, frame.time_base, frame.detections)
+                self.detections.write(frame.index, frame.pts, frame.time_base, frame.prediction)
             self._write_audio(until=frame.seconds)
             self.next_index += 1
             written += 1

@@ -250,3 +250,28 @@ class MultiSink:
     def abort(self) -> None:
         for sink in self.sinks:
             sink.abort()
+
+
+class Discard:
+    """A sink that counts frames and keeps none: for a job whose frames go to the caller (`streamer.frames`)."""
+
+    audio = None
+    audio_copied = False
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def write(self, image, pts: int, time_base) -> None:
+        self.frames += 1
+
+    def write_audio(self, packet) -> None:
+        pass
+
+    def close(self) -> None:
+        return None
+
+    def close_partial(self) -> None:
+        return None
+
+    def abort(self) -> None:
+        pass

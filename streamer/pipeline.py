@@ -30,21 +30,29 @@ log = logging.getLogger(__name__)
 class Pipeline:
     """Runs a ProcessConfig; `progress(done, total)` is called from the caller's thread."""
 
-    def __init__(self, config: ProcessConfig, model: Model | None = None, metrics: Metrics | None = None):
-        """`model`: an already loaded model to use instead of loading one (batches share one)."""
+    def __init__(
+        self, config: ProcessConfig, model: Model | None = None, metrics: Metrics | None = None, write: bool = True
+    ):
+        """`model`: an already loaded model to use instead of loading one (batches share one). `write=False`: no
+        output, no effect drawn; the frames and their predictions go to `config.on_frame` (streamer.frames)."""
         self.config = config
         self.model = model
+        self.write = write
+        self._stages: Stages | None = None
+        self._stopped = False
         self.metrics = metrics or Metrics()
         self.decoded = 0
         self.latency: Latency | None = None  # arrival → encoded, with its parts, once running
 
     def run(self, progress: Callable[[int, int | None], None] | None = None) -> ProcessResult:
         self._began = time.perf_counter()
-        stages = Stages()
+        stages = self._stages = Stages()
+        if self._stopped:
+            stages.stop.set()
         helpers = contextlib.ExitStack()
         phase = getattr(progress, "phase", lambda name: None)
         try:
-            parts = build(self.config, stages, helpers, self.metrics, self.model, phase)
+            parts = build(self.config, stages, helpers, self.metrics, self.model, phase, self.write)
         except BaseException:
             helpers.close()
             raise
@@ -57,6 +65,7 @@ class Pipeline:
         except KeyboardInterrupt:
             interrupted = True
         finally:
+            interrupted = interrupted or self._stopped
             stages.stop.set()
             parts.source.stop()
             stages.shutdown()
@@ -81,6 +90,12 @@ class Pipeline:
             latency_p50=latency.percentile(50),
             latency_p95=latency.percentile(95),
         )
+
+    def stop(self) -> None:
+        """Stop a running job from another thread, as Ctrl-C does."""
+        self._stopped = True
+        if self._stages is not None:
+            self._stages.stop.set()
 
     def _conclude(self, errors: list[BaseException], interrupted: bool, parts: Parts):
         """Publish, keep partly or remove the outputs, as the way the job ended calls for; returns what was written."""

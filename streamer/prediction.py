@@ -11,10 +11,16 @@ import numpy as np
 class Prediction:
     """Semantic and/or instance output for one frame.
 
-    semantic:  H×W uint8 class index (binary models: 1 = foreground, e.g. road).
-    masks:     H×W×N bool instance masks, with class_ids int32[N], scores float32[N],
-               boxes int32[N,4] as [y1, x1, y2, x2] (end exclusive); when boxes are given,
-               each mask lies inside its box (as Mask R-CNN pastes them).
+    semantic:    H×W uint8 class index (binary models: 1 = foreground, e.g. road).
+    masks:       H×W×N bool instance masks, with class_ids int32[N], scores float32[N],
+                 boxes int32[N,4] as [y1, x1, y2, x2] (end exclusive); when boxes are given,
+                 each mask lies inside its box (as Mask R-CNN pastes them).
+    track_ids:   int32[N], each instance's track across frames (--track), -1 for none.
+    class_names: the model's class names by class id (background first), to name classes where
+                 a frame's result leaves the process (the detections file, the Redis wire).
+
+    One frame's result travels as this object through the process (render stage, tracking, the API's
+    callback); it becomes bytes (COCO RLE masks) only where it leaves: streamer.detections.record.
     """
 
     semantic: np.ndarray | None = None
@@ -22,6 +28,8 @@ class Prediction:
     class_ids: np.ndarray | None = None
     scores: np.ndarray | None = None
     boxes: np.ndarray | None = None
+    track_ids: np.ndarray | None = None
+    class_names: tuple[str, ...] | None = field(default=None, compare=False)
     _foreground: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def foreground(self) -> np.ndarray:
@@ -67,4 +75,6 @@ class Prediction:
             class_ids=self.class_ids[keep],
             scores=None if self.scores is None else self.scores[keep],
             boxes=None if self.boxes is None else self.boxes[keep],
+            track_ids=None if self.track_ids is None else self.track_ids[keep],
+            class_names=self.class_names,
         )

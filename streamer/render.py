@@ -1,17 +1,17 @@
-"""The render stage: frames → predict → select classes → effect → detection record → `Rendered`.
+"""The render stage: frames → predict → select classes → effect → `Rendered` (with its prediction when read).
 
 One stage serves the embedded transport (on its threads) and the Redis worker (per batch it
-reads), so inference is timed, classes are checked and detections are recorded in one place.
+reads), so inference is timed, classes are checked and predictions are kept for what reads them in one place.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
-from streamer.detections import record
 from streamer.effects import EffectConfig, effect_function, leaves_unchanged, planes, selected, with_class_names
 from streamer.errors import StreamerError
 from streamer.frames import Frame, Rendered
@@ -28,11 +28,21 @@ class RenderStage:
     Raises StreamerError when built for an effect the model cannot serve (e.g. `--classes`
     it does not have), so a job fails before any frame is spent.
 
-    With `effect.track` every frame gets its detection record (the tracker's input), and an effect
+    With `effect.track` every frame carries its prediction (the tracker's input), and an effect
     coloured by track is left undrawn: `streamer.tracking.TrackedRender` draws it in frame order."""
 
-    def __init__(self, model: Model, effect: EffectConfig, detections: bool = False, metrics: Metrics | None = None):
+    def __init__(
+        self,
+        model: Model,
+        effect: EffectConfig,
+        detections: bool = False,
+        metrics: Metrics | None = None,
+        draw: bool = True,
+    ):
+        """`detections`: each rendered frame carries its prediction; `draw=False`: frames are left as they are
+        (their predictions go to a caller, not into a video)."""
         self.model = model
+        self.draw = draw
         self.effect = with_class_names(effect, model)
         self.detections = detections or effect.track
         self.metrics = metrics or Metrics()
@@ -97,8 +107,8 @@ class RenderStage:
 
     def render(self, frame: Frame, prediction: Prediction) -> Rendered:
         prediction = selected(prediction, self.effect)
-        found = record(prediction, self.effect.class_names) if self.detections else None
-        if self._deferred or leaves_unchanged(self.effect.name, prediction):
+        found = replace(prediction, class_names=self.effect.class_names) if self.detections else None
+        if not self.draw or self._deferred or leaves_unchanged(self.effect.name, prediction):
             return frame.unchanged(found)  # the decoded picture goes to the encoder as it came
         if self._draw_planes is not None and planes.drawable(frame.decoded):  # no RGB at full size
             with self.metrics.timed("render"):

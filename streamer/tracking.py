@@ -7,9 +7,8 @@ unmatched; a track survives `max_missed` frames without a match, so a short occl
 
 Tracking needs the frames in order, while the render stage runs out of order (parallel batches,
 Redis workers). So with tracking the render stage leaves the instances undrawn and returns the
-frame with its detection record; `TrackedRender`, called by the muxer in frame order on the side
-that writes the outputs, assigns the track ids and draws the instances in their track's colour.
-Both transports meet there, from the same detection record, so their outputs stay equal.
+frame with its prediction; `TrackedRender`, called by the muxer in frame order on the side that
+writes the outputs, assigns the track ids and draws the instances in their track's colour.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from streamer.detections import prediction_of
 from streamer.effects import EffectConfig, effect_function
 from streamer.effects.instances import track_colors
 from streamer.frames import Rendered
@@ -175,7 +173,7 @@ def _boxes_of(masks: np.ndarray) -> np.ndarray:
 
 
 class TrackedRender:
-    """The in-order step of a tracked job: track ids into each detection record, then the track-coloured
+    """The in-order step of a tracked job: track ids into each frame's prediction, then the track-coloured
     effect drawn on the frame the render stage left undrawn. Called by the muxer, in frame order."""
 
     def __init__(self, effect: EffectConfig, tracker: Tracker | None = None):
@@ -184,40 +182,26 @@ class TrackedRender:
         self._draw = effect_function(effect.name) if effect.name in TRACK_COLOURED else None
 
     def __call__(self, rendered: Rendered) -> Rendered:
-        record = dict(rendered.detections or {})
-        if ("class_ids" not in record and "boxes" not in record) or "pixels" in record:
+        prediction = rendered.prediction
+        if prediction is None or (prediction.class_ids is None and prediction.boxes is None):
             return rendered  # a model without instances (semantic classes only): nothing to track
-        height, width = rendered.image.shape[:2]
-        prediction = prediction_of(record, height, width)
         ids = self.tracker.update(prediction)
-        record["track_ids"] = ids.tolist()
+        prediction = replace(prediction, track_ids=ids)
         image = rendered.image
         if self._draw is not None:
-            names = _names(record)
+            names = prediction.class_names
             effect = replace(self.effect, class_names=names) if names else self.effect
             image = self._draw(image, prediction, effect, colors=track_colors(ids), track_ids=ids)
-        return Rendered(rendered.index, rendered.pts, rendered.time_base, image, record)
-
-
-def _names(record: dict) -> tuple[str, ...] | None:
-    """Class names indexed by class id, from the record's `classes` (enough to label its instances)."""
-    if "classes" not in record:
-        return None
-    ids = record.get("class_ids", [])
-    names = ["?"] * (max(ids, default=-1) + 1)
-    for class_id, name in zip(ids, record["classes"]):
-        names[class_id] = name
-    return tuple(names)
+        return Rendered(rendered.index, rendered.pts, rendered.time_base, image, prediction)
 
 
 class FrameCallback:
-    """Calls `on_frame(rendered, prediction)` (the Python API's hook) in frame order; the prediction is read
-    back from the frame's detection record, so it is the same over either transport."""
+    """Calls `on_frame(rendered, prediction)` (the Python API's hook) in frame order, with the prediction the
+    frame carries (read back from the wire when it came over Redis)."""
 
     def __init__(self, on_frame):
         self.on_frame = on_frame
 
     def __call__(self, rendered: Rendered) -> Rendered:
-        height, width = rendered.image.shape[:2]
-        self.on_frame(rendered, prediction_of(rendered.detections or {}, height, width))
+        self.on_frame(rendered, rendered.prediction)
         return rendered

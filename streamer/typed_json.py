@@ -18,6 +18,8 @@ import types
 import typing
 from typing import Any, TypeVar, Union
 
+from streamer.errors import StreamerError
+
 T = TypeVar("T")
 LOCAL = {"local": True}  # field(metadata=LOCAL): stays in its process
 MAX_TEXT = 8 * 1024 * 1024  # bytes of JSON read at once
@@ -83,7 +85,7 @@ def from_data(cls: type[T], data: Any, where: str) -> T:
         return cls(**values)
     except FieldError:
         raise
-    except (ValueError, TypeError, OverflowError) as error:  # the dataclass's own checks (StreamerError is one)
+    except (StreamerError, ValueError, TypeError, OverflowError) as error:  # the dataclass's own checks
         raise FieldError(f"{where}: {str(error)[:300]}") from None
 
 

@@ -112,3 +112,24 @@ def test_bad_options_are_clear(tmp_path):
         streamer.process(source, tmp_path / "o.mp4", model=LEFT_HALF, overwrit=True)
     with pytest.raises(streamer.StreamerError, match="instances"):
         streamer.process(source, tmp_path / "o.mp4", model="unet", effect="instances")
+
+
+def test_frames_runs_the_pipeline_process_runs_trimming_and_classes_included(tmp_path):
+    """`frames` and `process` give the same frames, timestamps and predictions, with `start`, `duration`,
+    `stride` and `classes` applied the same way."""
+    source = make_video(tmp_path / "in.mp4", frames=30)
+    seen = []
+    options = dict(start=0.2, duration=0.6, stride=2, classes="circle", batch_size=2)
+    streamer.process(
+        source,
+        tmp_path / "out.mp4",
+        model=TWO,
+        effect="instances",
+        on_frame=lambda frame, prediction: seen.append((frame.index, frame.pts, prediction)),
+        **options,
+    )
+    got = [(frame.index, frame.pts, prediction) for frame, prediction in streamer.frames(source, TWO, **options)]
+    assert [(i, pts) for i, pts, _ in got] == [(i, pts) for i, pts, _ in seen] and len(got) == 9
+    for (_, _, one), (_, _, other) in zip(got, seen):
+        assert one.class_ids.tolist() == other.class_ids.tolist() == [2]  # only the circles
+        assert np.array_equal(one.masks, other.masks) and np.array_equal(one.boxes, other.boxes)

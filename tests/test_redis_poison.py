@@ -9,12 +9,22 @@ import numpy as np
 from media import make_video
 from test_redis import KEYS, LEFT_HALF, distributed, wait_for
 
+from streamer.distributed.jobs import JobSpec
 from streamer.distributed.messages import Message, encode
+from streamer.effects import EffectConfig
 from streamer.frames import Frame
+from streamer.job import ProcessConfig
+from streamer.models import ModelConfig
 
 
 def frame_fields(job="ghost", codec="raw"):
     return encode(Message(job, Frame(0, 0, Fraction(1, 30), np.zeros((4, 4, 3), np.uint8))), codec)
+
+
+def good_spec(**changes) -> dict:
+    """A job record's spec as a producer writes it, as JSON data to spoil."""
+    job = ProcessConfig(input="in.mp4", output="out.mp4", model=ModelConfig(name=LEFT_HALF), **changes)
+    return json.loads(JobSpec.of(job).to_json())
 
 
 def rejected(client) -> int:
@@ -36,21 +46,31 @@ def test_poison_messages_and_records_are_dead_lettered(tmp_path, redis_server, w
     # a 1 kB PNG that declares 9000×9000 pixels: refused from its header, never decoded
     huge = cv2.imencode(".png", np.zeros((9000, 9000, 3), np.uint8))[1].tobytes()
     client.xadd(stream, {**frame_fields(codec="png"), b"data": huge})
+    # one that declares 20000×20000, past the image library's own bomb limit (which raises, not warns)
+    bomb = cv2.imencode(".png", np.zeros((20000, 20000, 1), np.uint8))[1].tobytes()
+    client.xadd(stream, {**frame_fields(codec="png"), b"data": bomb})
+    # a job whose frames are to come back in a codec nobody has
+    codec = good_spec()
+    codec["job"]["frame_codec"] = "bmp"
+    client.hset(KEYS.job("bmp"), mapping={"state": "running", "spec": json.dumps(codec)})
+    client.xadd(stream, frame_fields(job="bmp"))
     # a job whose record's spec is not JSON: its frame is dead-lettered, the job failed
     client.hset(KEYS.job("broken"), mapping={"state": "running", "spec": "{not json"})
     client.xadd(stream, frame_fields(job="broken"))
     # a job whose spec names an effect nobody has: the job fails, the worker goes on
-    spec = {"model": LEFT_HALF, "effect": {"name": "sparkles"}}
+    spec = good_spec(effect=EffectConfig(name="sparkles"))
     client.hset(KEYS.job("sparkles"), mapping={"state": "running", "spec": json.dumps(spec)})
     client.xadd(stream, frame_fields(job="sparkles"))
     # a submitted job entry without its spec, and one that is not even text
     client.xadd(KEYS.submitted, {"job": "nospec", "input": "in.mp4", "output": "out.mp4"})
     client.xadd(KEYS.submitted, {"job": b"\xff\xfe", "spec": b"\x80"})
-    wait_for(lambda: rejected(client) >= 5, what="5 rejections")
+    wait_for(lambda: rejected(client) >= 7, what="7 rejections")
     wait_for(lambda: failure(client, "sparkles"), what="the sparkles job failed")
     reasons = [entry[b"reason"].decode() for _, entry in client.xrange(KEYS.dead)]
     assert any("nested 100000 deep" in reason for reason in reasons), reasons
     assert any("declares 9000x9000" in reason for reason in reasons), reasons
+    assert any("DecompressionBombError" in reason for reason in reasons), reasons
+    assert "--frame-codec bmp" in failure(client, "bmp")
     assert any("malformed spec" in reason for reason in reasons), reasons
     assert sum("malformed job entry" in reason for reason in reasons) == 2, reasons
     assert "malformed spec" in failure(client, "broken")  # told to its producer, which records it
@@ -68,11 +88,11 @@ def test_every_kind_of_bad_record_is_counted_and_dead_lettered(tmp_path, redis_s
     worker = workers.start(jobs=1)
     stream = KEYS.work(LEFT_HALF)
     wait_for(lambda: client.exists(stream) and client.exists(KEYS.submitted), what="the worker's groups")
-    good = {"model": LEFT_HALF}
+    good = good_spec()
     records = {
         "unknownkey": json.dumps({**good, "bogus": 1}),  # a key JobSpec does not have
         "listspec": "[1, 2]",  # JSON, but not an object
-        "effectstr": json.dumps({**good, "effect": "splash"}),  # effect not an object
+        "effectstr": json.dumps({**good, "job": {**good["job"], "effect": "splash"}}),  # effect not an object
         "deepspec": "[" * 100_000,  # nested past the parser's recursion limit
     }
     for job, spec in records.items():
@@ -80,11 +100,15 @@ def test_every_kind_of_bad_record_is_counted_and_dead_lettered(tmp_path, redis_s
         client.xadd(stream, frame_fields(job=job))
     client.hset(KEYS.job("nospec"), mapping={"state": "running"})  # a running job without a spec
     client.xadd(stream, frame_fields(job="nospec"))
-    entry = {"job": "j", "input": "in.mp4", "output": "out.mp4", "spec": json.dumps(good)}
+    entry = {"job": "j", "spec": json.dumps(good)}
+
+    def spoiled(**fields):
+        return json.dumps({**good, "job": {**good["job"], **fields}})
+
     client.xadd(KEYS.submitted, {**entry, "spec": json.dumps({**good, "bogus": 1})})
-    client.xadd(KEYS.submitted, {**entry, "overwrite": "maybe"})
-    client.xadd(KEYS.submitted, {**entry, "batch": "many"})
-    client.xadd(KEYS.submitted, {**entry, "spec": json.dumps({**good, "effect": {"name": "splash", "color": 7}})})
+    client.xadd(KEYS.submitted, {**entry, "spec": spoiled(overwrite="maybe")})
+    client.xadd(KEYS.submitted, {**entry, "spec": spoiled(model={**good["job"]["model"], "batch_size": "many"})})
+    client.xadd(KEYS.submitted, {**entry, "spec": spoiled(effect={"name": "splash", "color": 7})})
     wait_for(lambda: rejected(client) >= 9, what="9 rejections")
     reasons = [entry[b"reason"].decode() for _, entry in client.xrange(KEYS.dead)]
     for job in records:

@@ -9,6 +9,7 @@ import pytest
 from media import frame_image, make_video, probe
 
 from streamer.frames import Frame, Rendered
+from streamer.prediction import Prediction
 from streamer.sink import VideoSink
 
 LOSSLESS = ("--codec", "libx264", "--crf", "0", "-q")
@@ -114,8 +115,9 @@ def test_a_decoded_frame_is_converted_only_when_its_pixels_are_read(tmp_path):
     assert moved.index == 5 and moved.picture() is decoded
     restamped = frame.numbered(6, 900, Fraction(1, 90000))
     assert (restamped.pts, restamped.time_base, restamped.seconds) == (900, Fraction(1, 90000), 0.01)
-    rendered = moved.unchanged({"pixels": 0})
-    assert isinstance(rendered, Rendered) and rendered.detections == {"pixels": 0} and rendered.picture() is decoded
+    found = Prediction(semantic=np.zeros((48, 64), np.uint8))
+    rendered = moved.unchanged(found)
+    assert isinstance(rendered, Rendered) and rendered.prediction is found and rendered.picture() is decoded
     image = rendered.image
     assert image.shape == (48, 64, 3) and image.dtype == np.uint8
     assert abs(int(np.median(image[:, :28])) - level(0)) <= 3

@@ -290,9 +290,9 @@ def test_submit_puts_the_model_options_in_the_job(tmp_path, redis_server, run_cl
     )
     assert code == 0, err
     config = RedisConfig(url=redis_server.url)
-    spec = JobStore(connect(config), Keys(config.namespace)).spec(out.strip())
-    assert spec.weights == "/models/balloon.h5" and spec.class_names == ["BG", "balloon"]
-    assert spec.settings == {"IMAGE_MAX_DIM": 256, "DETECTION_MIN_CONFIDENCE": 0.9}
+    model = JobStore(connect(config), Keys(config.namespace)).spec(out.strip()).job.model
+    assert model.weights == "/models/balloon.h5" and model.class_names == ("BG", "balloon")
+    assert model.settings == {"IMAGE_MAX_DIM": 256, "DETECTION_MIN_CONFIDENCE": 0.9} and model.config_file is None
 
 
 def test_gpu_memory_options_parse_and_set_up_without_a_gpu():

@@ -120,26 +120,46 @@ def connect(config: RedisConfig) -> redis.Redis:
     return client
 
 
-def retrying(config: RedisConfig, call: Callable[[], T], what: str) -> T:
+class Outage:
+    """Since when Redis has not answered one part of a process (a producer's transport, a worker's queue, a
+    runner). Its calls share it, so that calls made one after another while Redis is away give up together,
+    `grace` seconds after the first failure, rather than each waiting a grace period of its own."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+
+def retrying(config: RedisConfig, call: Callable[[], T], what: str, outage: Outage | None = None) -> T:
     """Run a Redis call, retrying connection errors for up to `config.grace` seconds (exponential backoff,
-    at most 1 s apart); no new attempt starts after the deadline, so this returns or raises `RedisLost`
-    within grace + one socket timeout."""
-    deadline = time.monotonic() + config.grace
+    at most 1 s apart) counted from the first failure of `outage` (or of this call); no new attempt starts
+    after the deadline, so this returns or raises `RedisLost` within grace + one socket timeout of Redis
+    going away, however many calls are made meanwhile."""
+    outage = outage or Outage()
     delay = 0.1
     while True:
+        if outage.since is not None and time.monotonic() - outage.since >= config.grace:
+            raise _lost(config, what, "no answer")
         try:
-            return call()
+            result = call()
+            outage.since = None
+            return result
         except (redis.AuthenticationError, redis.AuthenticationWrongNumberOfArgsError) as error:
             where = redacted(config.url)
             if "required" in str(error).lower():
                 raise StreamerError(f"Redis at {where} needs a password: give redis://[user]:PASSWORD@host") from None
             raise StreamerError(f"Redis at {where} refused the credentials ({error}); check the URL") from None
         except (redis.ConnectionError, redis.TimeoutError) as error:
-            left = deadline - time.monotonic()
+            if outage.since is None:
+                outage.since = time.monotonic()
+            left = outage.since + config.grace - time.monotonic()
             if left <= 0:
-                raise RedisLost(
-                    f"lost Redis at {redacted(config.url)} ({what}: {redact(error)}); "
-                    f"gave up after {config.grace:g} s, check that it is running"
-                ) from None
+                raise _lost(config, what, redact(error)) from None
             time.sleep(min(delay, left))
             delay = min(delay * 2, 1.0)
+
+
+def _lost(config: RedisConfig, what: str, reason: str) -> RedisLost:
+    return RedisLost(
+        f"lost Redis at {redacted(config.url)} ({what}: {reason}); gave up after {config.grace:g} s, "
+        "check that it is running"
+    )

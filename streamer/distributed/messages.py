@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import PIL.Image
 
+from streamer.detections import prediction_of, record
 from streamer.distributed.connection import CODECS
 from streamer.effects.planes import PLANAR_420, drawable, plane_views
 from streamer.frames import Frame, Rendered
@@ -65,8 +66,8 @@ def encode(message: Message, codec: str = "raw", quality: int = 90) -> dict[str,
         fields[b"data"] = b"".join(plane.tobytes() for plane in plane_views(picture))
     else:
         fields[b"data"] = _compress(frame.image, codec, quality)
-    if isinstance(frame, Rendered) and frame.detections is not None:
-        fields[b"detections"] = json.dumps(frame.detections, separators=(",", ":")).encode()
+    if isinstance(frame, Rendered) and frame.prediction is not None:
+        fields[b"detections"] = json.dumps(record(frame.prediction), separators=(",", ":")).encode()
     return fields
 
 
@@ -83,7 +84,7 @@ def decode(fields: dict[bytes, bytes], max_payload: int = MAX_PAYLOAD) -> Messag
             raise MessageError(f"bad frame shape {shape}")
         numerator, denominator = (int(part) for part in fields[b"tb"].split(b"/"))
         codec = fields[b"codec"].decode()
-        detections = _detections(fields.get(b"detections"))
+        found = _detections(fields.get(b"detections"))
         index = int(fields[b"index"])
         if index < 0:
             raise MessageError(f"negative frame index {index}")
@@ -98,7 +99,7 @@ def decode(fields: dict[bytes, bytes], max_payload: int = MAX_PAYLOAD) -> Messag
             pts=int(fields[b"pts"]),
             time_base=Fraction(numerator, denominator),
             image=image,
-            detections=detections,
+            prediction=None if found is None else prediction_of(found, shape[0], shape[1]),
             decoded=picture,
         )
         return Message(job=fields[b"job"].decode(), frame=frame)

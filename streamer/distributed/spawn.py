@@ -8,9 +8,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
-from streamer.distributed.connection import RedisConfig
+from streamer.distributed.connection import RedisConfig, socket_timeout
 from streamer.models import ModelConfig
 
 
@@ -69,8 +70,11 @@ def local_workers(count: int, model: ModelConfig, redis: RedisConfig) -> Iterato
         for process in processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
+        # they drain the batch in hand; with Redis gone they cannot, and are not waited for past its grace
+        deadline = time.monotonic() + redis.grace + socket_timeout(redis.grace) + 2
         for process in processes:
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import redis
 
-from streamer.distributed.connection import WORKER_GROUP, Keys, RedisConfig, ensure_group, retrying
+from streamer.distributed.connection import WORKER_GROUP, Keys, Outage, RedisConfig, ensure_group, retrying
 from streamer.distributed.jobs import RUNNING, JobSpec, JobStore
 from streamer.distributed.messages import MAX_PAYLOAD, VERSION, Message, MessageError, decode, encode, job_of
 from streamer.frames import Rendered
@@ -93,6 +93,7 @@ class WorkQueue:
         self._last_claim = 0.0
         self._take = client.register_script(TAKE)
         self._limit = max_payload + HEADER_ROOM
+        self.outage = Outage()  # its calls give up together, `grace` seconds after Redis stopped answering
         self._last_sweep = time.monotonic()
         self.forget_idle = max(claim_idle * 6, 1.0)  # seconds idle before a consumer with nothing pending is removed
 
@@ -175,9 +176,14 @@ class WorkQueue:
         pipe.execute()
 
     def leave(self) -> None:
+        """Say goodbye (one call, none while Redis is away: the heartbeat key expires on its own)."""
+        if self.outage.since is not None:
+            return
         try:
-            self.client.delete(self.keys.worker(self.consumer))
-            self.client.srem(self.keys.workers, self.consumer)
+            pipe = self.client.pipeline()
+            pipe.delete(self.keys.worker(self.consumer))
+            pipe.srem(self.keys.workers, self.consumer)
+            pipe.execute()
         except redis.RedisError:
             pass
 
@@ -300,7 +306,7 @@ class WorkQueue:
             pipe.xdel(self.stream, *ids)
 
     def _call(self, call, what: str):
-        return retrying(self.config, call, what)
+        return retrying(self.config, call, what, self.outage)
 
 
 def _entries(reply) -> list[tuple[bytes, dict[bytes, bytes]]]:

@@ -14,7 +14,15 @@ import redis
 
 from streamer.batch import run_queued
 from streamer.distributed.confine import Confinement
-from streamer.distributed.connection import RUNNER_GROUP, Keys, RedisConfig, ensure_group, retrying
+from streamer.distributed.connection import (
+    RUNNER_GROUP,
+    Keys,
+    Outage,
+    RedisConfig,
+    ensure_group,
+    retrying,
+    socket_timeout,
+)
 from streamer.distributed.jobs import FAILED, FINAL, JobSpec, JobStore
 from streamer.distributed.messages import MessageError
 from streamer.errors import StreamerError
@@ -35,6 +43,7 @@ class Runner:
         self.confinement = Confinement()  # what submitted jobs may read and write (worker --allow-input/-output)
         self.keys = Keys(config.namespace)
         self.jobs = JobStore(client, self.keys)
+        self.outage = Outage()  # its calls give up together, `grace` seconds after Redis stopped answering
 
     def serve(self, stop: threading.Event) -> None:
         self._join()
@@ -51,7 +60,12 @@ class Runner:
                 self._run(entry_id, job, config)
 
     def _join(self) -> None:
-        retrying(self.config, lambda: ensure_group(self.client, self.keys.submitted, RUNNER_GROUP), "create group")
+        retrying(
+            self.config,
+            lambda: ensure_group(self.client, self.keys.submitted, RUNNER_GROUP),
+            "create group",
+            self.outage,
+        )
 
     def _next(self):
         """The next submitted entry (one left by a dead runner first); a Redis that restarted empty has lost the
@@ -72,14 +86,17 @@ class Runner:
                 self.keys.submitted, RUNNER_GROUP, self.name, int(self.abandoned * 1000), "0-0", count=1
             ),
             "claim job",
+            self.outage,
         )
         claimed = [(entry_id, fields) for entry_id, fields in claimed if fields]
         if claimed:
             return claimed
+        block = int(min(1.0, socket_timeout(self.config.grace) / 2) * 1000)  # a blocked read ends within the timeout
         reply = retrying(
             self.config,
-            lambda: self.client.xreadgroup(RUNNER_GROUP, self.name, {self.keys.submitted: ">"}, count=1, block=1000),
+            lambda: self.client.xreadgroup(RUNNER_GROUP, self.name, {self.keys.submitted: ">"}, count=1, block=block),
             "read jobs",
+            self.outage,
         )
         return reply[0][1] if reply else []
 
@@ -144,7 +161,7 @@ class Runner:
         job = fields[b"job"].decode(errors="replace")
         state = self.jobs.state(job)
         if state is None:  # `batch` makes the record before queueing: this entry is not one of its videos
-            self._reject(entry_id, fields, "batch video without a job record")
+            self._reject(entry_id, fields, "batch video without a job record", self.outage)
             return
         if state in FINAL:
             self._done(entry_id)
@@ -176,4 +193,4 @@ class Runner:
         pipe = self.client.pipeline(transaction=True)
         pipe.xack(self.keys.submitted, RUNNER_GROUP, entry_id)
         pipe.xdel(self.keys.submitted, entry_id)
-        retrying(self.config, pipe.execute, "finish job")
+        retrying(self.config, pipe.execute, "finish job", self.outage)

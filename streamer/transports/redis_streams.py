@@ -16,7 +16,15 @@ from collections.abc import Iterator
 import cv2
 import redis
 
-from streamer.distributed.connection import WORKER_GROUP, Keys, RedisConfig, RedisLost, ensure_group, retrying
+from streamer.distributed.connection import (
+    WORKER_GROUP,
+    Keys,
+    Outage,
+    RedisConfig,
+    RedisLost,
+    ensure_group,
+    retrying,
+)
 from streamer.distributed.jobs import CANCELLED, FAILED, JobSpec, JobStore
 from streamer.distributed.messages import Message, MessageError, decode, encode
 from streamer.errors import StreamerError
@@ -53,6 +61,7 @@ class RedisTransport:
         self._out: dict[int, list] = {}
         self._out_lock = threading.Lock()
         self._lost = False  # Redis stayed away for the whole grace period: nothing more is tried
+        self._outage = Outage()  # every call of this job gives up `grace` seconds after Redis stopped answering
         self._call(lambda: ensure_group(client, self._keys.work(self._model), WORKER_GROUP), "create group")
         self._call(self._create, "create job")
 
@@ -135,7 +144,7 @@ class RedisTransport:
 
     def _call(self, call, what: str):
         try:
-            return retrying(self._config, call, what)
+            return retrying(self._config, call, what, self._outage)
         except RedisLost:
             self._lost = True
             raise
@@ -186,7 +195,7 @@ class RedisTransport:
         try:
             message = decode(fields)
         except MessageError as error:
-            self._client.hincrby(self._keys.stats, "rejected", 1)
+            self._call(lambda: self._client.hincrby(self._keys.stats, "rejected", 1), "count rejected")
             log.warning("job %s: rejected a result message: %s", self.job, error)
             return None
         index = message.frame.index
@@ -206,7 +215,7 @@ class RedisTransport:
         """About once a second, a small JPEG of the latest output frame for the status page (made from the
         decoded picture when the frame came as one, so that it still goes to the encoder as it is)."""
         now = time.monotonic()
-        if now - self._previewed < PREVIEW_EVERY:
+        if now - self._previewed < PREVIEW_EVERY or self._outage.since is not None:  # not while Redis is away
             return
         self._previewed = now
         height, width, _ = frame.shape
@@ -241,8 +250,8 @@ class RedisTransport:
         )
 
     def _workers_alive(self) -> bool:
-        for name in self._client.smembers(self._keys.workers):
-            model = self._client.hget(self._keys.worker(name.decode()), "model")
+        for name in self._call(lambda: self._client.smembers(self._keys.workers), "list workers"):
+            model = self._call(lambda name=name: self._client.hget(self._keys.worker(name.decode()), "model"), "worker")
             if model is not None and model.decode() == self._model:
                 return True
         return False

@@ -20,20 +20,21 @@ def test_one_line_per_frame_in_order(tmp_path):
     target = tmp_path / "out.jsonl"
     writer = DetectionsWriter(target)
     for index in range(5):
-        writer.write(index, index * 2, TIME_BASE, {"scores": [0.5 + index / 10]} if index % 2 else None)
+        found = Prediction(class_ids=np.array([1]), scores=np.array([0.5 + index / 10], np.float32))
+        writer.write(index, index * 2, TIME_BASE, found if index % 2 else None)
         assert not target.exists()
     assert writer.close() == target
     lines = [json.loads(line) for line in target.read_text().splitlines()]
     assert [line["frame"] for line in lines] == [0, 1, 2, 3, 4]
     assert [line["pts"] for line in lines] == [0, 2, 4, 6, 8]
-    assert lines[3] == {"frame": 3, "pts": 6, "time": 0.2, "scores": [0.8]}
+    assert lines[3] == {"frame": 3, "pts": 6, "time": 0.2, "class_ids": [1], "scores": [0.8]}
     assert "scores" not in lines[2]
     assert names(tmp_path) == ["out.jsonl"]
 
 
 def test_abort_leaves_nothing(tmp_path):
     writer = DetectionsWriter(tmp_path / "out.jsonl")
-    writer.write(0, 0, TIME_BASE, {"scores": [0.9]})
+    writer.write(0, 0, TIME_BASE, Prediction(class_ids=np.array([1]), scores=np.array([0.9])))
     writer.abort()
     assert names(tmp_path) == []
 
@@ -51,9 +52,14 @@ def test_record_encodes_masks_and_names_classes():
     masks = np.zeros((4, 6, 1), bool)
     masks[1:3, 2:5, 0] = True
     prediction = Prediction(
-        masks=masks, boxes=np.array([[1, 2, 3, 5]]), class_ids=np.array([1]), scores=np.array([0.91234])
+        masks=masks,
+        boxes=np.array([[1, 2, 3, 5]]),
+        class_ids=np.array([1]),
+        scores=np.array([0.91234], np.float32),
+        class_names=("bg", "square"),
     )
-    result = record(prediction, class_names=["bg", "square"])
-    assert result["classes"] == ["square"] and result["scores"] == [0.9123] and result["boxes"] == [[1, 2, 3, 5]]
+    result = record(prediction)
+    assert result["classes"] == ["square"] and result["boxes"] == [[1, 2, 3, 5]]
+    assert np.float32(result["scores"][0]) == np.float32(0.91234)  # exact: the same after the Redis wire
     decoded = rle.decode({"size": result["masks"][0]["size"], "counts": result["masks"][0]["counts"].encode()})
     assert (decoded.astype(bool) == masks[:, :, 0]).all()

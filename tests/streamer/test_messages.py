@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from fractions import Fraction
 
@@ -11,6 +12,7 @@ import pytest
 from streamer.distributed import messages
 from streamer.distributed.messages import MAX_SIDE, Message, MessageError, decode, encode, job_of
 from streamer.frames import Frame, Rendered
+from streamer.prediction import Prediction
 
 TB = Fraction(1001, 30000)
 
@@ -28,7 +30,8 @@ def noisy(height: int = 24, width: int = 32) -> np.ndarray:
 
 def fields(**changes) -> dict[bytes, bytes]:
     """A valid raw-codec message with some fields replaced (None removes one)."""
-    out = encode(Message("job1", Rendered(3, 12345, TB, noisy(), {"scores": [0.5]})))
+    found = Prediction(class_ids=np.array([1]), scores=np.array([0.5], np.float32))
+    out = encode(Message("job1", Rendered(3, 12345, TB, noisy(), found)))
     for name, value in changes.items():
         if value is None:
             out.pop(name.encode(), None)
@@ -46,7 +49,7 @@ def test_lossless_codecs_round_trip_exact_pixels(codec):
     assert (frame.index, frame.pts, frame.time_base) == (41, -7, TB)
     assert frame.image.dtype == np.uint8 and frame.image.shape == pixels.shape
     assert np.array_equal(frame.image, pixels)
-    assert frame.detections is None
+    assert frame.prediction is None
 
 
 @pytest.mark.parametrize("codec", ["jpeg", "webp"])
@@ -68,16 +71,34 @@ def test_lossy_codec_quality_is_used():
 
 
 @pytest.mark.parametrize("codec", ["raw", "png", "jpeg"])
-def test_detections_survive(codec):
-    detections = {
-        "boxes": [[1, 2, 3, 4]],
-        "classes": ["person"],
-        "scores": [0.9876],
-        "masks": [{"size": [24, 32], "counts": "abc"}],
-    }
-    message = decode(encode(Message("j", Rendered(5, 10, TB, image(), detections)), codec))
-    assert message.frame.detections == detections
-    assert decode(encode(Message("j", Rendered(5, 10, TB, image(), None)), codec)).frame.detections is None
+def test_a_frames_prediction_survives_the_wire(codec):
+    height, width = image().shape[:2]
+    masks = np.zeros((height, width, 2), bool)
+    masks[2:9, 3:14, 0] = True
+    masks[10:20, 1:30, 1] = True
+    found = Prediction(
+        masks=masks,
+        class_ids=np.array([1, 3], np.int32),
+        scores=np.array([0.98765432, 0.5], np.float32),
+        boxes=np.array([[2, 3, 9, 14], [10, 1, 20, 30]], np.int32),
+        class_names=("BG", "person", "dog", "car"),
+    )
+    got = decode(encode(Message("j", Rendered(5, 10, TB, image(), found)), codec)).frame.prediction
+    assert np.array_equal(got.masks, masks) and np.array_equal(got.class_ids, found.class_ids)
+    assert np.array_equal(got.scores, found.scores) and np.array_equal(got.boxes, found.boxes)
+    assert got.class_names == ("?", "person", "?", "car")  # enough to name every instance
+    semantic = np.zeros((height, width), np.uint8)
+    semantic[:, :7] = 1
+    semantic[5:, 20:] = 2
+    got = decode(encode(Message("j", Rendered(5, 10, TB, image(), Prediction(semantic=semantic))), codec))
+    assert np.array_equal(got.frame.prediction.semantic, semantic)
+    assert decode(encode(Message("j", Rendered(5, 10, TB, image(), None)), codec)).frame.prediction is None
+
+
+def test_a_record_whose_masks_do_not_fit_the_frame_is_refused_before_decoding():
+    huge = {"class_ids": [1], "masks": [{"size": [100000, 100000], "counts": "abc"}], "scores": [0.5]}
+    with pytest.raises(MessageError, match="run-length"):
+        decode(fields(detections=json.dumps(huge).encode()))
 
 
 def test_job_of_reads_only_the_two_fields():

@@ -11,6 +11,7 @@ import pytest
 from streamer.errors import StreamerError
 from streamer.frames import Rendered
 from streamer.muxer import Muxer
+from streamer.prediction import Prediction
 
 TB = Fraction(1, 10)  # frame n is at n / 10 s
 
@@ -179,10 +180,10 @@ def test_audio_added_after_video_passed_its_time_goes_out_with_the_next_frame():
 def test_detections_are_written_in_frame_order():
     sink, writer = FakeSink(), FakeDetections()
     muxer = Muxer(sink, detections=writer)
-    found = {i: {"class_ids": [i], "scores": [0.5]} for i in range(5)}
-    found[2] = None  # a frame pushed without a record
+    found = {i: Prediction(class_ids=np.array([i]), scores=np.array([0.5])) for i in range(5)}
+    found[2] = None  # a frame pushed without a prediction
     for i in (4, 2, 0, 3, 1):
         muxer.push(rendered(i, found[i]))
-    muxer.push(rendered(3, {"class_ids": [99]}))  # a duplicate's record is not written either
+    muxer.push(rendered(3, Prediction(class_ids=np.array([99]))))  # a duplicate's is not written either
 
     assert writer.lines == [(i, i, TB, found[i]) for i in range(5)]

@@ -7,6 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from streamer.detections import record
 from streamer.effects import EffectConfig
 from streamer.errors import StreamerError
 from streamer.frames import Frame
@@ -95,7 +96,7 @@ def test_one_rendered_per_frame_with_index_pts_and_time_base_kept():
         assert (result.image[:, : W // 2] == (0, 255, 0)).all()  # the foreground is drawn
         assert (result.image[:, W // 2 :] == original[:, W // 2 :]).all()  # the rest is the frame itself
         assert (frame.image == original).all()  # the input is not drawn on
-        assert result.detections is None
+        assert result.prediction is None
 
 
 def test_the_model_gets_the_frames_as_one_batch():
@@ -107,25 +108,27 @@ def test_the_model_gets_the_frames_as_one_batch():
     assert all((model.batches[0][i] == frame.image).all() for i, frame in enumerate(batch))
 
 
-def test_detections_are_none_unless_asked_for():
-    assert all(r.detections is None for r in RenderStage(Instances(), EffectConfig(name="instances"))(frames(2)))
+def test_predictions_travel_with_frames_only_when_asked_for():
+    assert all(r.prediction is None for r in RenderStage(Instances(), EffectConfig(name="instances"))(frames(2)))
     found = RenderStage(Instances(), EffectConfig(name="instances"), detections=True)(frames(2))
     for result in found:
-        assert result.detections["classes"] == ["person", "car"]
-        assert result.detections["class_ids"] == [1, 2]
-        assert result.detections["boxes"] == [list(PERSON_BOX), list(CAR_BOX)]
-        assert result.detections["scores"] == pytest.approx([0.9, 0.8])
-        assert len(result.detections["masks"]) == 2
+        detections = record(result.prediction)
+        assert detections["classes"] == ["person", "car"]
+        assert detections["class_ids"] == [1, 2]
+        assert detections["boxes"] == [list(PERSON_BOX), list(CAR_BOX)]
+        assert detections["scores"] == pytest.approx([0.9, 0.8])
+        assert len(detections["masks"]) == 2
 
 
 def test_classes_selection_drops_other_instances_from_the_detections():
     stage = RenderStage(Instances(), EffectConfig(name="instances", classes=("car",)), detections=True)
     for result in stage(frames(2)):
-        assert result.detections["classes"] == ["car"]
-        assert result.detections["class_ids"] == [2]
-        assert result.detections["boxes"] == [list(CAR_BOX)]
-        assert result.detections["scores"] == pytest.approx([0.8])
-        assert len(result.detections["masks"]) == 1
+        detections = record(result.prediction)
+        assert detections["classes"] == ["car"]
+        assert detections["class_ids"] == [2]
+        assert detections["boxes"] == [list(CAR_BOX)]
+        assert detections["scores"] == pytest.approx([0.8])
+        assert len(detections["masks"]) == 1
 
 
 def test_classes_selection_under_instances_leaves_a_dropped_instance_undrawn():

@@ -174,8 +174,8 @@ def test_two_jobs_in_one_batch_each_get_their_own_frames_in_order():
         for r in rendered:
             assert (r.image[:, : W // 2] == (255, 0, 0)).all()  # the effect was drawn
             assert (r.image[:, W // 2 :] == (ord(job[0]), r.index, 7)).all()  # on this job's own frame
-    assert all(r.detections is None for r in queue.completed["alpha"][0][1])
-    assert all(r.detections["classes"] == ["person"] for r in queue.completed["beta"][0][1])
+    assert all(r.prediction is None for r in queue.completed["alpha"][0][1])
+    assert all(r.prediction is not None for r in queue.completed["beta"][0][1])
     assert w.frames == 5
 
 

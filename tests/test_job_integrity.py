@@ -1,0 +1,178 @@
+"""What runs in the distributed paths is what was asked, and no part dies or waits without a word: a submitted job
+runs on its own model file; runners take jobs again after Redis restarted empty; workers give the embedded
+pipeline's masks on frames of any size; a frozen Redis ends a job within its grace period."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import av
+import cv2
+import numpy as np
+from redis_fixtures import ROOT, environment
+from test_redis import KEYS, wait_for
+from unet_helpers import save_gray_model
+
+from streamer.distributed.connection import RedisConfig, socket_timeout
+from streamer.effects import EffectConfig
+from streamer.pipeline import Pipeline, ProcessConfig
+
+
+def textured_video(path, width: int, height: int, frames: int, seed: int) -> str:
+    """Smooth random texture drifting across the frame: a real model is unsure over much of it, so any
+    difference in the pixels it is given shows in its mask."""
+    rng = np.random.default_rng(seed)
+    canvas = cv2.GaussianBlur(rng.integers(0, 256, (height * 2, width * 2, 3), dtype=np.uint8), (0, 0), 5)
+    canvas = cv2.normalize(canvas, None, 0, 255, cv2.NORM_MINMAX)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+        for index in range(frames):
+            image = np.ascontiguousarray(canvas[index * 3 : index * 3 + height, index * 2 : index * 2 + width])
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return str(path)
+
+
+def decoded(path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def test_workers_give_the_embedded_masks_on_frames_of_any_size(tmp_path, redis_server, workers):
+    """The demo U-Net with --effect mask through Redis and two workers, frame for frame the embedded output, on
+    sizes that are not 16:9 (4:2:0 and, at odd sizes, 4:4:4)."""
+    for _ in range(2):
+        workers.start("--batch", "4", model="unet")
+    effect = EffectConfig(name="mask")
+    for width, height, seed in ((488, 200, 3), (331, 197, 4)):
+        source = textured_video(tmp_path / f"in{width}.mp4", width, height, 12, seed)
+        embedded, distributed = tmp_path / f"embedded{width}.mkv", tmp_path / f"redis{width}.mkv"
+        Pipeline(ProcessConfig(input=source, output=str(embedded), effect=effect)).run()
+        config = ProcessConfig(
+            input=source, output=str(distributed), effect=effect, redis=RedisConfig(url=redis_server.url)
+        )
+        Pipeline(config).run()
+        here, there = decoded(embedded), decoded(distributed)
+        assert len(here) == len(there) == 12
+        masks = np.stack(here)[..., 0] > 127
+        assert masks.any() and not masks.all(), "a texture the model is sure about shows nothing"
+        for index, (one, other) in enumerate(zip(here, there)):
+            assert np.array_equal(one, other), f"{width}x{height} frame {index} differs"
+
+
+def test_a_submitted_job_runs_on_its_own_model_file(tmp_path, redis_server):
+    """The job names a model file the runner's worker was not started with: its masks are that model's."""
+    weights = save_gray_model(tmp_path / "gray.keras")
+    image = np.zeros((96, 160, 3), np.uint8)
+    image[:, :80] = 230  # bright left half: the grey model says yes there, and no on the dark right
+    source = tmp_path / "in.mp4"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        for index in range(6):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    allowed = ["--allow-input", str(tmp_path), "--allow-output", str(tmp_path)]
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "worker", "--model", "semantic", "--jobs", "1", *allowed],
+        env=dict(environment(), STREAMER_REDIS=redis_server.url),
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        output = tmp_path / "out.mp4"
+        submitted = subprocess.run(
+            [sys.executable, "-m", "streamer", "submit", str(source), "-o", str(output), "--model", "semantic"]
+            + ["--weights", str(weights), "--effect", "mask", "--redis", redis_server.url],
+            env=environment(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert submitted.returncode == 0, submitted.stderr
+        job = submitted.stdout.strip()
+        client = redis_server.client()
+        wait_for(lambda: client.hget(KEYS.job(job), "state") in (b"done", b"failed"), 120, "the job to end")
+        assert client.hget(KEYS.job(job), "state") == b"done", client.hget(KEYS.job(job), "reason")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    frames = decoded(output)
+    assert len(frames) == 6
+    for frame in frames:
+        assert frame[:, 8:72].min() > 200 and frame[:, 88:152].max() < 50  # the grey model's mask, not the road's
+
+
+def test_runners_take_jobs_again_after_redis_restarted_empty(tmp_path, redis_server, workers):
+    from media import make_video
+
+    worker = workers.start(jobs=1)
+    client = redis_server.client()
+    wait_for(lambda: client.exists(KEYS.submitted), what="the runner's group")
+    redis_server.stop()
+    redis_server.start()  # the same port, nothing in it: the runners' group is gone
+    source = make_video(tmp_path / "in.mp4", frames=10)
+    output = tmp_path / "out.mp4"
+    submitted = subprocess.run(
+        [sys.executable, "-m", "streamer", "submit", str(source), "-o", str(output)]
+        + ["--model", "tests.models:left_half", "--redis", redis_server.url],
+        env=environment(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    job = submitted.stdout.strip()
+    client = redis_server.client()
+    wait_for(lambda: client.hget(KEYS.job(job), "state") in (b"done", b"failed"), 60, "the job to end")
+    assert client.hget(KEYS.job(job), "state") == b"done", client.hget(KEYS.job(job), "reason")
+    assert len(decoded(output)) == 10 and worker.poll() is None
+
+
+def test_a_frozen_redis_ends_the_job_within_its_grace(tmp_path, redis_server):
+    """SIGSTOP on Redis while `process --redis --grace 3 --workers 1` sends frames: the command gives up within
+    the grace (plus one socket timeout and start-up slack), local workers included, and leaves no output."""
+    from media import make_video
+
+    source = make_video(tmp_path / "in.mp4", frames=600, width=96, height=64)
+    output = tmp_path / "out.mp4"
+    grace = 3.0
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "process", str(source), "-o", str(output), "--model", "tests.models:slow"]
+        + ["--redis", redis_server.url, "--grace", str(grace), "--workers", "1", "--json"],
+        env=environment(),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = redis_server.client()
+    try:
+
+        def sending():
+            return any(int(client.hget(key, "done") or 0) >= 5 for key in client.keys("streamer:job:*"))
+
+        wait_for(sending, 60, "the job under way")
+        redis_server.process.send_signal(signal.SIGSTOP)
+        frozen = time.monotonic()
+        code = process.wait(timeout=60)
+        took = time.monotonic() - frozen
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+        if process.poll() is None:
+            process.kill()
+    err = process.stderr.read()
+    assert code != 0 and "lost Redis" in err, err
+    assert took < grace + socket_timeout(grace) + 3, f"exited {took:.1f} s after Redis froze, with --grace {grace:g}"
+    assert not output.exists() and not process.stdout.read().strip()  # no summary of a job that failed
