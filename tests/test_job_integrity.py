@@ -116,7 +116,7 @@ def test_a_submitted_job_runs_on_its_own_model_file(tmp_path, redis_server):
 def test_runners_take_jobs_again_after_redis_restarted_empty(tmp_path, redis_server, workers):
     from media import make_video
 
-    worker = workers.start(jobs=1)
+    worker = workers.start("--allow-input", str(tmp_path), "--allow-output", str(tmp_path), jobs=1)
     client = redis_server.client()
     wait_for(lambda: client.exists(KEYS.submitted), what="the runner's group")
     redis_server.stop()

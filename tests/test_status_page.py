@@ -18,6 +18,8 @@ from streamer.cli.serve import make_app
 from streamer.distributed.connection import Keys, RedisConfig, connect
 from streamer.distributed.jobs import DONE, FAILED, JobSpec, JobStore
 from streamer.httpd import Server
+from streamer.job import ProcessConfig
+from streamer.models import ModelConfig
 
 TOKEN = "page-token-0123456789abcdef"
 KEYS = Keys("streamer")
@@ -59,14 +61,33 @@ def served(redis_server):
 
 def seed(jobs: JobStore, client) -> None:
     """A failed job (37 of 100 frames), a running one (50 of 200, with a preview) and a done one."""
-    jobs.create("failed1", JobSpec(model="maskrcnn"), total=100, input="/in/a.mp4", output="/out/a.mp4")
+    jobs.create(
+        "failed1",
+        JobSpec(job=ProcessConfig(input="in.mp4", model=ModelConfig(name="maskrcnn"))),
+        total=100,
+        input="/in/a.mp4",
+        output="/out/a.mp4",
+    )
     jobs.finish("failed1", FAILED, 3600, "the model ran out of memory", done=37)
-    jobs.create("running1", JobSpec(model="unet"), lease=60, total=200, input="/in/b.mp4", output="/out/b.mp4")
+    jobs.create(
+        "running1",
+        JobSpec(job=ProcessConfig(input="in.mp4", model=ModelConfig(name="unet"))),
+        lease=60,
+        total=200,
+        input="/in/b.mp4",
+        output="/out/b.mp4",
+    )
     jobs.update("running1", done=50, fps=12.5)
     frame = np.zeros((90, 160, 3), np.uint8)
     frame[:, :80] = (0, 0, 255)
     client.set(KEYS.preview("running1"), cv2.imencode(".jpg", frame)[1].tobytes())
-    jobs.create("done1", JobSpec(model="unet"), total=10, input="/in/c.mp4", output="/out/c.mp4")
+    jobs.create(
+        "done1",
+        JobSpec(job=ProcessConfig(input="in.mp4", model=ModelConfig(name="unet"))),
+        total=10,
+        input="/in/c.mp4",
+        output="/out/c.mp4",
+    )
     jobs.finish("done1", DONE, 3600, done=10)
 
 

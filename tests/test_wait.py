@@ -11,6 +11,7 @@ import pytest
 
 from streamer.distributed.connection import Keys, RedisConfig, connect
 from streamer.distributed.jobs import CANCELLED, DONE, FAILED, JobStore
+from streamer.job import ProcessConfig
 
 KEYS = Keys("streamer")
 MODEL = "tests.models:left_half"
@@ -91,7 +92,7 @@ def test_status_watch_follows_a_job_to_its_end(redis_server, run_cli, ending, co
     jobs = JobStore(redis_server.client(), KEYS)
     from streamer.distributed.jobs import JobSpec
 
-    jobs.create("watched", JobSpec(), total=10, input="in.mp4", output="out.mp4")
+    jobs.create("watched", JobSpec(job=ProcessConfig(input="in.mp4")), total=10, input="in.mp4", output="out.mp4")
     thread = play(redis_server.url, ending, job="watched", steps=0.5)
     result, out, err = run_cli(
         "status", "watched", "--watch", "--json", "--interval", "0.2", "--redis", redis_server.url
@@ -102,7 +103,7 @@ def test_status_watch_follows_a_job_to_its_end(redis_server, run_cli, ending, co
     assert len(states) >= 3 and states[-1] == ending and "running" in states
     assert states == sorted(states, key=["running", ending].index), "one line per refresh, in order"
 
-    jobs.create("watched2", JobSpec(), total=10, input="in.mp4", output="out.mp4")
+    jobs.create("watched2", JobSpec(job=ProcessConfig(input="in.mp4")), total=10, input="in.mp4", output="out.mp4")
     thread = play(redis_server.url, FAILED, job="watched2", steps=0.3)
     result, out, err = run_cli("status", "watched2", "--watch", "--interval", "0.2", "--redis", redis_server.url)
     thread.join()

@@ -109,9 +109,11 @@ def described(record: dict) -> dict:
         spec = json.loads(record.get("spec") or "{}")
     except ValueError:
         spec = {}
-    if isinstance(spec, dict):
-        model = model or spec.get("model")
-        effect = effect or spec.get("effect")
+    job = spec.get("job") if isinstance(spec, dict) else None  # the job description the record carries
+    if isinstance(job, dict):
+        if isinstance(job.get("model"), dict):
+            model = model or job["model"].get("name")
+        effect = effect or job.get("effect")
     if isinstance(effect, str) and effect.startswith("{"):
         try:
             effect = json.loads(effect)

@@ -3,9 +3,10 @@
 Only plain fields are parsed (integers, a fraction, a shape, JSON for detections) and images
 are decoded by codec: nothing a writer to Redis puts in a message can run code here.
 
-With the lossless `raw` codec a frame that is a decoded 8-bit YUV 4:2:0 picture (whose RGB pixels nobody has
-drawn on) travels as its three planes, with its colour matrix and range: half the bytes of RGB, and the worker
-draws on it as the embedded pipeline does, so both give the same output, pixel for pixel.
+With the lossless `raw` codec a frame that is a decoded 8-bit planar YUV picture (4:2:0, 4:2:2 or 4:4:4, whose
+RGB pixels nobody has drawn on) travels as its three planes, with its colour matrix and range (4:2:0: half the
+bytes of RGB), and the worker converts, scales and draws on it as the embedded pipeline does, so both give the
+same output, pixel for pixel.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import PIL.Image
 
 from streamer.detections import prediction_of, record
 from streamer.distributed.connection import CODECS
-from streamer.effects.planes import PLANAR_420, drawable, plane_views
+from streamer.effects.planes import plane_views
 from streamer.frames import Frame, Rendered
 
 VERSION = b"1"
@@ -34,6 +35,16 @@ MAX_NESTING = 32
 NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 COLORSPACES = range(18)  # FFmpeg's AVColorSpace values
 COLOR_RANGES = range(3)  # unspecified, limited (MPEG), full (JPEG)
+# 8-bit planar YUV a decoded picture may travel in as its planes (raw codec), by chroma subsampling (rows, columns):
+# the worker then converts and scales it exactly as the embedded pipeline does the decoded picture itself
+PLANES = {
+    "yuv420p": (2, 2),
+    "yuvj420p": (2, 2),
+    "yuv422p": (1, 2),
+    "yuvj422p": (1, 2),
+    "yuv444p": (1, 1),
+    "yuvj444p": (1, 1),
+}
 
 
 class MessageError(ValueError):
@@ -61,7 +72,7 @@ def encode(message: Message, codec: str = "raw", quality: int = 90) -> dict[str,
         b"shape": ",".join(map(str, frame.shape)).encode(),
         b"codec": codec.encode(),
     }
-    if codec == "raw" and isinstance(picture, av.VideoFrame) and drawable(picture):
+    if codec == "raw" and isinstance(picture, av.VideoFrame) and picture.format.name in PLANES:
         fields[b"pix"] = f"{picture.format.name},{int(picture.colorspace)},{int(picture.color_range)}".encode()
         fields[b"data"] = b"".join(plane.tobytes() for plane in plane_views(picture))
     else:
@@ -139,10 +150,11 @@ def _picture(data: bytes, pix: bytes, shape: tuple[int, int, int]) -> av.VideoFr
     """A YUV 4:2:0 picture from its packed planes, after checking its format, colour tags and payload size."""
     name, colorspace, color_range = pix.decode().split(",")
     colorspace, color_range = int(colorspace), int(color_range)
-    if name not in PLANAR_420 or colorspace not in COLORSPACES or color_range not in COLOR_RANGES:
-        raise MessageError(f"bad picture format {pix[:64]!r}: planes are {' or '.join(PLANAR_420)}")
+    if name not in PLANES or colorspace not in COLORSPACES or color_range not in COLOR_RANGES:
+        raise MessageError(f"bad picture format {pix[:64]!r}: planes are {', '.join(PLANES)}")
     height, width = shape[:2]
-    chroma = ((height + 1) // 2, (width + 1) // 2)
+    down_rows, down_columns = PLANES[name]
+    chroma = (-(-height // down_rows), -(-width // down_columns))
     sizes = [height * width, chroma[0] * chroma[1], chroma[0] * chroma[1]]
     if len(data) != sum(sizes):
         raise MessageError(f"planes payload of {len(data)} bytes does not fit a {width}x{height} {name} picture")
