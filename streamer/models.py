@@ -1,12 +1,13 @@
 """The model contract and registry: `load_model(ModelConfig(name="unet"))` → object with `predict(frames)`.
 
-Factories are named by import path so that asking for an unknown model, or listing the
-names, never imports TensorFlow. A name of the form `package.module:function` loads a
-user's own model factory the same way.
+Each model package describes itself once (`ModelPackage`, its `PACKAGE`); loaders are named by import path
+so that asking for an unknown model, or listing the names, never imports TensorFlow. A name of the form
+`package.module:function` loads a user's own model factory the same way.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import time
@@ -24,37 +25,42 @@ if TYPE_CHECKING:  # a ModelConfig is made where no frame is (submit, batch): wi
 
 log = logging.getLogger(__name__)
 
-FACTORIES = {
-    "unet": "workers.unet.predictor:load",
-    "semantic": "workers.unet.predictor:load",  # any segmentation model file (.keras, .h5, SavedModel, ONNX, TFLite)
-    "identity": "workers.identity:load",
-    "maskrcnn": "workers.maskrcnn.predictor:load",
-}
-
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """What a registered model produces, known before it loads (so options are checked before TensorFlow starts)."""
+class ModelPackage:
+    """What a model package says about itself, once, where it is defined (its module-level `PACKAGE`), as
+    torchvision's models register where they are defined: the registry, the option checks made before a model
+    loads, and the `train` and `evaluate` subcommands are all built from it. Everything is an import path, so
+    that reading it never imports TensorFlow."""
 
-    instances: bool  # instance masks and boxes (maskrcnn), or only a semantic class map (unet)
+    name: str
+    loader: str  # `module:function(ModelConfig)` → the model, ready to predict
+    instances: bool = False  # finds instances (masks, boxes, classes, scores), not only a class per pixel
+    aliases: tuple[str, ...] = ()  # more names for the same loader (`semantic`: any segmentation model file)
     settings: str | None = None  # `module:function(weights path)` → settings with `.class_names`, read without TF
+    commands: str | None = None  # module with add_train_arguments/run_train and add_evaluate_arguments/run_evaluate
+    train: str = ""  # one line for `streamer train --help`
+    evaluate: str = ""  # one line for `streamer evaluate --help`
     releases: dict[str, str] = field(default_factory=dict)  # --weights NAME → the URL of a published weights file
 
 
-# matterport's published Mask R-CNN weights, as its utils.download_trained_weights and samples fetch them
-MATTERPORT = "https://github.com/matterport/Mask_RCNN/releases/download"
+# the model packages that come with streamer; others are found by their `streamer.models` entry points
+BUNDLED = ("workers.unet", "workers.maskrcnn", "workers.identity")
+ENTRY_POINTS = "streamer.models"
 
 
-MODEL_INFO = {
-    "unet": ModelInfo(instances=False, settings="workers.unet.weights:saved_settings"),
-    "semantic": ModelInfo(instances=False, settings="workers.unet.weights:saved_settings"),
-    "identity": ModelInfo(instances=False),
-    "maskrcnn": ModelInfo(
-        instances=True,
-        settings="workers.maskrcnn.predictor:saved_settings",
-        releases={"coco": f"{MATTERPORT}/v2.0/mask_rcnn_coco.h5", "balloon": f"{MATTERPORT}/v2.1/mask_rcnn_balloon.h5"},
-    ),
-}
+@functools.cache
+def registry() -> dict[str, ModelPackage]:
+    """Every registered model package by each of its names."""
+    from importlib.metadata import entry_points
+
+    packages = [importlib.import_module(module).PACKAGE for module in BUNDLED]
+    packages += [entry.load() for entry in entry_points(group=ENTRY_POINTS)]
+    found: dict[str, ModelPackage] = {}
+    for package in packages:
+        for name in (package.name, *package.aliases):
+            found.setdefault(name, package)
+    return found
 
 
 @dataclass
@@ -111,16 +117,16 @@ class Model(Protocol):
 def weights_path(name: str, weights: str | None, cached_only: bool = False) -> str | None:
     """`--weights` of model `name` as a local file: a path as it is; a release name (maskrcnn: coco, balloon) or
     a URL fetched once into the cache (streamer.weights_cache); with `cached_only`, None for one not fetched yet."""
-    info = MODEL_INFO.get(name)
+    info = registry().get(name)
     return local_weights(weights, info.releases if info else None, cached_only)
 
 
 def model_names() -> list[str]:
-    return sorted(FACTORIES)
+    return sorted(registry())
 
 
 def check_model_name(name: str) -> None:
-    if name not in FACTORIES and ":" not in name:
+    if name not in registry() and ":" not in name:
         raise StreamerError(f"unknown model {name!r}: choose one of {', '.join(model_names())}, or give module:factory")
 
 
@@ -131,7 +137,7 @@ def class_names_of(config: ModelConfig) -> tuple[str, ...] | None:
         return tuple(config.class_names)
     if getattr(config, "class_names", None):
         return tuple(config.class_names)
-    info = MODEL_INFO.get(config.name)
+    info = registry().get(config.name)
     if info is None or info.settings is None:
         return None
     module_name, _, attr = info.settings.partition(":")
@@ -151,7 +157,7 @@ def check_model_effect(name: str, effect, config: ModelConfig | None = None) -> 
     """Refuse options a registered model cannot serve, before it loads: `--effect instances` and `--track` need a
     model with instances; `--classes` must name classes of its weights (a semantic model's names are known
     when it loads: checked then)."""
-    info = MODEL_INFO.get(name)
+    info = registry().get(name)
     if info is None:
         return  # a user's own model: checked when it is loaded
     if not info.instances:
@@ -160,7 +166,7 @@ def check_model_effect(name: str, effect, config: ModelConfig | None = None) -> 
             (effect.track, "--track"),
         ):
             if wanted:
-                with_instances = [n for n, i in MODEL_INFO.items() if i.instances]
+                with_instances = [n for n, i in registry().items() if i.instances]
                 raise StreamerError(
                     f"{option}: model {name!r} finds no instances (only a class per pixel); "
                     f"use an instance model such as {', '.join(with_instances)}, or drop {option}"
@@ -177,7 +183,8 @@ def check_model_effect(name: str, effect, config: ModelConfig | None = None) -> 
 def load_model(config: ModelConfig) -> Model:
     from streamer.progress import native_logs_hidden
 
-    path = FACTORIES.get(config.name, config.name)
+    package = registry().get(config.name)
+    path = package.loader if package else config.name
     module_name, _, attr = path.partition(":")
     config = replace(config, weights=weights_path(config.name, config.weights))
     started = time.perf_counter()

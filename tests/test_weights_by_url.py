@@ -14,7 +14,7 @@ from redis_fixtures import free_port
 
 from streamer import weights_cache
 from streamer.errors import StreamerError
-from streamer.models import MODEL_INFO, ModelConfig, weights_path
+from streamer.models import ModelConfig, registry, weights_path
 from streamer.weights_cache import cached_path, local_weights
 
 
@@ -161,7 +161,7 @@ def test_without_a_network_the_error_says_which_url_and_where_to_put_the_file(mo
     assert f"127.0.0.1:{port}/models/balloon.h5" in message
     assert str(cached_path(url)) in message and "s3cret" not in message and "cannot fetch it" in message
     # the release names map to matterport's files, and a file put where the error says is used offline
-    releases = MODEL_INFO["maskrcnn"].releases
+    releases = registry()["maskrcnn"].releases
     assert releases["coco"] == "https://github.com/matterport/Mask_RCNN/releases/download/v2.0/mask_rcnn_coco.h5"
     assert releases["balloon"].endswith("/v2.1/mask_rcnn_balloon.h5")
     placed = cached_path(releases["balloon"])

@@ -1,3 +1,2 @@
-"""The model packages (workers.unet, workers.maskrcnn, workers.identity) and the worker process (workers.loop).
-
-Models are found by name through streamer.models' registry of import paths."""
+"""The model packages (workers.unet, workers.maskrcnn, workers.identity), each describing itself once in its
+`PACKAGE` (a streamer.models.ModelPackage), from which the registry and the CLI's subcommands are built."""

@@ -1,22 +1,11 @@
-"""`streamer evaluate MODEL ...`: each model package's cli.py defines the options and runs the evaluation."""
+"""`streamer evaluate MODEL ...`: one subcommand per model package that offers it (its PACKAGE.commands module
+defines the options and runs the evaluation)."""
 
 from __future__ import annotations
 
-from workers.maskrcnn import cli as maskrcnn
-from workers.unet import cli as unet
+import importlib
 
-MODELS = {
-    "unet": (
-        unet,
-        "per-image and mean IoU on synthetic roads or KITTI",
-        "Segment every image at its original size and compare with its road mask.",
-    ),
-    "maskrcnn": (
-        maskrcnn,
-        "VOC mAP@0.5 on masks and COCO mask AP",
-        "Detect on every image at its original size and score the masks against the annotations.",
-    ),
-}
+from streamer.models import registry
 
 
 def add_parser(commands) -> None:
@@ -25,7 +14,10 @@ def add_parser(commands) -> None:
         help="measure a model: unet (IoU on roads) or maskrcnn (mAP on masks)",
     )
     models = parser.add_subparsers(dest="model", required=True, metavar="MODEL")
-    for name, (package, help_text, description) in MODELS.items():
-        model = models.add_parser(name, help=help_text, description=description)
-        package.add_evaluate_arguments(model)
-        model.set_defaults(run=package.run_evaluate)
+    for name, package in registry().items():
+        if package.commands is None or name != package.name:  # a package's own name, not an alias
+            continue
+        commands = importlib.import_module(package.commands)
+        model = models.add_parser(name, help=package.evaluate, description=f"{package.evaluate}.")
+        commands.add_evaluate_arguments(model)
+        model.set_defaults(run=commands.run_evaluate)

@@ -1,22 +1,11 @@
-"""`streamer train MODEL ...`: each model package's cli.py defines the options and runs the training."""
+"""`streamer train MODEL ...`: one subcommand per model package that offers it (its PACKAGE.commands module
+defines the options and runs the training)."""
 
 from __future__ import annotations
 
-from workers.maskrcnn import cli as maskrcnn
-from workers.unet import cli as unet
+import importlib
 
-MODELS = {
-    "unet": (
-        unet,
-        "U-Net road segmentation on synthetic roads or KITTI",
-        "Checkpoints go to OUT/last.keras and OUT/best.keras after every epoch; --resume continues a run.",
-    ),
-    "maskrcnn": (
-        maskrcnn,
-        "Mask R-CNN on VIA, COCO or generated shapes",
-        "A checkpoint per epoch in --out; --resume continues a run from the last one.",
-    ),
-}
+from streamer.models import registry
 
 
 def add_parser(commands) -> None:
@@ -26,7 +15,12 @@ def add_parser(commands) -> None:
         description="Train a model; checkpoints are written after every epoch and --resume continues a run.",
     )
     models = parser.add_subparsers(dest="model", required=True, metavar="MODEL")
-    for name, (package, help_text, description) in MODELS.items():
-        model = models.add_parser(name, help=help_text, description=description)
-        package.add_train_arguments(model)
-        model.set_defaults(run=package.run_train)
+    for name, package in registry().items():
+        if package.commands is None or name != package.name:  # a package's own name, not an alias
+            continue
+        commands = importlib.import_module(package.commands)
+        model = models.add_parser(
+            name, help=package.train, description=f"{package.train}. Checkpoints after every epoch; --resume continues."
+        )
+        commands.add_train_arguments(model)
+        model.set_defaults(run=commands.run_train)

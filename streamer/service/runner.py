@@ -161,7 +161,7 @@ class Runner:
         job = fields[b"job"].decode(errors="replace")
         state = self.jobs.state(job)
         if state is None:  # `batch` makes the record before queueing: this entry is not one of its videos
-            self._reject(entry_id, fields, "batch video without a job record", self.outage)
+            self._reject(entry_id, fields, "batch video without a job record")
             return
         if state in FINAL:
             self._done(entry_id)

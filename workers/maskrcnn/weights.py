@@ -328,12 +328,12 @@ def architecture_differences(saved: dict, config) -> list[str]:
     return [f"{k}: file has {saved.get(k)!r}, model has {current.get(k)!r}" for k in differ]
 
 
-def _own_file_by_name(path, saved) -> dict:
-    """Read one of our files into {layer name: [(weight name, array)]} via a model of its own config."""
+def _own_file_by_name(path, saved, network: type) -> dict:
+    """Read one of our files into {layer name: [(weight name, array)]} via a `network` (the MaskRCNN class) of the
+    file's own config."""
     from .config import Config
-    from .model import MaskRCNN
 
-    source = MaskRCNN(Config.from_dict(saved))
+    source = network(Config.from_dict(saved))
     source.keras_model.load_weights(path)
     out = {}
     for name, layer in source.layers_by_name().items():
@@ -366,7 +366,7 @@ def load_weights(model, path, by_name=True, exclude=None) -> dict:
                 return {"loaded": ["*"], "skipped": [], "excluded": []}
             except Exception as error:  # falls back to by-name loading
                 differences = [str(error)]
-        stored = _own_file_by_name(path, saved)
+        stored = _own_file_by_name(path, saved, type(model))
         return assign_by_name(model, stored, exclude, source=f"weights file {path}")
     if not by_name and not exclude:
         by_name = True  # topological loading is not supported: names are stable, order is not
