@@ -141,20 +141,8 @@ class Runner:
             log.warning("job %s: %s", job, error)
             self._done(entry_id)
             return
-        alive = threading.Event()
-        keeper = threading.Thread(target=self._keep_claim, args=(entry_id, alive), daemon=True)
-        keeper.start()
         log.info("%s: running job %s (%s → %s)", self.name, job, config.input, config.output)
-        try:
-            Pipeline(config).run()
-        except Exception as error:  # one job's failure never stops the runner
-            reason = str(error) if isinstance(error, StreamerError) else f"{type(error).__name__}: {error}"
-            self.jobs.finish(job, FAILED, self.config.job_ttl, reason)
-            log.warning("job %s: %s", job, reason)
-        finally:
-            alive.set()
-            keeper.join()
-        self._done(entry_id)
+        self._claimed(entry_id, job, lambda: Pipeline(config).run())
 
     def _run_task(self, entry_id, fields: dict[bytes, bytes]) -> None:
         """A video of a batch: processed whole here (streamer.batch.run_queued), its job finished."""
@@ -166,12 +154,20 @@ class Runner:
         if state in FINAL:
             self._done(entry_id)
             return
+        task = fields[b"task"].decode(errors="replace")
+        self._claimed(
+            entry_id,
+            job,
+            lambda: run_queued(self.client, self.config, job, task, self.name, self.storage, self.confinement),
+        )
+
+    def _claimed(self, entry_id, job: str, work) -> None:
+        """Run `work` while keeping the entry's claim fresh; its failure fails the job, never the runner."""
         alive = threading.Event()
         keeper = threading.Thread(target=self._keep_claim, args=(entry_id, alive), daemon=True)
         keeper.start()
         try:
-            task = fields[b"task"].decode()
-            run_queued(self.client, self.config, job, task, self.name, self.storage, self.confinement)
+            work()
         except Exception as error:  # one job's failure never stops the runner
             reason = str(error) if isinstance(error, StreamerError) else f"{type(error).__name__}: {error}"
             self.jobs.finish(job, FAILED, self.config.job_ttl, reason)
