@@ -47,15 +47,17 @@ def test_workers_give_the_embedded_masks_on_frames_of_any_size(tmp_path, redis_s
     """The demo U-Net with --effect mask through Redis and two workers, frame for frame the embedded output, on
     sizes that are not 16:9 (4:2:0 and, at odd sizes, 4:4:4). Both run as a user runs them, in processes of their
     own (TensorFlow's threads are set once per process, and a different count can move a probability by an ulp)."""
+    # float32 on both sides: `--precision auto` may pick bfloat16 where it measures faster (masks agreeing on
+    # 99.9 %), and two processes measuring at once could pick differently
     for _ in range(2):
-        workers.start("--batch", "4", model="unet")
+        workers.start("--batch", "4", "--precision", "f32", model="unet")
     for width, height, seed in ((488, 200, 3), (331, 197, 4)):
         source = textured_video(tmp_path / f"in{width}.mp4", width, height, 12, seed)
         embedded, distributed = tmp_path / f"embedded{width}.mkv", tmp_path / f"redis{width}.mkv"
         for output, extra in ((embedded, []), (distributed, ["--redis", redis_server.url])):
             done = subprocess.run(
                 [sys.executable, "-m", "streamer", "process", source, "-o", str(output), "--effect", "mask", "-q"]
-                + extra,
+                + ["--precision", "f32", *extra],
                 env=environment(),
                 cwd=ROOT,
                 capture_output=True,
