@@ -16,7 +16,9 @@ from redis_fixtures import ROOT, environment
 from test_redis import KEYS, wait_for
 from unet_helpers import save_gray_model
 
-from streamer.distributed.connection import socket_timeout
+from streamer.distributed.connection import RedisConfig, socket_timeout
+from streamer.job import ProcessConfig
+from streamer.models import ModelConfig
 
 
 def textured_video(path, width: int, height: int, frames: int, seed: int) -> str:
@@ -182,3 +184,46 @@ def test_a_frozen_redis_ends_the_job_within_its_grace(tmp_path, redis_server):
     assert code != 0 and "lost Redis" in err, err
     assert took < grace + socket_timeout(grace) + 3, f"exited {took:.1f} s after Redis froze, with --grace {grace:g}"
     assert not output.exists() and not process.stdout.read().strip()  # no summary of a job that failed
+
+
+def test_a_jobs_own_model_files_are_read_only_where_its_runner_may_read(tmp_path, redis_server):
+    """A submitted job and a queued batch video whose weights point at this machine's loopback (or a folder the
+    runner was not given) fail with the runner's refusal, before anything is fetched or opened."""
+    import threading
+    from dataclasses import replace
+
+    from media import make_video
+
+    from streamer.batch import BatchConfig, make_task, run_queued
+    from streamer.distributed.confine import Confinement
+    from streamer.distributed.jobs import JobSpec, JobStore, submit
+    from streamer.service.runner import Runner
+    from streamer.storage import expand
+
+    (tmp_path / "in").mkdir()
+    source = make_video(tmp_path / "in" / "x.mp4", frames=2)
+    client, config = redis_server.client(), RedisConfig(url=redis_server.url)
+    allowed = Confinement(inputs=[str(tmp_path / "in")], outputs=[str(tmp_path / "out")])
+    jobs = JobStore(client, KEYS)
+    for job, weights in (("loopback", "http://127.0.0.1:9/w.keras"), ("elsewhere", "/etc/w.keras")):
+        model = ModelConfig(name="semantic", weights=weights)
+        spec = JobSpec.of(ProcessConfig(input=str(source), output=str(tmp_path / "out" / f"{job}.mp4"), model=model))
+        submit(client, config, job, spec)
+    runner = Runner(client, config, "r1")
+    runner.confinement = allowed
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.serve, args=(stop,), daemon=True)
+    thread.start()
+    wait_for(lambda: all(jobs.state(job) == "failed" for job in ("loopback", "elsewhere")), 20, "both refused")
+    stop.set()
+    thread.join(10)
+    for job in ("loopback", "elsewhere"):
+        assert "is not allowed on this worker" in jobs.get(job)["reason"]
+
+    batch = BatchConfig(inputs=[str(tmp_path / "in" / "*.mp4")], dest=str(tmp_path / "out"))
+    batch.job = replace(batch.job, model=ModelConfig(name="semantic", weights="http://127.0.0.1:9/w.keras"))
+    [entry] = expand(batch.inputs)
+    JobStore(client, KEYS).create("video", JobSpec.of(batch.job), state="queued")
+    report = run_queued(client, config, "video", make_task(batch, entry, 0).to_json(), "r1", None, allowed)
+    assert report.state == "failed" and "is not allowed on this worker" in report.reason
+    assert not (tmp_path / "out").exists()

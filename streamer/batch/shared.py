@@ -11,7 +11,7 @@ import redis
 
 from streamer.batch.config import BatchConfig, VideoReport, skipped_report
 from streamer.batch.state import POLL, StateStore, batch_id
-from streamer.batch.task import VideoTask, detections_path, make_task, merged, public_storage, run_video
+from streamer.batch.task import VideoTask, make_task, merged, public_storage, run_video
 from streamer.distributed.batches import SKIPPED
 from streamer.distributed.confine import Confinement
 from streamer.distributed.connection import Keys, RedisConfig, connect
@@ -133,11 +133,8 @@ def run_queued(
     jobs = JobStore(client, Keys(config.namespace))
     jobs.update(job, state=RUNNING, runner=runner, started=time.time())
     try:
-        if confinement is not None:  # before anything touches the input or DEST
-            confinement.check_input(task.input)
-            confinement.check_output(task.output)
-            if task.detections:
-                confinement.check_output(detections_path(task.output))
+        if confinement is not None:  # before anything touches the input, the model's files or DEST
+            confinement.check_job(task.process_config(None))
     except StreamerError as error:
         log.warning("%s: %s", runner, error)
         report = VideoReport(task.input, FAILED, task.output, reason=str(error))

@@ -25,6 +25,7 @@ from streamer.secrets import redact
 
 if TYPE_CHECKING:
     from streamer.job import ProcessConfig
+    from streamer.models import ModelConfig
 
 NETWORK_SCHEMES = frozenset({"http", "https", "rtsp", "rtsps", "rtmp", "rtmps"})
 RESOLVE_TIMEOUT = 5.0  # seconds to resolve a host name before refusing the URL
@@ -53,13 +54,22 @@ class Confinement:
     def check_job(self, job: ProcessConfig) -> None:
         """Every path a job reads or writes: its input, model files, outputs and detections file."""
         self.check_input(job.input)
-        for read in (job.model.weights, job.model.config_file):
-            if read:
-                self.check_input(read)
+        self.check_model(job.model)
         for target in job.outputs().targets:
             self.check_output(target)
         if job.detections:
             self.check_output(job.detections)
+
+    def check_model(self, model: ModelConfig) -> None:
+        """A model's own files: its weights (a published weights file by its release name: that file's URL) and
+        its settings file."""
+        from streamer.models import registry
+
+        package = registry().get(model.name)
+        releases = package.releases if package else {}
+        for read in (releases.get(model.weights or "", model.weights), model.config_file):
+            if read:
+                self.check_input(read)
 
     def check_output(self, value: str) -> None:
         if not self._allowed(value, self.outputs, network=False):

@@ -183,10 +183,9 @@ class Worker:
 
     def _build_stage(self, spec: JobSpec) -> RenderStage:
         config = self.model_for(spec.job.model)
-        for read in ("weights", "config_file"):  # a job's own files are read only where this worker may read
-            value = getattr(config, read)
-            if value and value != getattr(self.config.model, read):
-                self.confinement.check_input(value)
+        own = self.config.model
+        if (config.weights, config.config_file) != (own.weights, own.config_file):
+            self.confinement.check_model(config)  # a job's own files are read only where this worker may read
         return RenderStage(self._model(config), spec.job.effect, spec.detections, self.metrics)
 
     def model_for(self, asked: ModelConfig) -> ModelConfig:
