@@ -67,7 +67,9 @@ def test_a_real_run_prints_no_tensorflow_lines(tmp_path):
 def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path, run_cli, monkeypatch):
     monkeypatch.setenv("STREAMER_PROGRESS_EVERY", "0.2")
     source = make_video(tmp_path / "in.mp4", frames=30)
-    code, _, err = run_cli("process", source, "-o", tmp_path / "o.mp4", "--model", "tests.models:slow", "--batch", "2")
+    # one model call at a time: 15 calls of at least 50 ms, so the job outlasts several 0.2 s progress steps
+    slow = ["--model", "tests.models:slow", "--batch", "2", "--parallel-batches", "1"]
+    code, _, err = run_cli("process", source, "-o", tmp_path / "o.mp4", *slow)
     assert code == 0, err
     lines = re.findall(r"^streamer: processing: (\d+)/30 frames, ([\d.]+) fps(, ETA \d+:\d\d)?$", err, re.M)
     assert len(lines) >= 2, err
