@@ -1,6 +1,7 @@
 """The U-Net's uint8 path (one resize in, scores quantised at model size, one uint8 resize out) against the float
 path it replaced, and --precision: f32 and bf16 masks, auto's choice, and the errors for what cannot be had."""
 
+import json
 import logging
 
 import numpy as np
@@ -9,9 +10,9 @@ from media import make_video
 from unet_helpers import save_channel_model, save_gray_model
 
 import workers.predictor
-import workers.unet.predictor
 from streamer.errors import StreamerError
 from streamer.models import ModelConfig
+from workers import precision
 from workers.predictor import bf16_cpu
 from workers.unet.predictor import load
 
@@ -114,23 +115,62 @@ def test_bf16_with_mixed_precision_or_an_unknown_precision_is_a_user_error(weigh
         ModelConfig(precision="fp8")
 
 
-def test_auto_stays_f32_where_bf16_is_not_faster(weights, monkeypatch):
-    monkeypatch.setattr(workers.predictor, "bf16_cpu", lambda: "avx512_bf16")
-    assert load(ModelConfig(weights=str(weights["gray"]))).precision == "f32"
+def test_auto_measures_nothing_where_f32_is_the_only_precision(weights, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(workers.predictor, "bf16_cpu", lambda: None)
-    assert load(ModelConfig(weights=str(weights["gray"]))).precision == "f32"
+    model = load(ModelConfig(weights=str(weights["gray"])))
+    assert model.precision == "f32" and model.precision_choice is None
+    assert not (tmp_path / "streamer" / "precision.json").exists()
+
+
+def test_measure_keeps_the_fastest_candidate_that_agrees():
+    """Calls that sleep for a known time: a fast one that changes masks is refused, the fastest agreeing one
+    is chosen, one no faster than f32 is not."""
+    import time
+
+    masks = np.zeros((2, 8, 8), np.uint8)
+    wrong = masks.copy()
+    wrong[:, :2] = 1  # 25 % of the pixels differ
+
+    def call(seconds, answer):
+        return lambda probe: time.sleep(seconds) or answer
+
+    probe = np.zeros((2, 8, 8, 3), np.uint8)
+    choice = precision.measure(
+        {"f32": call(0.02, masks), "fast": call(0.002, wrong), "good": call(0.008, masks), "slow": call(0.03, masks)},
+        probe,
+        budget=0.5,
+    )
+    assert choice.precision == "good" and "the speed of f32" in choice.reason
+    assert choice.agreement["fast"] == 0.75 and choice.agreement["good"] == 1.0
+    assert choice.seconds["fast"] < choice.seconds["good"] < choice.seconds["f32"] < choice.seconds["slow"]
+    choice = precision.measure({"f32": call(0.002, masks), "slow": call(0.02, masks)}, probe, budget=0.2)
+    assert choice.precision == "f32" and choice.reason == "no other precision is faster"
+    choice = precision.measure({"f32": call(0.02, masks), "fast": call(0.002, wrong)}, probe, budget=0.2)
+    assert choice.precision == "f32" and "fast is faster but agrees on only 75.000%" in choice.reason
 
 
 @needs_bf16
-def test_auto_takes_bf16_on_a_fast_cpu_only_when_the_probe_masks_agree(weights, monkeypatch, caplog):
-    monkeypatch.setattr(workers.predictor, "bf16_cpu", lambda: "amx_bf16")
-    model = load(ModelConfig(weights=str(weights["gray"]), device="/CPU:0"))
-    assert model.precision == "bf16"
-    monkeypatch.setattr(workers.unet.predictor, "AGREEMENT", 1.01)  # no agreement is good enough
-    with caplog.at_level(logging.WARNING, logger="workers.unet.predictor"):
+def test_auto_picks_from_a_probe_it_ran_and_remembers_it(weights, monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with caplog.at_level(logging.INFO, logger="workers.unet.predictor"):
         model = load(ModelConfig(weights=str(weights["gray"]), device="/CPU:0"))
-    assert model.precision == "f32"
-    assert "--precision auto: bfloat16 masks agree with float32 on only" in caplog.text
+    choice = model.precision_choice
+    assert not choice.cached and set(choice.seconds) == {"f32", "bf16"} and min(choice.seconds.values()) > 0
+    faster = choice.seconds["bf16"] * precision.FASTER <= choice.seconds["f32"]
+    wanted = "bf16" if faster and choice.agreement["bf16"] >= precision.AGREEMENT else "f32"
+    assert model.precision == choice.precision == wanted
+    assert f"--precision auto: {wanted}: " in caplog.text and "probe batch f32 " in caplog.text
+    cache = json.loads((tmp_path / "streamer" / "precision.json").read_text())
+    assert [entry["precision"] for entry in cache.values()] == [wanted]
+    again = load(ModelConfig(weights=str(weights["gray"]), device="/CPU:0"))
+    assert again.precision_choice.cached and again.precision == wanted
+    assert again.precision_choice.seconds == choice.seconds  # read back, not measured again
+    monkeypatch.setattr(precision, "AGREEMENT", 1.01)  # no agreement is good enough: another model file
+    other = tmp_path / "other.keras"
+    other.write_bytes(weights["gray"].read_bytes())
+    refused = load(ModelConfig(weights=str(other), device="/CPU:0"))
+    assert refused.precision == "f32" and not refused.precision_choice.cached
 
 
 @needs_bf16

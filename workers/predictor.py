@@ -15,7 +15,10 @@ for exactly `config.batch_size` frames. The base class
 * builds it under Keras' global mixed_float16 policy when `mixed_precision` is set (float16 compute,
   float32 variables), on any device; the previous policy is restored afterwards;
 * checks `precision` (auto | f32 | bf16): bf16 needs a package that offers it (`precisions`) and, on the CPU,
-  bfloat16 instructions (avx512_bf16 or amx_bf16); `fast_bf16()` says whether "auto" should try it.
+  bfloat16 instructions (avx512_bf16 or amx_bf16); "auto" measures (workers/precision.py).
+
+A model exported for ONNX Runtime or OpenVINO (`tensorflow=False`) never imports TensorFlow: it runs on the
+CPU, with no GPU set-up, device or Keras policy.
 """
 
 from __future__ import annotations
@@ -39,10 +42,6 @@ _BUILDING = threading.Lock()
 log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "f32", "bf16")
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs with bfloat16 instructions
-# CPUs where "auto" tries bfloat16: those with AMX, whose tile units are built for it. With AVX512_BF16 alone
-# the demo U-Net measured slower in bfloat16 than in float32 (benchmarks/unet.py: TensorFlow ~0.9x, OpenVINO
-# ~0.85x), so there "auto" stays float32 and bf16 is what --precision bf16 asks for.
-FAST_BF16_FLAGS = ("amx_bf16",)
 
 
 class Predictor:
@@ -51,13 +50,21 @@ class Predictor:
     name = ""
     precisions: tuple[str, ...] = ("f32",)  # what --precision may ask of this package besides auto
 
-    def __init__(self, config: ModelConfig, default_threshold: float) -> None:
-        self.gpus = configure_gpus(config.gpu_memory_limit)
-        configure_threads(config.threads)
+    def __init__(self, config: ModelConfig, default_threshold: float, tensorflow: bool = True) -> None:
+        """`tensorflow`: whether the model runs on TensorFlow (False: an exported model on ONNX Runtime or
+        OpenVINO, on the CPU, with TensorFlow never imported)."""
+        self.tensorflow = tensorflow
+        if tensorflow:
+            self.gpus = configure_gpus(config.gpu_memory_limit)
+            configure_threads(config.threads)
+            device = check_device(config.device)
+        else:
+            self.gpus = []
+            device = check_cpu_device(config.device)
         threshold = default_threshold if config.threshold is None else config.threshold
         if not 0.0 <= threshold <= 1.0:
             raise StreamerError(f"threshold {threshold}: must be between 0 and 1")
-        self.config = replace(config, threshold=float(threshold), device=check_device(config.device))
+        self.config = replace(config, threshold=float(threshold), device=device)
         self.check_precision()
 
     def on_cpu(self) -> bool:
@@ -82,14 +89,14 @@ class Predictor:
                 "use --precision f32 (or auto)"
             )
 
-    def fast_bf16(self) -> bool:
-        """Whether --precision auto should try bfloat16: on a CPU whose bfloat16 is faster than its float32."""
+    def tries_bf16(self) -> bool:
+        """Whether --precision auto should measure bfloat16: a package offering it, on a CPU that has it."""
         return (
             self.config.precision == "auto"
             and "bf16" in self.precisions
             and not self.config.mixed_precision
             and self.on_cpu()
-            and bf16_cpu() in FAST_BF16_FLAGS
+            and bf16_cpu() is not None
         )
 
     @property
@@ -146,8 +153,8 @@ class Predictor:
                 keras.config.set_dtype_policy(previous)
 
     def on_device(self) -> contextlib.AbstractContextManager:
-        """tf.device(config.device), or nothing when TensorFlow places the ops."""
-        if not self.config.device:
+        """tf.device(config.device), or nothing when TensorFlow places the ops (or runs no op)."""
+        if not self.config.device or not self.tensorflow:
             return contextlib.nullcontext()
         import tensorflow as tf
 
@@ -209,6 +216,16 @@ def bf16_cpu() -> str | None:
     """The CPU's bfloat16 instruction set (amx_bf16 or avx512_bf16), or None when it has none."""
     flags = cpu_flags()
     return next((flag for flag in BF16_FLAGS if flag in flags), None)
+
+
+def check_cpu_device(device: str | None) -> str | None:
+    """None, or a CPU device name: an exported model runs on the CPU (ONNX Runtime, OpenVINO)."""
+    if device and "CPU" not in device.upper():
+        raise StreamerError(
+            f"--device {device}: an exported model (ONNX, OpenVINO) runs on the CPU here; drop --device, or run "
+            "the .keras / .weights.h5 model on TensorFlow for a GPU"
+        )
+    return device
 
 
 def check_frames(frames) -> np.ndarray:

@@ -34,7 +34,7 @@ COMMANDS = {
     "train": ("train", "train a model: unet (road segmentation) or maskrcnn (instance segmentation)"),
     "evaluate": ("evaluate", "measure a model: unet (IoU on roads) or maskrcnn (mAP on masks)"),
     "inspect": ("inspect", "pictures of a model's stages on one image or video frame (DIR/index.html)"),
-    "export": ("export", "write a model as a TensorFlow SavedModel, ONNX or TFLite file"),
+    "export": ("export", "write a model as a TensorFlow SavedModel, ONNX, OpenVINO or TFLite file"),
 }
 _VALUED = ("--log-format", "--log-level")  # options before the command that take a value
 

@@ -42,14 +42,21 @@ def needed(args: argparse.Namespace) -> tuple[str, ...]:
     if command == "export":
         from streamer.cli.export import format_of
 
-        onnx = (args.format or format_of(args.output)) == "onnx"
-        return (*MODEL_STACK, "tf2onnx", "onnx") if onnx else MODEL_STACK
+        format = args.format or format_of(args.output)
+        onnx = ("tf2onnx", "onnx") + (("openvino",) if format == "openvino" else ())
+        int8 = ("onnxruntime",) if getattr(args, "int8", False) else ()
+        return (*MODEL_STACK, *onnx, *int8) if format in ("onnx", "openvino") else MODEL_STACK
     if command in ("process", "batch", "worker"):
         if getattr(args, "model", None) not in BUILT_IN_MODELS:
             return ()  # identity, or a model of the user's own: its imports are its own
         if command != "worker" and getattr(args, "redis", None) and not getattr(args, "workers", 0):
             return ()  # the workers elsewhere run the model
         runtime = getattr(args, "runtime", "tf")
+        weights = str(getattr(args, "weights", None) or "").lower()
+        if weights.endswith(".xml"):  # an exported model: its runtime alone, no TensorFlow
+            return RUNTIMES["openvino"]
+        if weights.endswith(".onnx"):
+            return RUNTIMES["openvino" if runtime == "openvino" else "onnx"]
         return RUNTIMES[runtime] if runtime in RUNTIMES else MODEL_STACK  # (converting a Keras file: said then)
     return ()
 

@@ -5,7 +5,9 @@ resized into an S×S square, S = IMAGE_MAX_DIM, minus MEAN_PIXEL; see MaskRCNN.m
 window [B, 4] (y1, x1, y2, x2 of the frame inside the square, normalised as matterport's norm_boxes) →
 `detections` [B, DETECTION_MAX_INSTANCES, 6] (y1, x1, y2, x2 normalised, class id, score; zero rows pad)
 and `masks` [B, DETECTION_MAX_INSTANCES, 28, 28] (the detected class's mask probabilities). The anchors of
-the S×S input are built in. The folder also holds `maskrcnn_config.json` (the Config, with CLASS_NAMES).
+the S×S input are built in. The folder also holds `maskrcnn_config.json` (the Config, with CLASS_NAMES); an
+ONNX file holds it in its metadata (`maskrcnn_config`), and `--model maskrcnn --weights FILE.onnx` serves it
+on ONNX Runtime without TensorFlow (exported.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ import numpy as np
 
 from streamer.errors import StreamerError
 from streamer.models import ModelConfig
-from workers.runtimes.export import FORMATS, check_target, function_to_onnx, publish_file, publish_folder
+from workers.maskrcnn.exported import CONFIG_KEY
+from workers.runtimes.export import (
+    FORMATS,
+    check_target,
+    function_to_onnx,
+    publish_file,
+    publish_folder,
+    with_metadata,
+)
 
 CONFIG_FILE = "maskrcnn_config.json"
 
@@ -85,5 +95,10 @@ def export(weights: str | None, format: str, out: str, overwrite: bool = False, 
     if format == "onnx":
         data = function_to_onnx(function, signature, f"Mask R-CNN {path}")
         check_onnx_inputs(data, ["images", "windows"])
-        return publish_file(target, data)
+        return publish_file(target, with_metadata(data, {CONFIG_KEY: config.to_json()}))
+    if format == "openvino":
+        raise StreamerError(
+            "--format openvino: OpenVINO cannot convert Mask R-CNN's detection ops (Loop, TopK, GatherElements); "
+            "export --format onnx, which runs on ONNX Runtime without TensorFlow"
+        )
     raise StreamerError("--format tflite: Mask R-CNN's detection ops have no TFLite form; export savedmodel or onnx")

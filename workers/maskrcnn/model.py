@@ -13,14 +13,13 @@ import tensorflow as tf
 from streamer.errors import StreamerError
 
 from . import fused as fused_graph
-from . import losses
+from . import losses, molding
 from .anchors import get_anchors
 from .backbone import build_backbone
-from .boxes import denorm_boxes, norm_boxes, norm_boxes_graph
+from .boxes import norm_boxes_graph
 from .config import Config
 from .detection import detections as detection_layer
 from .heads import build_classifier_head, build_mask_head
-from .image import mold_image, paste_masks, resize_image
 from .proposals import proposal_layer
 from .roi_align import pyramid_roi_align, roi_align_flat
 from .rpn import build_rpn_model
@@ -256,31 +255,8 @@ class MaskRCNN:
 
     # ---------------------------------------------------------------- inference
     def mold_inputs(self, images):
-        """uint8 RGB images → molded float batch, windows (px) and scales."""
-        config = self.config
-        molded, windows, scales = [], [], []
-        for image in images:
-            image = np.asarray(image)
-            if image.ndim != 3 or image.shape[-1] != 3:
-                raise StreamerError(f"detect wants RGB images H×W×3, got shape {image.shape}")
-            resized, window, scale, _, _ = resize_image(
-                image,
-                min_dim=config.IMAGE_MIN_DIM,
-                max_dim=config.IMAGE_MAX_DIM,
-                min_scale=config.IMAGE_MIN_SCALE,
-                mode="square" if config.IMAGE_RESIZE_MODE == "crop" else config.IMAGE_RESIZE_MODE,
-                compat=config.RESIZE_COMPAT,
-            )
-            molded.append(mold_image(resized, config))
-            windows.append(window)
-            scales.append(scale)
-        shapes = {m.shape for m in molded}
-        if len(shapes) != 1:
-            raise StreamerError(
-                "images in one detect() call resize to different shapes: pass same-sized images "
-                "or use IMAGE_RESIZE_MODE 'square'"
-            )
-        return np.stack(molded), np.array(windows, dtype=np.int32), np.array(scales)
+        """uint8 RGB images → molded float batch, windows (px) and scales (molding.mold_inputs)."""
+        return molding.mold_inputs(self.config, images)
 
     def _detect_graph(self, images, windows, anchors, graph="fused"):
         """detect's graph: "keras" (inference_graph), "fused" (fused.inference, folding the variables' current
@@ -317,29 +293,12 @@ class MaskRCNN:
         """images: list or array of uint8 RGB images (any count). → one dict per image with
         rois [N,4] int32 (y1,x1,y2,x2) on the original image, class_ids int32[N],
         scores float32[N], masks bool [H,W,N]."""
-        if len(images) == 0:
-            return []
-        molded, windows, _ = self.mold_inputs(images)
-        shape = molded.shape[1:3]
-        anchors = self.get_anchors(shape)
-        windows_norm = norm_boxes(windows, shape)
-        detections, masks = self._run_inference(molded, windows_norm, anchors)
-        detections, masks = detections.numpy(), masks.numpy()
-        return [
-            self.unmold_detections(detections[i], masks[i], np.asarray(images[i]).shape, shape, windows[i])
-            for i in range(len(images))
-        ]
+
+        def run(molded, windows):
+            detections, masks = self._run_inference(molded, windows, self.get_anchors(molded.shape[1:3]))
+            return detections.numpy(), masks.numpy()
+
+        return molding.detect(self.config, images, run)
 
     def unmold_detections(self, detections, masks, original_shape, molded_shape, window) -> dict:
-        count = int(np.sum(detections[:, 4] > 0))
-        boxes = detections[:count, :4]
-        class_ids = detections[:count, 4].astype(np.int32)
-        scores = detections[:count, 5].astype(np.float32)
-        wy1, wx1, wy2, wx2 = norm_boxes(np.asarray(window, dtype=np.float32)[None], molded_shape)[0]
-        scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1], dtype=np.float32)
-        shift = np.array([wy1, wx1, wy1, wx1], dtype=np.float32)
-        boxes = denorm_boxes((boxes - shift) / scale, original_shape[:2]).reshape(-1, 4)
-        keep = np.flatnonzero((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)
-        boxes, class_ids, scores = boxes[keep], class_ids[keep], scores[keep]
-        full = paste_masks(masks[:count][keep], boxes, original_shape, compat=self.config.RESIZE_COMPAT)
-        return {"rois": boxes.astype(np.int32), "class_ids": class_ids, "scores": scores, "masks": full}
+        return molding.unmold_detections(self.config, detections, masks, original_shape, molded_shape, window)

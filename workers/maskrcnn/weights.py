@@ -13,11 +13,12 @@ import os
 import re
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from streamer.errors import StreamerError
 from streamer.publish import atomic_path
+
+# h5py is imported where a file is read or written: a worker serving an exported model never needs it
 
 # The bundled demo model (a small Mask R-CNN trained on generated shapes; see weights/MODEL_CARD.md).
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "shapes-demo.weights.h5"
@@ -51,6 +52,8 @@ def save_weights(model, path, extra: dict | None = None) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_path(path) as partial:
         model.keras_model.save_weights(partial)
+        import h5py
+
         with h5py.File(partial, "a") as f:
             f.attrs[CONFIG_ATTR] = model.config.to_json()
             f.attrs[EXTRA_ATTR] = json.dumps(extra or {})
@@ -60,6 +63,8 @@ def save_weights(model, path, extra: dict | None = None) -> str:
 def read_config(path):
     """The Config dict stored in one of our files, or None for other HDF5 files."""
     _check_file(path)
+    import h5py
+
     with h5py.File(path, "r") as f:
         raw = f.attrs.get(CONFIG_ATTR)
         if raw is None:
@@ -71,6 +76,8 @@ def _check_file(path):
     if not os.path.isfile(path):
         raise StreamerError(f"weights file {path} does not exist: check the path")
     try:
+        import h5py
+
         with h5py.File(path, "r"):
             pass
     except OSError as error:
@@ -95,6 +102,8 @@ def read_keras2_h5(path, arrays: bool = True) -> dict:
     """{layer name: [(weight name, array), …]} from a Keras 2 HDF5 weights or model file (with
     `arrays=False`, each array's shape instead: nothing is read but the layout)."""
     _check_file(path)
+    import h5py
+
     with h5py.File(path, "r") as f:
         root = f
         if not _attr_list(root, "layer_names") and "model_weights" in f:

@@ -12,7 +12,7 @@ from pathlib import Path
 from streamer.errors import StreamerError
 from streamer.publish import atomic_path
 
-FORMATS = ("savedmodel", "onnx", "tflite")
+FORMATS = ("savedmodel", "onnx", "openvino", "tflite")
 
 
 def check_target(out: str | os.PathLike, overwrite: bool) -> Path:
@@ -60,3 +60,40 @@ def function_to_onnx(function, input_signature, what: str, opset: int = 17) -> b
         reason = " ".join(str(error).split())[:300] or type(error).__name__
         raise StreamerError(f"{what}: tf2onnx cannot convert it to ONNX ({reason})") from None
     return proto.SerializeToString()
+
+
+def with_metadata(data: bytes, entries: dict[str, str]) -> bytes:
+    """ONNX bytes with `entries` added to the model's metadata (read back by ONNX Runtime's get_modelmeta)."""
+    import onnx
+
+    model = onnx.load_from_string(data)
+    for key, value in entries.items():
+        model.metadata_props.add(key=key, value=value)
+    return model.SerializeToString()
+
+
+def onnx_to_openvino(data: bytes, target: Path) -> Path:
+    """ONNX bytes → OpenVINO's files: `target` (.xml, the network) and the .bin beside it (the weights, float32);
+    the .bin is written first, so a complete .xml always has its weights."""
+    import tempfile
+
+    from workers.runtimes.semantic import openvino_core
+
+    openvino_core()  # imports OpenVINO without its usage report
+    import openvino as ov
+
+    if target.suffix != ".xml":
+        raise StreamerError(f"-o {target}: an OpenVINO model is a .xml file (its weights go in a .bin beside it)")
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as folder:
+        source = Path(folder) / "model.onnx"
+        source.write_bytes(data)
+        try:
+            network = ov.convert_model(str(source))
+        except Exception as error:
+            reason = " ".join(str(error).split())[:300] or type(error).__name__
+            raise StreamerError(f"--format openvino: OpenVINO cannot convert the model ({reason})") from None
+        staged = Path(folder) / "model.xml"
+        ov.save_model(network, str(staged), compress_to_fp16=False)
+        os.replace(staged.with_suffix(".bin"), target.with_suffix(".bin"))
+        os.replace(staged, target)
+    return target

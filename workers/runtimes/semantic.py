@@ -1,7 +1,8 @@
 """A segmentation model from a file in any common format, on a chosen runtime: `open_semantic(path, runtime)`.
 
 Formats: a Keras 3 `.keras` file, a Keras 2 `.h5` full model (`model.save("unet.h5")`), a TensorFlow
-SavedModel folder, an ONNX `.onnx` file and a TFLite `.tflite` file. What the model takes and gives is read
+SavedModel folder, an ONNX `.onnx` file, an OpenVINO `.xml` file (its weights in the `.bin` beside it) and a
+TFLite `.tflite` file; ONNX and OpenVINO files load without TensorFlow. What the model takes and gives is read
 from the file: input size, channels (3: RGB, 1: grey) and output classes (1: a probability per pixel, more:
 one per class, or a class index per pixel). Inputs are frames as the model's `Conventions` say (range, mean and
 std, channel order; by default RGB scaled to [0, 1]: workers/runtimes/conventions.py), NHWC or (ONNX) NCHW.
@@ -35,7 +36,8 @@ from workers.runtimes.conventions import (
 )
 
 RUNTIMES = ("tf", "onnx", "openvino")
-FORMATS = ".keras, .h5 (Keras 2 full model), a SavedModel folder, .onnx or .tflite"
+FORMATS = ".keras, .h5 (Keras 2 full model), a SavedModel folder, .onnx, .xml (OpenVINO) or .tflite"
+EXPORTED = ("onnx", "openvino")  # formats that run without TensorFlow
 EXTRAS = {"onnx": "onnx", "openvino": "openvino", "tf2onnx": "onnx"}
 
 
@@ -65,7 +67,7 @@ def file_format(path: Path) -> str:
     if not path.is_file():
         raise StreamerError(f"weights file {path}: not found; give {FORMATS}")
     suffix = path.suffix.lower()
-    formats = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".onnx": "onnx", ".tflite": "tflite"}
+    formats = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".onnx": "onnx", ".xml": "openvino", ".tflite": "tflite"}
     if suffix not in formats:
         raise StreamerError(f"weights file {path}: {suffix or 'no extension'} is not a model format; give {FORMATS}")
     return formats[suffix]
@@ -157,6 +159,10 @@ def _open(path: Path, runtime: str, keras_loader: Callable | None, threads: int 
             raise StreamerError(f"weights {path}: tf2onnx cannot convert it ({_reason(error)})") from None
         conventions = _tflite(path, threads).conventions  # what the file's metadata says
         return _on_onnx_runtime(path, kind, runtime, proto.SerializeToString(), threads, conventions)
+    if kind == "openvino":  # our exported U-Net's conventions (frames scaled to [0, 1], probabilities out)
+        if runtime == "onnx":
+            raise StreamerError(f"weights {path}: an OpenVINO file runs on OpenVINO; drop --runtime onnx")
+        return _on_onnx_runtime(path, kind, "openvino", None, threads, Conventions())
     # ONNX
     if runtime == "tf":
         runtime = "onnx"  # an ONNX file runs on ONNX Runtime unless OpenVINO is asked for
@@ -281,11 +287,40 @@ def _keras_to_onnx(model, runtime: str) -> bytes:
     return _function_to_onnx(lambda x: model(x, training=False), model.inputs[0], runtime)
 
 
+def openvino_core():
+    """OpenVINO's Core, imported without its usage report: OpenVINO reports its import to a web service from a
+    forked process unless its telemetry package is missing; a worker makes no such call (and that process
+    could keep this one from exiting)."""
+    sys.modules.setdefault("openvino_telemetry", None)
+    try:
+        import openvino as ov
+    except ImportError:
+        raise _missing("openvino", "openvino") from None
+    return ov.Core()
+
+
+def _read_openvino(core, path: Path, onnx_bytes: bytes | None):
+    """The network in `onnx_bytes`, or (None) in the OpenVINO file `path`."""
+    if onnx_bytes is None:
+        return core.read_model(str(path))
+    with tempfile.TemporaryDirectory() as folder:
+        file = os.path.join(folder, "model.onnx")
+        with open(file, "wb") as f:
+            f.write(onnx_bytes)
+        return core.read_model(file)
+
+
 def _on_onnx_runtime(
-    path: Path, kind: str, runtime: str, onnx_bytes: bytes, threads: int | None, conventions: Conventions | None = None
+    path: Path,
+    kind: str,
+    runtime: str,
+    onnx_bytes: bytes | None,
+    threads: int | None,
+    conventions: Conventions | None = None,
 ) -> SemanticModel:
-    """An ONNX model (bytes) on ONNX Runtime or OpenVINO; NCHW models are transposed around the call. Its
-    conventions are `conventions` (those of the file it was converted from), else read from the ONNX model."""
+    """An ONNX model (bytes; None: the OpenVINO file `path`) on ONNX Runtime or OpenVINO; NCHW models are
+    transposed around the call. Its conventions are `conventions` (those of the file it was converted from),
+    else read from the ONNX model."""
     if conventions is None:
         conventions, properties = onnx_conventions(onnx_bytes)
         settings, names = metadata_settings(properties)
@@ -293,23 +328,12 @@ def _on_onnx_runtime(
         if names:
             conventions = replace(conventions, class_names=names)
     if runtime == "openvino":
-        # OpenVINO reports its import to a web service from a forked process unless its telemetry package is
-        # missing: a worker makes no such call (and that process could keep this one from exiting)
-        sys.modules.setdefault("openvino_telemetry", None)
+        core = openvino_core()
         try:
-            import openvino as ov
-        except ImportError:
-            raise _missing("openvino", runtime) from None
-        core = ov.Core()
-        with tempfile.TemporaryDirectory() as folder:
-            file = os.path.join(folder, "model.onnx")
-            with open(file, "wb") as f:
-                f.write(onnx_bytes)
-            try:
-                network = core.read_model(file)
-                call = _openvino_call(core, network, "f32", threads)
-            except Exception as error:
-                raise StreamerError(f"weights {path}: OpenVINO cannot read it ({_reason(error)})") from None
+            network = _read_openvino(core, path, onnx_bytes)
+            call = _openvino_call(core, network, "f32", threads)
+        except Exception as error:
+            raise StreamerError(f"weights {path}: OpenVINO cannot read it ({_reason(error)})") from None
         input_shape = [d.get_length() if d.is_static else None for d in network.inputs[0].get_partial_shape()]
         output_shape = [d.get_length() if d.is_static else None for d in network.outputs[0].get_partial_shape()]
 

@@ -1,4 +1,5 @@
-"""`streamer export unet`: a segmentation model (the demo weights or a file) as a SavedModel, ONNX or TFLite file.
+"""`streamer export unet`: a segmentation model (the demo weights or a file) as a SavedModel, ONNX, OpenVINO or
+TFLite file.
 
 Every format takes what the Keras model takes, float32 NHWC images in [0, 1] at its input size, and gives its
 per-pixel scores; `streamer process --model semantic --weights OUT` runs any of them.
@@ -9,14 +10,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from streamer.errors import StreamerError
-from workers.runtimes.export import FORMATS, check_target, function_to_onnx, publish_file, publish_folder
+from workers.runtimes.export import (
+    FORMATS,
+    check_target,
+    function_to_onnx,
+    onnx_to_openvino,
+    publish_file,
+    publish_folder,
+)
+from workers.unet.int8 import Int8, quantized
 from workers.unet.weights import DEMO_WEIGHTS, HINT, load_keras_model
 
 
-def export(weights: str | None, format: str, out: str, overwrite: bool = False) -> Path:
-    """Write the Keras model in `weights` (None: the demo weights) to `out` in `format`."""
+def export(weights: str | None, format: str, out: str, overwrite: bool = False, int8: Int8 | None = None) -> Path:
+    """Write the Keras model in `weights` (None: the demo weights) to `out` in `format`; with `int8`, quantized
+    (ONNX or OpenVINO only) and written only when it agrees with float32 (int8.py)."""
     if format not in FORMATS:
         raise StreamerError(f"--format {format}: choose one of {', '.join(FORMATS)}")
+    if int8 is not None and format not in ("onnx", "openvino"):
+        raise StreamerError(f"--int8: for --format onnx or openvino (not {format})")
     target = check_target(out, overwrite)
     import tensorflow as tf
 
@@ -30,7 +42,10 @@ def export(weights: str | None, format: str, out: str, overwrite: bool = False) 
     function = tf.function(lambda x: model(x, training=False), input_signature=spec)
     if format == "savedmodel":
         return publish_folder(target, lambda folder: model.export(str(folder), verbose=False))
-    if format == "onnx":
-        return publish_file(target, function_to_onnx(function, spec, f"model {path}"))
+    if format in ("onnx", "openvino"):
+        data = function_to_onnx(function, spec, f"model {path}")
+        if int8 is not None:
+            data = quantized(data, int8, target)
+        return publish_file(target, data) if format == "onnx" else onnx_to_openvino(data, target)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     return publish_file(target, converter.convert())

@@ -10,6 +10,7 @@ Frame checks, batching, device, mixed precision and bf16 are the shared Predicto
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -21,12 +22,13 @@ import numpy as np
 from streamer.errors import StreamerError
 from streamer.models import ModelConfig, weights_path
 from streamer.prediction import Prediction
+from workers import precision
+from workers.precision import Choice
 from workers.predictor import Predictor
 from workers.unet.config import DEFAULT_THRESHOLD, ROAD_CLASSES
 from workers.unet.weights import DEMO_NOTE, DEMO_WEIGHTS, HINT, load_keras_model
 
 STRIDE = 32  # a model of any input size gets frames rounded up to a multiple of this
-AGREEMENT = 0.999  # --precision auto keeps bf16 only when at least this fraction of probe mask pixels match f32
 GREY = np.array([0.2989, 0.5870, 0.1140], np.float32)  # tf.image.rgb_to_grayscale's weights
 log = logging.getLogger(__name__)
 
@@ -47,15 +49,17 @@ class UNetPredictor(Predictor):
     precisions = ("f32", "bf16")
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config, default_threshold=DEFAULT_THRESHOLD)
-        import tensorflow as tf
+        from workers.runtimes.semantic import EXPORTED, file_format, open_semantic
 
         self.path = Path(weights_path(self.name, config.weights)) if config.weights else DEMO_WEIGHTS
         if not config.weights:
             logging.getLogger(__name__).warning(DEMO_NOTE)
-        from workers.runtimes.semantic import open_semantic
-
-        with self.building():
+        try:
+            exported = file_format(self.path) in EXPORTED  # ONNX, OpenVINO: TensorFlow is never imported
+        except StreamerError as error:
+            raise StreamerError(f"{error}; {HINT}") from None
+        super().__init__(config, default_threshold=DEFAULT_THRESHOLD, tensorflow=not exported)
+        with self.building() if not exported else contextlib.nullcontext():
             self.semantic = open_semantic(
                 self.path, config.runtime, keras_loader=load_keras_model, hint=HINT, threads=config.threads
             )
@@ -88,11 +92,16 @@ class UNetPredictor(Predictor):
         # binary maps: uint8 score q = round(255 p), and p > threshold ⇔ q > floor(255 threshold)
         self._cut = min(255, math.floor(self.threshold * 255 + 1e-9))
         self._run = self.semantic.run
-        self._infer = tf.function(self._infer_batch)
+        self._infer = None
+        if self._run is None:  # Keras or TensorFlow: one compiled graph
+            import tensorflow as tf
+
+            self._infer = tf.function(self._infer_batch)
         self._graph_lock = threading.Lock()
         self.precision = "mixed_float16" if self.config.mixed_precision and model is not None else "f32"
+        self.precision_choice: Choice | None = None  # what --precision auto measured, and why it chose
         self._choose_precision()
-        log.info("%s computes in %s on %s", self.path.name, self.precision, config.runtime)
+        log.info("%s computes in %s on %s", self.path.name, self.precision, self.semantic.runtime)
 
     # -- the per-batch path ------------------------------------------------------------------------------
 
@@ -201,34 +210,46 @@ class UNetPredictor(Predictor):
     # -- precision ---------------------------------------------------------------------------------------
 
     def _choose_precision(self) -> None:
-        """Switch to bfloat16 compute when --precision bf16 asks for it, or when --precision auto finds this
-        CPU fast at it and the masks of a fixed probe batch agree with float32's (else a log line, float32)."""
+        """Switch to bfloat16 compute when --precision bf16 asks for it; with --precision auto, time float32
+        and bfloat16 on a probe batch (once per machine and model, workers/precision.py) and keep the faster
+        one whose masks agree with float32's."""
         wanted = self.config.precision
         if wanted == "f32" or self.config.mixed_precision:
             return
-        if wanted == "auto" and not self.fast_bf16():
+        if wanted == "bf16":
+            bf16 = self._bf16_model(explicit=True)
+            if bf16 is not None:
+                self._use(bf16)
             return
-        bf16 = self._bf16_model(explicit=wanted == "bf16")
-        if bf16 is None:
-            return
-        if wanted == "auto":
-            agreement = self.agreement(bf16)
-            if agreement < AGREEMENT:
-                log.warning(
-                    "--precision auto: bfloat16 masks agree with float32 on only %.4f%% of the probe pixels "
-                    "(needs %.1f%%); computing in float32",
-                    agreement * 100,
-                    AGREEMENT * 100,
-                )
-                return
-        self._use(bf16)
+        if not self.tries_bf16() or (self.model is None and self.semantic.recompile is None):
+            return  # float32 is the only precision here: nothing to measure
+        made = {}
+
+        def make_bf16():
+            made["bf16"] = self._bf16_model(explicit=False)
+            return None if made["bf16"] is None else lambda probe: self._masks(probe, made["bf16"])
+
+        probe = self.probe()
+        choice, _ = precision.choose(
+            lambda frames: self._masks(frames, None),
+            {"bf16": make_bf16},
+            probe,
+            self.path,
+            {"runtime": self.semantic.runtime, "batch": self.config.batch_size, "threads": self.config.threads},
+        )
+        self.precision_choice = choice
+        log.info("%s", choice.describe())
+        if choice.precision == "bf16":
+            bf16 = made.get("bf16") or self._bf16_model(explicit=False)
+            if bf16 is not None:
+                self._use(bf16)
 
     def _bf16_model(self, explicit: bool):
         """(Keras twin computing in bfloat16, its compiled per-batch function) or (None, the runtime's bf16
         call); None (or, when asked for explicitly, a StreamerError) where this model has no bf16 path."""
-        import tensorflow as tf
-
         if self.model is not None:
+            import tensorflow as tf
+
             with self.building(policy="mixed_bfloat16"):
                 twin = _under_policy(self.semantic.keras_model)
             return twin, tf.function(lambda small: self._infer_batch(small, model=twin))
@@ -249,20 +270,24 @@ class UNetPredictor(Predictor):
             self._run = call
         self.precision = "bf16"
 
-    def agreement(self, bf16) -> float:
-        """Fraction of mask pixels on which `bf16` agrees with the float32 model, on a fixed probe batch of
-        synthetic road scenes at the model's size."""
+    def probe(self) -> np.ndarray:
+        """A fixed batch of synthetic road scenes at the model's size (what --precision auto measures on)."""
         from workers.unet.synthetic import road_frames
 
         height, width = self.input_size or (128, 256)
-        probe = np.stack([image for image, _ in road_frames(1, width, height, 2.0, self.config.batch_size)])
-        twin, call = bf16
+        return np.stack([image for image, _ in road_frames(1, width, height, 2.0, self.config.batch_size)])
+
+    def _masks(self, small: np.ndarray, bf16) -> np.ndarray:
+        """Masks of frames at the model's size, from the float32 model (`bf16` None) or the bfloat16 one."""
         with self.on_device():
-            plain = self.scores(probe)
-            raw = call(probe).numpy() if twin is not None else call(self._to_input(probe))
-        half = self._quantise(np.asarray(raw, np.float32))
-        masks = [np.stack([self.labels(s, height, width) for s in scores]) for scores in (plain, half)]
-        return float((masks[0] == masks[1]).mean())
+            if bf16 is None:
+                scores = self.scores(small)
+            else:
+                twin, call = bf16
+                raw = call(small).numpy() if twin is not None else call(self._to_input(small))
+                scores = self._quantise(np.asarray(raw, np.float32))
+        height, width = small.shape[1:3]
+        return np.stack([self.labels(score, height, width) for score in scores])
 
 
 def _whole_factor(length: int, target: int) -> int:
