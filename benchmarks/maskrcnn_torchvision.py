@@ -99,14 +99,19 @@ for line in sys.stdin:
 """
 
 
-class Child:
-    """A child process answering one line per request on stdout (lines starting with MARK)."""
+# The same threading settings on both sides: OpenMP threads that sleep when idle (PyTorch's and oneDNN's OpenMP
+# pools otherwise spin between calls, which on a shared machine takes CPU from the other side's process).
+THREADING = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
 
-    def __init__(self, name: str, argv: list[str]):
+
+class Child:
+    """A child process answering one line per request on stdout (lines starting with MARK), with THREADING."""
+
+    def __init__(self, name: str, argv: list[str], threads: int):
         self.name = name
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1
-        )
+        env = {**os.environ, **THREADING, "OMP_NUM_THREADS": str(threads)}
+        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL}
+        self.proc = subprocess.Popen(argv, **pipes, text=True, bufsize=1, env=env)
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -203,8 +208,8 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     with tempfile.TemporaryDirectory(prefix="maskrcnn-torchvision-") as tmp:
         paths = {dim: letterboxed(dim, Path(tmp)) for dim in dims}
-        ours = Child("ours", [sys.executable, "-c", OURS, str(ROOT), str(args.threads)])
-        theirs = Child("torchvision", [str(python), "-c", TORCHVISION, str(args.threads)])
+        ours = Child("ours", [sys.executable, "-c", OURS, str(ROOT), str(args.threads)], args.threads)
+        theirs = Child("torchvision", [str(python), "-c", TORCHVISION, str(args.threads)], args.threads)
         try:
             counts = {}
             for dim in dims:  # build, then one more warm-up call each (graph compilation, allocator)
@@ -222,7 +227,9 @@ def main(argv=None) -> int:
         finally:
             ours.close()
             theirs.close()
-    print(f"torchvision {version}; {args.threads} threads each; medians of {repeats} alternated calls")
+    settings = " ".join(f"{key}={value}" for key, value in {**THREADING, "OMP_NUM_THREADS": args.threads}.items())
+    print(f"torchvision {version}; {args.threads} threads each; both sides with {settings}")
+    print(f"medians of {repeats} alternated calls")
     keras_head = f" {'Keras graph ms':>14} {'ratio':>6}" if args.keras else ""
     print(f"{'size':>9} {'ours ms':>9} {'torchvision ms':>14} {'ratio':>6}{keras_head} {'detections':>12}")
     for dim in dims:

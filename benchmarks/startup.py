@@ -8,7 +8,11 @@
 2. `streamer process CLIP --model unet`: time to the first frame encoded, from the process start, split
    into interpreter + imports (to the model load starting, the input and outputs opened), model load
    (`import tensorflow`, build, weights) and first frame (decode, the first model call, render, encode),
-   from the command's own log events (--log-format json --log-level info).
+   from the command's own log events (--log-format json --log-level info), and the peak RSS by then; for the
+   bundled Keras model on TensorFlow and for it exported (`--weights road.onnx`, ONNX Runtime; `road.xml`,
+   OpenVINO), which never imports TensorFlow.
+4. Where the memory goes: the peak RSS of `python -c "import X"` for the runtimes (TensorFlow, ONNX Runtime,
+   OpenVINO) and of the frame stack (NumPy, OpenCV, PyAV) beside a bare interpreter.
 3. The heavy modules (tensorflow, keras, torch, cv2, av, numpy, redis, rich …) each light command imports.
 
 With --against DIR (another checkout, e.g. before a change) every figure is measured for both trees,
@@ -54,11 +58,11 @@ def timed(argv: list[str], root: Path, cwd: Path) -> float:
     return elapsed
 
 
-def first_frame(root: Path, cwd: Path, clip: Path) -> dict[str, float]:
+def first_frame(root: Path, cwd: Path, clip: Path, weights: list[str] = ()) -> dict[str, float]:
     """Seconds from the process start to its log events: model load starting, model loaded, first frame
-    encoded; the job is interrupted once the first frame is out."""
+    encoded, and the peak RSS (MB) by then; the job is interrupted once the first frame is out."""
     argv = [sys.executable, "-m", "streamer", "--log-format", "json", "--log-level", "info", "process", str(clip)]
-    argv += ["-o", str(cwd / "out.mp4"), "-y", "-q", "--model", "unet"]
+    argv += ["-o", str(cwd / "out.mp4"), "-y", "-q", "--model", "unet", *weights]
     started = time.time()
     process = subprocess.Popen(argv, cwd=cwd, env=environment(root), stderr=subprocess.PIPE, text=True)
     events: dict[str, float] = {}
@@ -72,18 +76,36 @@ def first_frame(root: Path, cwd: Path, clip: Path) -> dict[str, float]:
                 if message.startswith(start) and key not in events:
                     events[key] = entry["time"] - started
             if "first" in events:
+                events["rss"] = peak_rss(process.pid)
                 process.send_signal(signal.SIGINT)
                 break
     finally:
         process.communicate(timeout=120)
-    if len(events) != 3:
+    if len(events) != 4:
         raise SystemExit(f"no first-frame events from {root} (exit {process.returncode}): {events}")
     return {
         "interpreter + imports": events["load"],
         "model load": events["loaded"] - events["load"],
         "first frame": events["first"] - events["loaded"],
         "total": events["first"],
+        "peak RSS MB": events["rss"],
     }
+
+
+def peak_rss(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), MB."""
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM"))
+    return int(line.split()[1]) / 1024
+
+
+IMPORT_RSS = """
+import resource, sys
+sys.modules["openvino_telemetry"] = None  # no usage report (a forked process)
+for name in sys.argv[1:]:
+    __import__(name)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
 
 
 def modules(argv: list[str], root: Path, cwd: Path) -> list[str]:
@@ -128,14 +150,29 @@ def main() -> None:
                     times[tree].append(timed(argv, root, work))
             print(f"  {name:36s} " + figures({tree: statistics.median(values) for tree, values in times.items()}))
 
-        print(f"2. process CLIP --model unet (1280x720): seconds from the process start, median of {runs}")
-        splits: dict[str, list[dict[str, float]]] = {tree: [] for tree, _ in trees}
-        for run in range(runs):
-            for tree, root in trees if run % 2 == 0 else trees[::-1]:
-                splits[tree].append(first_frame(root, work, clip))
-        for part in ("interpreter + imports", "model load", "first frame", "total"):
-            medians = {tree: statistics.median(split[part] for split in splits[tree]) for tree in splits}
-            print(f"  {part:36s} " + figures(medians))
+        exported = {"onnx": work / "road.onnx", "openvino": work / "road.xml"}
+        for path in exported.values():
+            timed([sys.executable, "-m", "streamer", "export", "unet", "-o", str(path), "-y"], ROOT, work)
+        variants = {"keras (TensorFlow)": []}
+        variants |= {f"{name} export": ["--weights", str(path)] for name, path in exported.items()}
+        for label, weights in variants.items():
+            first_frame(ROOT, work, clip, weights)  # untimed: a --precision auto measurement is cached
+            print(f"2. process CLIP --model unet, {label} (1280x720): seconds from the process start, median of {runs}")
+            splits: dict[str, list[dict[str, float]]] = {tree: [] for tree, _ in trees}
+            for run in range(runs):
+                for tree, root in trees if run % 2 == 0 else trees[::-1]:
+                    splits[tree].append(first_frame(root, work, clip, weights))
+            for part in ("interpreter + imports", "model load", "first frame", "total", "peak RSS MB"):
+                medians = {tree: statistics.median(split[part] for split in splits[tree]) for tree in splits}
+                print(f"  {part:36s} " + figures(medians))
+
+        print("4. Peak RSS of importing (MB)")
+        for names in ([], ["numpy", "cv2", "av"], ["tensorflow"], ["onnxruntime"], ["openvino"]):
+            done = subprocess.run(
+                [sys.executable, "-c", IMPORT_RSS, *names], capture_output=True, text=True, env=environment(ROOT)
+            )
+            rss = float(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else float("nan")
+            print(f"  {'import ' + ', '.join(names) if names else 'python -c pass':36s} {rss:6.0f}")
 
         print("3. Heavy modules imported")
         for name, argv in list(commands.items())[2:]:  # without python -m streamer
