@@ -131,14 +131,15 @@ class Outage:
 
 def retrying(config: RedisConfig, call: Callable[[], T], what: str, outage: Outage | None = None) -> T:
     """Run a Redis call, retrying connection errors for up to `config.grace` seconds (exponential backoff,
-    at most 1 s apart) counted from the first failure of `outage` (or of this call); no new attempt starts
-    after the deadline, so this returns or raises `RedisLost` within grace + one socket timeout of Redis
-    going away, however many calls are made meanwhile."""
+    at most 1 s apart) counted from the start of the first call of `outage` (or this call) that failed; no
+    new attempt starts after the deadline, so this returns or raises `RedisLost` within grace + one socket
+    timeout of Redis going away, however many calls are made meanwhile."""
     outage = outage or Outage()
     delay = 0.1
     while True:
         if outage.since is not None and time.monotonic() - outage.since >= config.grace:
             raise _lost(config, what, "no answer")
+        started = time.monotonic()
         try:
             result = call()
             outage.since = None
@@ -149,8 +150,8 @@ def retrying(config: RedisConfig, call: Callable[[], T], what: str, outage: Outa
                 raise StreamerError(f"Redis at {where} needs a password: give redis://[user]:PASSWORD@host") from None
             raise StreamerError(f"Redis at {where} refused the credentials ({error}); check the URL") from None
         except (redis.ConnectionError, redis.TimeoutError) as error:
-            if outage.since is None:
-                outage.since = time.monotonic()
+            if outage.since is None:  # the grace counts from when the call that failed began: a frozen Redis
+                outage.since = started  # takes a socket timeout to tell, which is not added to the grace
             left = outage.since + config.grace - time.monotonic()
             if left <= 0:
                 raise _lost(config, what, redact(error)) from None
