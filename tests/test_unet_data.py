@@ -101,6 +101,7 @@ def test_synthetic_splits_are_disjoint_and_deterministic():
 def test_road_video_frames_are_the_same_scenes_through_h264_at_camera_aspects():
     train, val = training_sources("road-video", 24, 0.25, 7, (32, 64))
     assert train.video and val.video and (len(train), len(val)) == (18, 6)
+    assert train.size[0] == 90  # 2.8 × the input height: shrunk to the input about as a 720p video's frames are
     shapes = set()
     for index in range(len(train)):
         image, mask, name = train.sample(index)

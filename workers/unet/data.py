@@ -105,7 +105,8 @@ def training_sources(
     held = int(round(total * val_fraction))
     if total - held < 1:
         raise StreamerError(f"samples {total}: nothing left to train on with --val-fraction {val_fraction}")
-    size, video = render_size(input_size), kind == "road-video"
+    video = kind == "road-video"
+    size = render_size(input_size, video)
     train = SyntheticSource(total - held, seed, "train", size, video)
     return train, (SyntheticSource(held, seed, "val", size, video) if held else None)
 

@@ -125,7 +125,10 @@ def limit(count: int, samples: int | None) -> int:
     return min(count, samples)
 
 
-def render_size(input_size: tuple[int, int]) -> tuple[int, int]:
-    """Synthetic training frames: dashcam 16:9, ~1.4× the model input height (crops then shrink to the input)."""
-    height = 2 * round(input_size[0] * 1.4 / 2)
+def render_size(input_size: tuple[int, int], video: bool = False) -> tuple[int, int]:
+    """Synthetic training frames: dashcam 16:9, ~1.4× the model input height (crops then shrink to the input).
+    `road-video` frames: 2.8× (360 rows for a 128-row input), so that shrinking them to the input averages
+    lane marks, road edges and textures over as many pixels as it does for a 720p `streamer sample road`
+    video, closer to what the model sees there."""
+    height = 2 * round(input_size[0] * (2.8 if video else 1.4) / 2)
     return height, 2 * round(height * 16 / 9 / 2)
