@@ -105,6 +105,7 @@ class ProcessResult:
     latency_p50: float | None = None
     latency_p95: float | None = None
     setup_seconds: float = 0.0  # before processing: opening the input, loading and warming up the model
+    precision: dict | None = None  # what --precision auto measured and chose, when the model here measured it
 
     @property
     def total_seconds(self) -> float:

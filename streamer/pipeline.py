@@ -8,6 +8,7 @@ of the transport, so latency stays bounded. The parts come from `streamer.build`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -89,6 +90,7 @@ class Pipeline:
             gaps=getattr(parts.source, "gaps", 0),
             latency_p50=latency.percentile(50),
             latency_p95=latency.percentile(95),
+            precision=_precision_of(getattr(parts.transport, "model", None)),
         )
 
     def stop(self) -> None:
@@ -185,3 +187,9 @@ class Pipeline:
                 metrics.queue_depth.labels(name).set(depth)
             if progress:
                 progress(written[0], total)
+
+
+def _precision_of(model) -> dict | None:
+    """What a model's `--precision auto` measured and chose (its `precision_choice`), as plain data."""
+    choice = getattr(model, "precision_choice", None)
+    return dataclasses.asdict(choice) if dataclasses.is_dataclass(choice) else None

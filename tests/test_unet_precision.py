@@ -204,3 +204,21 @@ def test_process_and_worker_take_precision_into_the_model_config():
     worker.add_parser(commands)
     (worker_parser,) = commands.choices.values()
     assert worker_parser.parse_args(["--redis", "redis://x", "--precision", "bf16"]).precision == "bf16"
+
+
+def test_process_json_says_what_auto_chose_and_why(weights, monkeypatch, tmp_path, run_cli):
+    """`--json` carries the choice `--precision auto` made for the model that ran, with its measurements (or says
+    nothing where the model measured nothing: float32 is then the only precision on this CPU)."""
+    from media import make_video
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    source = make_video(tmp_path / "in.mp4", frames=4, width=96, height=64)
+    code, out, err = run_cli("process", source, "-o", tmp_path / "o.mp4", "--weights", weights["gray"], "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    model = load(ModelConfig(weights=str(weights["gray"]), device="/CPU:0"))
+    if model.precision_choice is None:
+        assert "precision" not in summary
+    else:
+        chosen = summary["precision"]
+        assert chosen["precision"] == model.precision and chosen["reason"] and set(chosen["seconds"]) == {"f32", "bf16"}

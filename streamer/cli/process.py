@@ -75,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
             "warning": result.warning,
             "audio": result.audio,
         }
+        if result.precision is not None:  # what --precision auto measured and chose, and why
+            summary["precision"] = result.precision
         if result.live:
             summary.update(
                 live=True,

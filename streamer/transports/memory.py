@@ -60,6 +60,11 @@ class MemoryTransport:
         while (item := self._stages.get(self._rendered)) is not END:
             yield item
 
+    @property
+    def model(self):
+        """The model this transport's render stage calls."""
+        return self._stage.model
+
     def depths(self) -> dict[str, int]:
         return {
             "frames": self._frames.qsize(),
