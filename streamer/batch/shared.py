@@ -15,7 +15,17 @@ from streamer.batch.task import VideoTask, make_task, merged, public_storage, ru
 from streamer.distributed.batches import SKIPPED
 from streamer.distributed.confine import Confinement
 from streamer.distributed.connection import Keys, RedisConfig, connect
-from streamer.distributed.jobs import DONE, FAILED, FINAL, RUNNING, JobSpec, JobStore, new_job_id, submit
+from streamer.distributed.jobs import (
+    DONE,
+    FAILED,
+    FINAL,
+    RUNNING,
+    JobSpec,
+    JobStore,
+    enqueue,
+    new_job_id,
+    record_queued,
+)
 from streamer.errors import StreamerError
 from streamer.storage import GLOB_CHARS, Entry, join
 
@@ -56,14 +66,18 @@ def run_shared(config: BatchConfig, entries, done, states, since, on_video, runn
         if entry.name in done:
             continue
         task = make_task(config, entry, since, storage=public_storage(config.storage))
-        job = new_job_id()
+        job, spec = new_job_id(), JobSpec.of(task.process_config(None))
+        # the record first, then the claim: a claim always names a job whose record exists (until it expires), so
+        # another command that finds the claim taken can tell a live job from an expired one
+        record_queued(client, config.redis, job, spec)
         if not client.hsetnx(keys.queued, entry.name, job):
             other = client.hget(keys.queued, entry.name)
             if other and jobs.state(other.decode()) is not None:
+                jobs.forget(job)
                 waiting[entry.name] = other.decode()  # another command queued it: wait for that job
                 continue
             client.hset(keys.queued, entry.name, job)  # its job record expired: queue it again
-        submit(client, config.redis, job, JobSpec.of(task.process_config(None)), task.to_json())
+        enqueue(client, config.redis, job, spec, task.to_json())
         waiting[entry.name] = job
 
     stop = threading.Event()

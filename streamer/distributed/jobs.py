@@ -95,6 +95,13 @@ class JobStore:
         if self.state(job) not in FINAL:
             self.update(job, state=FAILED, reason=reason)
 
+    def forget(self, job: str) -> None:
+        """Remove a job's record and its place in the index (a record made for a job that was never queued)."""
+        pipe = self.client.pipeline()
+        pipe.delete(self.keys.job(job))
+        pipe.zrem(self.keys.jobs, job)
+        pipe.execute()
+
     def get(self, job: str) -> dict[str, str] | None:
         record = self.client.hgetall(self.keys.job(job))
         return {k.decode(): v.decode() for k, v in record.items()} or None
@@ -142,11 +149,21 @@ def _text(value) -> str:
 
 
 def submit(client: redis.Redis, config: RedisConfig, job: str, spec: JobSpec, task: str | None = None) -> None:
-    """Queue a job for the runners; `task` (JSON): a video of a batch, which the runner processes whole
-    (decode, inference and encode on its own machine; streamer.batch.VideoTask)."""
-    keys = Keys(config.namespace)
+    """Queue a job for the runners: its record, then its entry; `task` (JSON): a video of a batch, which the
+    runner processes whole (decode, inference and encode on its own machine; streamer.batch.VideoTask)."""
+    record_queued(client, config, job, spec)
+    enqueue(client, config, job, spec, task)
+
+
+def record_queued(client: redis.Redis, config: RedisConfig, job: str, spec: JobSpec) -> None:
+    """The record of a job about to be queued (what `status` shows of it)."""
     targets = spec.job.outputs().targets
     where = {"input": spec.job.input, "output": targets[0] if len(targets) == 1 else ", ".join(targets)}
-    JobStore(client, keys).create(job, spec, state="queued", submitted=time.time(), **where)
+    JobStore(client, Keys(config.namespace)).create(job, spec, state="queued", submitted=time.time(), **where)
+
+
+def enqueue(client: redis.Redis, config: RedisConfig, job: str, spec: JobSpec, task: str | None = None) -> None:
+    """The entry the runners take, for a job whose record exists."""
+    keys = Keys(config.namespace)
     ensure_group(client, keys.submitted, RUNNER_GROUP)
     client.xadd(keys.submitted, {"job": job, "spec": spec.to_json(), **({"task": task} if task else {})})
