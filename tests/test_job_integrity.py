@@ -45,6 +45,24 @@ def decoded(path) -> list[np.ndarray]:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
+def submitted_and_done(redis_server, cwd, *args: str, timeout: float = 60.0) -> str:
+    """`streamer submit ARGS` as a user runs it; waits for the job to end and checks it is done. Its id."""
+    submitted = subprocess.run(
+        [sys.executable, "-m", "streamer", "submit", *args, "--redis", redis_server.url],
+        env=environment(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    job = submitted.stdout.strip()
+    client = redis_server.client()
+    wait_for(lambda: client.hget(KEYS.job(job), "state") in (b"done", b"failed"), timeout, "the job to end")
+    assert client.hget(KEYS.job(job), "state") == b"done", client.hget(KEYS.job(job), "reason")
+    return job
+
+
 def test_workers_give_the_embedded_masks_on_frames_of_any_size(tmp_path, redis_server, workers):
     """The demo U-Net with --effect mask through Redis and two workers, frame for frame the embedded output, on
     sizes that are not 16:9 (4:2:0 and, at odd sizes, 4:4:4). Both run as a user runs them, in processes of their
@@ -98,20 +116,8 @@ def test_a_submitted_job_runs_on_its_own_model_file(tmp_path, redis_server):
     )
     try:
         output = tmp_path / "out.mp4"
-        submitted = subprocess.run(
-            [sys.executable, "-m", "streamer", "submit", str(source), "-o", str(output), "--model", "semantic"]
-            + ["--weights", str(weights), "--effect", "mask", "--redis", redis_server.url],
-            env=environment(),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert submitted.returncode == 0, submitted.stderr
-        job = submitted.stdout.strip()
-        client = redis_server.client()
-        wait_for(lambda: client.hget(KEYS.job(job), "state") in (b"done", b"failed"), 120, "the job to end")
-        assert client.hget(KEYS.job(job), "state") == b"done", client.hget(KEYS.job(job), "reason")
+        job = [str(source), "-o", str(output), "--model", "semantic", "--weights", str(weights), "--effect", "mask"]
+        submitted_and_done(redis_server, ROOT, *job, timeout=120)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
@@ -131,20 +137,7 @@ def test_runners_take_jobs_again_after_redis_restarted_empty(tmp_path, redis_ser
     redis_server.start()  # the same port, nothing in it: the runners' group is gone
     source = make_video(tmp_path / "in.mp4", frames=10)
     output = tmp_path / "out.mp4"
-    submitted = subprocess.run(
-        [sys.executable, "-m", "streamer", "submit", str(source), "-o", str(output)]
-        + ["--model", "tests.models:left_half", "--redis", redis_server.url],
-        env=environment(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert submitted.returncode == 0, submitted.stderr
-    job = submitted.stdout.strip()
-    client = redis_server.client()
-    wait_for(lambda: client.hget(KEYS.job(job), "state") in (b"done", b"failed"), 60, "the job to end")
-    assert client.hget(KEYS.job(job), "state") == b"done", client.hget(KEYS.job(job), "reason")
+    submitted_and_done(redis_server, tmp_path, str(source), "-o", str(output), "--model", "tests.models:left_half")
     assert len(decoded(output)) == 10 and worker.poll() is None
 
 

@@ -178,12 +178,20 @@ class Runner:
         self._done(entry_id)
 
     def _keep_claim(self, entry_id, finished: threading.Event) -> None:
-        """Reset the entry's idle time so other runners see the job is in hand."""
+        """Reset the entry's idle time so other runners see the job is in hand (a thread for the job's length: a
+        failure is logged once and the next beat tries again, so the claim never lapses without a word)."""
+        warned = False
         while not finished.wait(self.abandoned / 4):
             try:
                 self.client.xclaim(self.keys.submitted, RUNNER_GROUP, self.name, 0, [entry_id], justid=True)
             except redis.RedisError:
-                pass
+                pass  # Redis away: the job's own calls report the loss
+            except Exception as error:  # anything else: said once, the claim kept trying
+                if not warned:
+                    log.error(
+                        "%s: keeping the claim on %s failed: %s: %s", self.name, entry_id, type(error).__name__, error
+                    )
+                    warned = True
 
     def _done(self, entry_id) -> None:
         pipe = self.client.pipeline(transaction=True)
