@@ -90,7 +90,7 @@ def frames(input: str, model: str | Model = "unet", **options: Any) -> Iterator[
     failed: list[BaseException] = []
 
     def on_frame(frame: Rendered, prediction: Prediction) -> None:
-        while not pipeline._stopped:  # the caller's loop is the consumer: wait for it, unless it stopped
+        while not pipeline.stopped:  # the caller's loop is the consumer: wait for it, unless it stopped
             try:
                 ready.put((frame, prediction), timeout=0.1)
                 return

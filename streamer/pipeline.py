@@ -93,6 +93,11 @@ class Pipeline:
             precision=_precision_of(getattr(parts.transport, "model", None)),
         )
 
+    @property
+    def stopped(self) -> bool:
+        """Whether `stop` was called."""
+        return self._stopped
+
     def stop(self) -> None:
         """Stop a running job from another thread, as Ctrl-C does."""
         self._stopped = True

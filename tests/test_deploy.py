@@ -823,6 +823,7 @@ def test_dockerfile(path):
         assert from_image(path, serve[0][1]) == "python:3.11-slim"
         assert [rest for word, rest in serve if word == "COPY"][0] == "--from=serve-builder /opt/venv /opt/venv"
         assert [w for w, _ in serve if w not in ("EXPOSE",)] == [w for w, _ in final if w not in ("EXPOSE",)]
+        assert [r for w, r in serve if w == "ENV"] == [r for w, r in final if w == "ENV"]  # metrics host too
         builder = " ".join(rest for word, rest in named["serve-builder"] if word == "RUN")
         assert '".[serve' in builder and "models" not in builder and '! python -c "import tensorflow"' in builder
 
