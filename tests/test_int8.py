@@ -1,5 +1,6 @@
 """`streamer export unet --int8 --calibrate VIDEO`: an INT8 model quantized on a video's frames, its masks on
-held-out frames compared with float32's in a report written beside it, and refused below the bound."""
+a held-out road clip compared with float32's and scored against its ground truth in a report written beside
+it, and refused below the bound."""
 
 import json
 
@@ -19,12 +20,29 @@ def test_int8_export_writes_its_report_and_enforces_its_bound(tmp_path, run_cli)
     assert run_cli("sample", "road", "-o", clip, "--seconds", "1", "--size", "200x112", "-q")[0] == 0
     out = tmp_path / "rgb-int8.onnx"
     common = ["export", "unet", "--weights", weights, "--format", "onnx", "--int8", "--calibrate", clip]
-    code, stdout, err = run_cli(*common, "-o", out)
+    code, stdout, err = run_cli(*common, "-o", out, "--min-agreement", "0.9", "--max-drop", "0.05")
     assert code == 0, err
     report = json.loads((tmp_path / "rgb-int8.onnx.int8.json").read_text())
-    assert report["held_out_frames"] >= 10 and report["calibration_frames"] >= 10 and report["bound"] == 0.99
-    assert 0.99 <= report["agreement"] <= 1 and 0.9 <= report["road_iou"] <= 1 and report["int8_ms"] > 0
+    assert report["calibration_frames"] >= 10 and report["bounds"] == {"min_agreement": 0.9, "max_drop": 0.05}
+    assert 0.9 <= report["agreement"] <= 1 and report["int8_ms"] > 0 and report["speedup"] > 0
     assert f"masks agree with f32 on {report['agreement'] * 100:.3f}%" in stdout
+    # each model's road IoU against the truth of the held-out road clip, as `evaluate unet` scores that clip
+    held = report["held_out"]
+    assert held["sample"] == "road" and held["size"] == "200x112" and report["held_out_frames"] >= 10
+    video, truth = tmp_path / "held.mp4", tmp_path / "held.json"
+    sample = ["--seconds", held["seconds"], "--fps", held["fps"], "--seed", held["seed"], "--size", held["size"]]
+    assert run_cli("sample", "road", "-o", video, "--annotations", truth, *sample, "-q")[0] == 0
+    scores = {}
+    for label, model in (("f32", weights), ("int8", out)):
+        code, found, err = run_cli("evaluate", "unet", "--weights", model, "--data", f"video:{video}:{truth}", "--json")
+        assert code == 0, err
+        scores[label] = json.loads(found)["mean_iou"]
+    # (within the noise of the clip's H.264 coding, which differs a little from one encoding to the next)
+    assert report["int8"]["road_iou"] == pytest.approx(scores["int8"], abs=0.01)
+    assert report["f32"]["road_iou"] == pytest.approx(scores["f32"], abs=0.01)
+    assert report["change"] == pytest.approx(report["int8"]["road_iou"] - report["f32"]["road_iou"])
+    assert abs(report["change"]) <= 0.01
+    assert f"road_iou {report['f32']['road_iou']:.4f} f32, {report['int8']['road_iou']:.4f} int8" in stdout
     import onnx
 
     types = {node.op_type for node in onnx.load(str(out)).graph.node}

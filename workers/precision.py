@@ -136,18 +136,7 @@ def choose(
 def measure(calls: dict[str, Call], probe: np.ndarray, budget: float = BUDGET) -> Choice:
     """Time every call on `probe` alternately (bounded by `budget` seconds) and choose (see `choose`)."""
     masks = {name: np.asarray(call(probe)) for name, call in calls.items()}  # untimed: builds, warms caches
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    low, high = ROUNDS
-    deadline = time.perf_counter() + budget
-    for round in range(high):
-        if round >= low and time.perf_counter() > deadline:
-            break
-        order = list(calls) if round % 2 == 0 else list(calls)[::-1]
-        for name in order:
-            started = time.perf_counter()
-            calls[name](probe)
-            times[name].append(time.perf_counter() - started)
-    seconds = {name: statistics.median(values) for name, values in times.items()}
+    seconds = median_seconds(calls, probe, budget)
     agreement = {name: float((masks[name] == masks["f32"]).mean()) for name in calls}
     best, reason = "f32", "no other precision is possible here"
     if len(calls) > 1:
@@ -161,3 +150,20 @@ def measure(calls: dict[str, Call], probe: np.ndarray, budget: float = BUDGET) -
         best = name
         reason = f"{seconds['f32'] / seconds[name]:.2f}x the speed of f32 and agreeing"
     return Choice(best, reason, seconds, agreement)
+
+
+def median_seconds(calls: dict[str, Callable], probe, budget: float = BUDGET, rounds=ROUNDS) -> dict[str, float]:
+    """Each call's median seconds on `probe`, the calls timed alternately (in turn, the order reversed every
+    other round), at least rounds[0] and at most rounds[1] rounds, no new round after `budget` seconds."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    low, high = rounds
+    deadline = time.perf_counter() + budget
+    for round in range(high):
+        if round >= low and time.perf_counter() > deadline:
+            break
+        order = list(calls) if round % 2 == 0 else list(calls)[::-1]
+        for name in order:
+            started = time.perf_counter()
+            calls[name](probe)
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}

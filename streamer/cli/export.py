@@ -28,21 +28,30 @@ def add_parser(commands) -> None:
     parser.add_argument("-o", "--output", required=True, help="the folder (savedmodel) or file to write")
     parser.add_argument("-y", "--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--weights", help="the model's weights (default: its bundled demo weights)")
-    parser.add_argument(
-        "--int8",
-        action="store_true",
-        help="unet, onnx/openvino: quantize to INT8 (ONNX Runtime's post-training quantization) on --calibrate's "
-        "frames; the masks on held-out frames are compared with float32's and the report written to OUT.int8.json",
+    int8 = parser.add_argument_group(
+        "INT8 (--format onnx; unet also openvino)",
+        "The model is quantized with ONNX Runtime's post-training static quantization, calibrated on frames of "
+        "--calibrate's video. Both models then run on a held-out sample clip with ground truth (unet: a road "
+        "clip, scored by its road IoU; maskrcnn: a shapes clip, scored by its mAP), rendered at the video's size; "
+        "the report (agreement with float32, each score and its change, predict times and speed-up) is printed "
+        "and written to OUT.int8.json. Outside the bounds nothing is written (exit 2) unless --force.",
     )
-    parser.add_argument("--calibrate", metavar="VIDEO", help="--int8: the video whose frames calibrate the model")
-    parser.add_argument(
+    int8.add_argument("--int8", action="store_true", help="quantize the exported model to INT8")
+    int8.add_argument("--calibrate", metavar="VIDEO", help="the video whose frames calibrate the quantizer")
+    int8.add_argument(
+        "--max-drop",
+        type=float,
+        metavar="DELTA",
+        help="the most the held-out score may drop from float32's: unet road IoU, maskrcnn mAP (default: 0.01)",
+    )
+    int8.add_argument(
         "--min-agreement",
         type=float,
-        default=0.99,
         metavar="FRACTION",
-        help="--int8: the least fraction of held-out mask pixels equal to float32's (default: 0.99)",
+        help="the least agreement with float32 on the held-out clip: unet, the fraction of mask pixels equal "
+        "(default: 0.99); maskrcnn, detections matched one to one over the larger count (default: 0, no bound)",
     )
-    parser.add_argument("--force", action="store_true", help="--int8: write the model even below --min-agreement")
+    int8.add_argument("--force", action="store_true", help="write the INT8 model even outside the bounds")
     add_model_settings_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -68,8 +77,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.int8 != bool(args.calibrate):
         raise StreamerError("--int8 and --calibrate VIDEO go together: --int8 quantizes on the video's frames")
-    if args.int8 and args.model != "unet":
-        raise StreamerError("--int8: unet only for now; export maskrcnn in float32 (--format onnx)")
     if args.format is None:
         args.format = format_of(args.output)
     from streamer.models import weights_path
@@ -81,14 +88,22 @@ def run(args: argparse.Namespace) -> int:
         options = model_settings(args)
         if options["config_file"] or options["settings"] or options["class_names"] or options["exclude"]:
             raise StreamerError("--config/--set/--class-names/--exclude: unet export takes none (the file fixes them)")
-        from workers.unet.int8 import Int8
-
-        int8 = Int8(args.calibrate, args.min_agreement, args.force) if args.int8 else None
-        out = export(args.weights, args.format, args.output, args.overwrite, int8)
+        out = export(args.weights, args.format, args.output, args.overwrite, int8_options(args))
     else:
         from workers.maskrcnn.export import export
 
         options = ModelConfig(name="maskrcnn", weights=args.weights, **model_settings(args))
-        out = export(args.weights, args.format, args.output, args.overwrite, options)
+        out = export(args.weights, args.format, args.output, args.overwrite, options, int8_options(args))
     print(f"exported {args.model} ({args.format}) → {out}")
     return 0
+
+
+def int8_options(args: argparse.Namespace):
+    """--int8's options, or None without --int8."""
+    if not args.int8:
+        return None
+    from workers.runtimes.int8 import Int8
+
+    bounds = {"min_agreement": args.min_agreement, "max_drop": args.max_drop}
+    given = {name: value for name, value in bounds.items() if value is not None}  # the others: the model's default
+    return Int8(args.calibrate, force=args.force, **given)

@@ -37,14 +37,16 @@ def needed(args: argparse.Namespace) -> tuple[str, ...]:
         return (*MODEL_STACK, "albumentations", "matplotlib")  # the run's report.html has plots
     if command == "inspect":
         return (*MODEL_STACK, "matplotlib")
-    if command == "evaluate":
-        return MODEL_STACK
+    if command == "evaluate":  # an ONNX export runs on ONNX Runtime
+        return RUNTIMES["onnx"] if str(getattr(args, "weights", None) or "").lower().endswith(".onnx") else MODEL_STACK
     if command == "export":
         from streamer.cli.export import format_of
 
         format = args.format or format_of(args.output)
         onnx = ("tf2onnx", "onnx") + (("openvino",) if format == "openvino" else ())
         int8 = ("onnxruntime",) if getattr(args, "int8", False) else ()
+        if int8 and str(getattr(args, "weights", None) or "").lower().endswith(".onnx"):
+            return ("onnx", *int8)  # quantizing an ONNX export: no TensorFlow
         return (*MODEL_STACK, *onnx, *int8) if format in ("onnx", "openvino") else MODEL_STACK
     if command in ("process", "batch", "worker"):
         if getattr(args, "model", None) not in BUILT_IN_MODELS:

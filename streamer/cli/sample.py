@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
-import threading
-from collections.abc import Iterator
 from fractions import Fraction
-from pathlib import Path
-from queue import Full, Queue
 
 from streamer.cli.common import parse_size
 from streamer.errors import StreamerError
-from streamer.options import EncodeConfig
 from streamer.progress import ProgressBar, counted, say
-from streamer.publish import atomic_path
-from streamer.sink import VideoSink, check_output
+from streamer.sink import check_output
 
 SAMPLES = ("road", "shapes")
 
@@ -65,33 +58,10 @@ def run(args: argparse.Namespace) -> int:
         annotations = check_output(args.annotations, args.overwrite)
         if str(annotations) == str(output):
             raise StreamerError("--annotations: give a file other than the video, e.g. shapes.json")
-    frames, categories = _renderer(args.kind)
-    truth = None
-    if annotations is not None:
-        from workers.annotations import VideoAnnotations
+    from workers.samples import write_sample
 
-        info = {"video": str(Path(str(output)).name), "sample": args.kind, "seed": args.seed, "fps": str(rate)}
-        truth = VideoAnnotations(categories, width, height, info)
-
-    time_base = 1 / rate
-    sink = VideoSink(output, width, height, rate, time_base, encode=EncodeConfig())
-    try:
-        with ProgressBar("rendering", enabled=not args.quiet) as progress:
-            # drawing the next frames overlaps encoding this one (both release the GIL for most of their time)
-            for index, (image, masks, class_ids, instances) in enumerate(
-                ahead(frames(args.seed, width, height, float(rate), count))
-            ):
-                sink.write(image, index, time_base)
-                if truth is not None:
-                    truth.add(index, masks, class_ids, instances)
-                progress(index + 1, count)
-    except BaseException:
-        sink.abort()
-        raise
-    sink.close()
-    if truth is not None:
-        with atomic_path(annotations) as tmp:
-            Path(tmp).write_text(json.dumps(truth.to_dict()))
+    with ProgressBar("rendering", enabled=not args.quiet) as progress:
+        truth = write_sample(_sample(args.kind), output, width, height, rate, count, args.seed, annotations, progress)
     if not args.quiet:
         say(f"{counted(count, 'frame')} ({float(count / rate):.1f} s at {rate} fps, {width}x{height}) → {output}")
         if annotations is not None:
@@ -100,57 +70,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def ahead(items: Iterator, depth: int = 4) -> Iterator:
-    """`items`, produced on a thread of their own up to `depth` ahead; an error there is raised here, and
-    leaving the loop early stops the thread."""
-    queue: Queue = Queue(depth)
-    done = object()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        queue.put((item, None), timeout=0.1)
-                        break
-                    except Full:
-                        continue
-                if stop.is_set():
-                    return
-            queue.put((done, None))
-        except BaseException as error:  # handed to the consumer, which raises it
-            queue.put((done, error))
-
-    thread = threading.Thread(target=produce, name="sample-frames", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, error = queue.get()
-            if error is not None:
-                raise error
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-
-
-def _renderer(kind: str):
-    """(frames(seed, width, height, fps, count) yielding (image, masks H×W×N, class ids, instance ids), class names)."""
+def _sample(kind: str):
+    """The model package's description of the sample video `kind` (its frames with their ground truth)."""
     if kind == "road":
-        from workers.unet.synthetic import road_frames
+        from workers.unet.synthetic import ROAD_SAMPLE
 
-        def road(seed, width, height, fps, count):
-            for image, mask in road_frames(seed, width, height, fps, count):
-                yield image, mask[:, :, None] > 0, [1], [1]
+        return ROAD_SAMPLE
+    from workers.maskrcnn.shapes import SHAPES_SAMPLE
 
-        return road, ["road"]
-    from workers.maskrcnn.shapes import SHAPES, shapes_video
-
-    def shapes(seed, width, height, fps, count):
-        for image, truth, instances in shapes_video(seed, width, height, fps, count):
-            yield image, truth.masks, truth.class_ids, instances
-
-    return shapes, list(SHAPES)
+    return SHAPES_SAMPLE

@@ -10,7 +10,7 @@ import contextlib
 import io
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -280,16 +280,23 @@ def evaluation_model(config: EvaluateConfig, kind: str, class_names: list[str]):
     """The predictor for `config.weights` (default: the demo weights) on a data set with `class_names`: the
     Config saved in the file with the --set overrides, or for a file without one (a matterport file) the
     data set's Config with what the file's layers say (backbone, layer sizes, classes) and matterport's
-    resizing, as `streamer process` reads such a file."""
+    resizing, as `streamer process` reads such a file; an ONNX export (`streamer export`) with the Config it holds."""
     from streamer.models import ModelConfig, weights_path
 
+    from .exported import is_exported
     from .predictor import MaskRCNNPredictor, check_weights_path
     from .weights import DEMO_WEIGHTS, architecture_from_keras2, read_config
 
     weights = str(weights_path("maskrcnn", config.weights) or DEMO_WEIGHTS)
     check_weights_path(Path(weights))
-    saved = read_config(weights)
-    if saved is not None:
+    options = ModelConfig(
+        name="maskrcnn", weights=weights, batch_size=config.batch_size, threshold=config.threshold, device=config.device
+    )
+    exported = None
+    if is_exported(weights):  # an ONNX export holds its Config (and refuses --set: its graph fixes them)
+        exported = MaskRCNNPredictor(replace(options, settings=config.overrides))
+        settings = exported.model.config
+    elif (saved := read_config(weights)) is not None:
         settings = Config.from_dict(saved, **config.overrides)
     else:
         architecture = {"RESIZE_COMPAT": "matterport", **architecture_from_keras2(weights)}
@@ -305,10 +312,7 @@ def evaluation_model(config: EvaluateConfig, kind: str, class_names: list[str]):
             f"weights {weights} have {settings.NUM_CLASSES} classes ({', '.join(settings.class_names[1:])}) but "
             f"{config.data} has {len(class_names)} ({', '.join(class_names[1:])}): evaluate with matching weights"
         )
-    options = ModelConfig(
-        name="maskrcnn", weights=weights, batch_size=config.batch_size, threshold=config.threshold, device=config.device
-    )
-    return MaskRCNNPredictor(options, settings)
+    return exported or MaskRCNNPredictor(options, settings)
 
 
 def same_size_batches(dataset, batch_size: int) -> Iterator[tuple[list[int], list[np.ndarray], list[tuple]]]:

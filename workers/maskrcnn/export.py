@@ -7,7 +7,8 @@ window [B, 4] (y1, x1, y2, x2 of the frame inside the square, normalised as matt
 and `masks` [B, DETECTION_MAX_INSTANCES, 28, 28] (the detected class's mask probabilities). The anchors of
 the S×S input are built in. The folder also holds `maskrcnn_config.json` (the Config, with CLASS_NAMES); an
 ONNX file holds it in its metadata (`maskrcnn_config`), and `--model maskrcnn --weights FILE.onnx` serves it
-on ONNX Runtime without TensorFlow (exported.py).
+on ONNX Runtime without TensorFlow (exported.py). `--int8` quantizes the ONNX model (int8.py), from the
+weights or from an ONNX export given as --weights (then without TensorFlow).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import numpy as np
 
 from streamer.errors import StreamerError
 from streamer.models import ModelConfig
-from workers.maskrcnn.exported import CONFIG_KEY
+from workers.maskrcnn.exported import CONFIG_KEY, is_exported
+from workers.maskrcnn.int8 import MaskRCNNInt8
 from workers.runtimes.export import (
     FORMATS,
     check_target,
@@ -27,6 +29,7 @@ from workers.runtimes.export import (
     publish_folder,
     with_metadata,
 )
+from workers.runtimes.int8 import Int8, quantized
 
 CONFIG_FILE = "maskrcnn_config.json"
 
@@ -46,20 +49,39 @@ def check_onnx_inputs(data: bytes, wanted: list[str]) -> None:
         )
 
 
-def export(weights: str | None, format: str, out: str, overwrite: bool = False, options: ModelConfig | None = None):
-    """Write the model of `weights` (None: the demo weights; with `options`' settings and class names)."""
+def export(
+    weights: str | None,
+    format: str,
+    out: str,
+    overwrite: bool = False,
+    options: ModelConfig | None = None,
+    int8: Int8 | None = None,
+):
+    """Write the model of `weights` (None: the demo weights; with `options`' settings and class names); with
+    `int8`, an ONNX model quantized (of the weights, or of an ONNX export given as weights) and written only
+    within its bounds (workers/runtimes/int8.py)."""
     if format not in FORMATS:
         raise StreamerError(f"--format {format}: choose one of {', '.join(FORMATS)}")
+    if int8 is not None and format != "onnx":
+        raise StreamerError(f"--int8: maskrcnn is quantized for --format onnx (not {format})")
     target = check_target(out, overwrite)
-    import tensorflow as tf
-
-    from .model import MaskRCNN
-    from .predictor import saved_settings
     from .weights import DEMO_WEIGHTS
 
     path = Path(weights) if weights else DEMO_WEIGHTS
     if not path.is_file():
         raise StreamerError(f"maskrcnn weights {path} not found: pass an existing .weights.h5 or .h5 file")
+    if is_exported(path):
+        if int8 is None:
+            raise StreamerError(f"--weights {path}: already exported; export a .weights.h5 file, or add --int8")
+        from .predictor import saved_settings
+
+        saved_settings(path, options)  # refuses --config and --set: the exported graph fixes them
+        return publish_file(target, quantized(path.read_bytes(), int8, target, MaskRCNNInt8()))
+    import tensorflow as tf
+
+    from .model import MaskRCNN
+    from .predictor import saved_settings
+
     config = saved_settings(path, options).replace(GPU_COUNT=1, IMAGES_PER_GPU=1)
     if config.IMAGE_RESIZE_MODE not in ("square", "crop"):
         raise StreamerError(
@@ -95,7 +117,10 @@ def export(weights: str | None, format: str, out: str, overwrite: bool = False, 
     if format == "onnx":
         data = function_to_onnx(function, signature, f"Mask R-CNN {path}")
         check_onnx_inputs(data, ["images", "windows"])
-        return publish_file(target, with_metadata(data, {CONFIG_KEY: config.to_json()}))
+        data = with_metadata(data, {CONFIG_KEY: config.to_json()})
+        if int8 is not None:
+            data = quantized(data, int8, target, MaskRCNNInt8())
+        return publish_file(target, data)
     if format == "openvino":
         raise StreamerError(
             "--format openvino: OpenVINO cannot convert Mask R-CNN's detection ops (Loop, TopK, GatherElements); "

@@ -9,6 +9,7 @@ import numpy as np
 
 from streamer.prediction import Prediction
 from workers.h264 import encode_h264
+from workers.samples import Sample
 
 from .boxes import extract_bboxes, non_max_suppression
 from .dataset import Dataset
@@ -107,6 +108,16 @@ def shapes_video(seed: int, width: int, height: int, fps: float, count: int):
     for scene, instances in _scenes(seed, width, height, fps, count):
         image, truth, present = _frame(height, width, *scene)
         yield image, truth, instances[present]
+
+
+def annotated_shapes_frames(seed: int, width: int, height: int, fps: float, count: int):
+    """As `shapes_video`, with the ground truth a sample video records: (image, masks H×W×N, class ids [N],
+    instance ids [N])."""
+    for image, truth, instances in shapes_video(seed, width, height, fps, count):
+        yield image, truth.masks, truth.class_ids, instances
+
+
+SHAPES_SAMPLE = Sample("shapes", annotated_shapes_frames, tuple(SHAPES))
 
 
 def _scenes(seed: int, width: int, height: int, fps: float, count: int):

@@ -3,7 +3,9 @@
 `quantize(onnx_bytes, batches)` gives an ONNX model with INT8 weights (per channel) and activations (QDQ
 nodes), its ranges measured on `batches` (dicts of input name → array); ONNX Runtime runs it on the CPU's
 integer instructions (VNNI where the CPU has them), and OpenVINO converts its QDQ nodes to its own INT8
-layers. `video_frames(path, count)` reads the frames to calibrate on, spread over a video, bounded.
+layers. Only the weighted layers (Conv, ConvTranspose, MatMul, Gemm) are quantized: the rest of a graph
+(Mask R-CNN's proposals, ROI crops and detection layer: TopK, NonMaxSuppression, Loop, Resize) stays float32.
+`video_frames(path, count)` reads the frames to calibrate on, spread over a video, bounded.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def quantize(onnx_bytes: bytes, batches: Iterable[dict[str, np.ndarray]], exclud
         raw, source, target = (Path(folder) / name for name in ("raw.onnx", "f32.onnx", "int8.onnx"))
         raw.write_bytes(onnx_bytes)
         try:
-            quant_pre_process(str(raw), str(source))  # shapes inferred, graph folded: what the quantizer expects
+            _prepare(quant_pre_process, raw, source)
             quantize_static(
                 str(source),
                 str(target),
@@ -79,3 +81,12 @@ def quantize(onnx_bytes: bytes, batches: Iterable[dict[str, np.ndarray]], exclud
             reason = " ".join(str(error).split())[:300] or type(error).__name__
             raise StreamerError(f"--int8: ONNX Runtime's quantizer failed ({reason})") from None
         return target.read_bytes()
+
+
+def _prepare(quant_pre_process, raw: Path, source: Path) -> None:
+    """Shapes inferred and the graph folded, as the quantizer expects; ONNX's own shape inference where ONNX
+    Runtime's symbolic one cannot follow the graph (Mask R-CNN's loops over sequences)."""
+    try:
+        quant_pre_process(str(raw), str(source))
+    except Exception:  # the symbolic inference's assertions on types it does not handle
+        quant_pre_process(str(raw), str(source), skip_symbolic_shape=True)

@@ -18,7 +18,8 @@ from workers.runtimes.export import (
     publish_file,
     publish_folder,
 )
-from workers.unet.int8 import Int8, quantized
+from workers.runtimes.int8 import Int8, quantized
+from workers.unet.int8 import UNetInt8
 from workers.unet.weights import DEMO_WEIGHTS, HINT, load_keras_model
 
 
@@ -45,7 +46,7 @@ def export(weights: str | None, format: str, out: str, overwrite: bool = False, 
     if format in ("onnx", "openvino"):
         data = function_to_onnx(function, spec, f"model {path}")
         if int8 is not None:
-            data = quantized(data, int8, target)
+            data = quantized(data, int8, target, UNetInt8())
         return publish_file(target, data) if format == "onnx" else onnx_to_openvino(data, target)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     return publish_file(target, converter.convert())

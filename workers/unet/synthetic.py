@@ -15,6 +15,7 @@ from functools import cached_property
 import cv2
 import numpy as np
 
+from workers.samples import Sample
 from workers.unet.props import Prop, View, draw_props, random_props
 
 Color = tuple[float, float, float]
@@ -316,6 +317,16 @@ def road_frames(seed: int, width: int, height: int, fps: float, count: int) -> I
             image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
             mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
         yield image, mask
+
+
+def annotated_road_frames(seed: int, width: int, height: int, fps: float, count: int) -> Iterator[tuple]:
+    """road_frames with the ground truth a sample video records: (image, road mask H×W×1, class ids [1],
+    instance ids [1])."""
+    for image, mask in road_frames(seed, width, height, fps, count):
+        yield image, mask[:, :, None] > 0, [1], [1]
+
+
+ROAD_SAMPLE = Sample("road", annotated_road_frames, ("road",))
 
 
 def _texture(seed: int, size: int = 64) -> np.ndarray:
