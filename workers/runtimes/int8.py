@@ -6,7 +6,8 @@ serving path prepares its input. A held-out sample clip with ground truth (the m
 kind, rendered here from HELD_OUT's seed at the calibration video's size) is then run through both models by
 the model's own `evaluate`, with the predictor `process` serves them with: the report holds each model's
 score against the truth and its change (int8 − f32), how far INT8 agrees with float32 on the same frames,
-and both models' predict time (alternated, medians) with the speed-up. It is printed on one line and written
+and both models' time (alternated, medians) with the speed-up: of predict (frames in, predictions out, as
+`process` calls it) and of the ONNX graph alone on its input batch. It is printed on one line and written
 beside the model (`OUT.int8.json`). A model agreeing less than `min_agreement`, or whose score drops by more
 than `max_drop`, is refused (nothing written) unless forced.
 """
@@ -17,6 +18,7 @@ import json
 import tempfile
 from dataclasses import asdict, dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -95,14 +97,14 @@ def quantized(f32: bytes, options: Int8, target: Path, subject: Subject) -> byte
         raise StreamerError(f"--min-agreement {least}: give a fraction between 0 and 1")
     if not 0.0 <= options.max_drop <= 1.0:
         raise StreamerError(f"--max-drop {options.max_drop}: give a score difference between 0 and 1")
-    from workers.precision import median_seconds
     from workers.runtimes.quantize import quantize, video_frames
 
     frames = video_frames(options.calibrate, FRAMES)
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "f32.onnx").write_bytes(f32)
         models = {"f32": subject.load(Path(folder) / "f32.onnx")}
-        int8 = quantize(f32, subject.calibration(models["f32"], frames))
+        batches = subject.calibration(models["f32"], frames)
+        int8 = quantize(f32, batches)
         (Path(folder) / "int8.onnx").write_bytes(int8)
         models["int8"] = subject.load(Path(folder) / "int8.onnx")
         video, annotations = held_out_clip(Path(folder), subject.sample, frames.shape[2], frames.shape[1])
@@ -111,10 +113,9 @@ def quantized(f32: bytes, options: Int8, target: Path, subject: Subject) -> byte
             recorder = Recorder(model)
             scores[label] = subject.evaluate(recorder, video, annotations)
             predictions[label] = recorder.predictions
-        probe = frames[:4]
-        for model in models.values():
-            model.predict(probe)  # untimed: warms the session
-        seconds = median_seconds({label: model.predict for label, model in models.items()}, probe, 2.0, (5, 10))
+        seconds = timed({label: model.predict for label, model in models.items()}, frames[:4])
+    graphs = {label: _session(data) for label, data in (("f32", f32), ("int8", int8))}
+    graph_seconds = timed({label: partial(session.run, None) for label, session in graphs.items()}, batches[0])
     report = {
         "calibrate": str(options.calibrate),
         "calibration_frames": len(frames),
@@ -126,17 +127,39 @@ def quantized(f32: bytes, options: Int8, target: Path, subject: Subject) -> byte
         "change": scores["int8"][subject.score] - scores["f32"][subject.score],
         **subject.agreement(predictions["f32"], predictions["int8"]),
         "bounds": {"min_agreement": least, "max_drop": options.max_drop},
-        "f32_ms": seconds["f32"] * 1000,
+        "f32_ms": seconds["f32"] * 1000,  # predict, as `process` calls it: frames in, predictions out
         "int8_ms": seconds["int8"] * 1000,
         "speedup": seconds["f32"] / seconds["int8"],
+        "graph_f32_ms": graph_seconds["f32"] * 1000,  # the ONNX graph alone on ONNX Runtime, on its input batch
+        "graph_int8_ms": graph_seconds["int8"] * 1000,
+        "graph_speedup": graph_seconds["f32"] / graph_seconds["int8"],
     }
     print(summary(report, subject))
     refusal = outside_bounds(report, subject)
     if refusal and not options.force:
         raise StreamerError(f"--int8: {refusal}; nothing written (pass --force to write it)")
-    with atomic_path(target.with_name(target.name + ".int8.json")) as partial:
-        Path(partial).write_text(json.dumps(report, indent=2))
+    with atomic_path(target.with_name(target.name + ".int8.json")) as written:
+        Path(written).write_text(json.dumps(report, indent=2))
     return int8
+
+
+def timed(calls: dict, probe) -> dict[str, float]:
+    """Each call's median seconds on `probe`, the calls alternated (after one untimed call each)."""
+    from workers.precision import median_seconds
+
+    for call in calls.values():
+        call(probe)  # untimed: warms the session
+    return median_seconds(calls, probe, budget=2.0, rounds=(5, 10))
+
+
+def _session(data: bytes):
+    """An ONNX Runtime session on the model, with the options the predictors' sessions have."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
 def held_out_clip(folder: Path, sample: Sample, width: int, height: int) -> tuple[Path, Path]:
@@ -154,7 +177,7 @@ def summary(report: dict, subject: Subject) -> str:
     return (
         f"int8: {subject.describe(report)}; {score} {f32:.4f} f32, {int8:.4f} int8 (change {report['change']:+.4f}, "
         f"bound -{report['bounds']['max_drop']:g}) on {frames}; predict {report['f32_ms']:.1f} ms f32, "
-        f"{report['int8_ms']:.1f} ms int8 ({report['speedup']:.2f}x)"
+        f"{report['int8_ms']:.1f} ms int8 ({report['speedup']:.2f}x; the graph alone {report['graph_speedup']:.2f}x)"
     )
 
 
