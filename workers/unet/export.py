@@ -25,17 +25,22 @@ from workers.unet.weights import DEMO_WEIGHTS, HINT, load_keras_model
 
 def export(weights: str | None, format: str, out: str, overwrite: bool = False, int8: Int8 | None = None) -> Path:
     """Write the Keras model in `weights` (None: the demo weights) to `out` in `format`; with `int8`, quantized
-    (ONNX or OpenVINO only) and written only when it agrees with float32 (int8.py)."""
+    (ONNX or OpenVINO only; `weights` may then be an ONNX export) and written only within its bounds
+    (workers/runtimes/int8.py)."""
     if format not in FORMATS:
         raise StreamerError(f"--format {format}: choose one of {', '.join(FORMATS)}")
     if int8 is not None and format not in ("onnx", "openvino"):
         raise StreamerError(f"--int8: for --format onnx or openvino (not {format})")
     target = check_target(out, overwrite)
+    path = Path(weights) if weights else DEMO_WEIGHTS
+    if int8 is not None and path.suffix.lower() == ".onnx":  # an ONNX export, quantized without TensorFlow
+        if not path.is_file():
+            raise StreamerError(f"--weights {path}: not found; give an ONNX file from `streamer export unet`")
+        return _write_onnx(quantized(path.read_bytes(), int8, target, UNetInt8()), format, target)
     import tensorflow as tf
 
     from workers.runtimes.semantic import open_semantic
 
-    path = Path(weights) if weights else DEMO_WEIGHTS
     model = open_semantic(path, "tf", keras_loader=load_keras_model, hint=HINT).keras_model
     if model is None:
         raise StreamerError(f"--weights {path}: export takes a Keras model (.keras or .h5); it is already exported")
@@ -47,6 +52,11 @@ def export(weights: str | None, format: str, out: str, overwrite: bool = False, 
         data = function_to_onnx(function, spec, f"model {path}")
         if int8 is not None:
             data = quantized(data, int8, target, UNetInt8())
-        return publish_file(target, data) if format == "onnx" else onnx_to_openvino(data, target)
+        return _write_onnx(data, format, target)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     return publish_file(target, converter.convert())
+
+
+def _write_onnx(data: bytes, format: str, target: Path) -> Path:
+    """The ONNX model `data` written as `format` (onnx, or openvino: OUT.xml and OUT.bin)."""
+    return publish_file(target, data) if format == "onnx" else onnx_to_openvino(data, target)
