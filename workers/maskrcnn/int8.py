@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from streamer.models import ModelConfig
+from workers.runtimes.quantize import WEIGHTED
 
 from .shapes import SHAPES_SAMPLE
 
@@ -25,6 +26,7 @@ class MaskRCNNInt8:
     score = "mAP"
     min_agreement = 0.0
     agreement_unit = "detections"
+    ops = WEIGHTED  # backbone, FPN, RPN and heads; the box arithmetic between them stays float32
 
     def load(self, path: Path):
         from .predictor import MaskRCNNPredictor

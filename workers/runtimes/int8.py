@@ -59,6 +59,7 @@ class Subject(Protocol):
     score: str  # the report's name of the score against the truth ("road_iou", "mAP")
     min_agreement: float  # the default bound on `agreement`
     agreement_unit: str  # what agreement counts, for messages ("mask pixels", "detections")
+    ops: tuple[str, ...]  # the op types quantized (quantize.py)
 
     def load(self, path: Path):
         """The predictor `process` serves the ONNX file at `path` with (float32, no TensorFlow)."""
@@ -104,7 +105,7 @@ def quantized(f32: bytes, options: Int8, target: Path, subject: Subject) -> byte
         (Path(folder) / "f32.onnx").write_bytes(f32)
         models = {"f32": subject.load(Path(folder) / "f32.onnx")}
         batches = subject.calibration(models["f32"], frames)
-        int8 = quantize(f32, batches)
+        int8 = quantize(f32, batches, subject.ops)
         (Path(folder) / "int8.onnx").write_bytes(int8)
         models["int8"] = subject.load(Path(folder) / "int8.onnx")
         video, annotations = held_out_clip(Path(folder), subject.sample, frames.shape[2], frames.shape[1])

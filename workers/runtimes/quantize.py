@@ -3,8 +3,9 @@
 `quantize(onnx_bytes, batches)` gives an ONNX model with INT8 weights (per channel) and activations (QDQ
 nodes), its ranges measured on `batches` (dicts of input name → array); ONNX Runtime runs it on the CPU's
 integer instructions (VNNI where the CPU has them), and OpenVINO converts its QDQ nodes to its own INT8
-layers. Only the weighted layers (Conv, ConvTranspose, MatMul, Gemm) are quantized: the rest of a graph
-(Mask R-CNN's proposals, ROI crops and detection layer: TopK, NonMaxSuppression, Loop, Resize) stays float32.
+layers. Only the op types asked for are quantized, by default the weighted layers (Conv, ConvTranspose, MatMul,
+Gemm): the rest of a graph (Mask R-CNN's proposals, ROI crops and detection layer: TopK, NonMaxSuppression,
+Loop, Resize, box arithmetic) stays float32.
 `video_frames(path, count)` reads the frames to calibrate on, spread over a video, bounded.
 """
 
@@ -18,6 +19,10 @@ import numpy as np
 
 from streamer.errors import StreamerError
 
+WEIGHTED = ("Conv", "ConvTranspose", "MatMul", "Gemm")  # the layers with weights
+# ... and the ops between them in a convolutional network, which then pass INT8 tensors on instead of converting
+# back and forth around every convolution (a U-Net: faster, and agreeing as well or better)
+CONVOLUTIONAL = (*WEIGHTED, "Add", "Concat", "MaxPool", "Relu", "Resize")
 MAX_SECONDS = 600  # a calibration video is read for at most this long (frames are spread over what is read)
 
 
@@ -45,9 +50,9 @@ def video_frames(path: str | Path, count: int) -> np.ndarray:
     return np.stack(frames)
 
 
-def quantize(onnx_bytes: bytes, batches: Iterable[dict[str, np.ndarray]], exclude: tuple[str, ...] = ()) -> bytes:
-    """The ONNX model in `onnx_bytes` with INT8 weights and activations calibrated on `batches`; `exclude`:
-    op types left in float32."""
+def quantize(onnx_bytes: bytes, batches: Iterable[dict[str, np.ndarray]], ops: tuple[str, ...] = WEIGHTED) -> bytes:
+    """The ONNX model in `onnx_bytes` with INT8 weights and activations calibrated on `batches`; `ops`: the op
+    types quantized (the others stay float32)."""
     try:
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -74,7 +79,7 @@ def quantize(onnx_bytes: bytes, batches: Iterable[dict[str, np.ndarray]], exclud
                 per_channel=True,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
-                op_types_to_quantize=[op for op in ("Conv", "MatMul", "Gemm", "ConvTranspose") if op not in exclude],
+                op_types_to_quantize=list(ops),
                 extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
             )
         except Exception as error:  # the quantizer's own failures

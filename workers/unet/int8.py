@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from streamer.models import ModelConfig
+from workers.runtimes.quantize import CONVOLUTIONAL
 from workers.unet.synthetic import ROAD_SAMPLE
 
 BATCH = 4
@@ -21,6 +22,7 @@ class UNetInt8:
     score = "road_iou"
     min_agreement = 0.99
     agreement_unit = "mask pixels"
+    ops = CONVOLUTIONAL  # the whole network
 
     def load(self, path: Path):
         from workers.unet.predictor import UNetPredictor
