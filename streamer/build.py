@@ -12,9 +12,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from streamer.detections import FORMATS, DetectionsWriter
-from streamer.distributed.connection import Keys, connect, retrying
-from streamer.distributed.jobs import JobSpec, JobStore, new_job_id
-from streamer.distributed.spawn import local_workers
 from streamer.effects import check_effect
 from streamer.errors import StreamerError
 from streamer.job import ProcessConfig
@@ -30,7 +27,6 @@ from streamer.source import looks_live
 from streamer.stages import Stages
 from streamer.tracking import FrameCallback, TrackedRender
 from streamer.transports.memory import MemoryTransport
-from streamer.transports.redis_streams import RedisTransport
 
 
 @dataclass
@@ -179,6 +175,12 @@ def _transport(
             handoff=policy.handoff,
             latency=latency,
         )
+    # the Redis wire is loaded by the jobs that use it: an in-process job starts without redis-py
+    from streamer.distributed.connection import Keys, connect, retrying
+    from streamer.distributed.jobs import JobSpec, JobStore, new_job_id
+    from streamer.distributed.spawn import local_workers
+    from streamer.transports.redis_streams import RedisTransport
+
     client = connect(config.redis)
     spec = JobSpec.of(config, detections=bool(config.detections or config.on_frame), lease=config.redis.lease)
     if config.local_workers:

@@ -15,9 +15,6 @@ import time
 from collections import deque
 from collections.abc import Iterator
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
 #: how progress lines and errors are written: "text" or "json" (set by the command line's --log-format)
 LOG_FORMAT = "text"
 #: seconds between progress lines when stderr is not a terminal (env STREAMER_PROGRESS_EVERY)
@@ -29,23 +26,15 @@ class ProgressBar:
     few seconds with the frames done, the fps over the last window and the time left."""
 
     def __init__(self, description: str, enabled: bool = True, every: float | None = None):
-        self._console = Console(stderr=True)
         self._enabled = enabled
-        self._terminal = self._console.is_terminal
         self._description = description
         self._every = every if every is not None else float(os.environ.get("STREAMER_PROGRESS_EVERY", PROGRESS_EVERY))
         self._window: deque[tuple[float, int]] = deque()
         self._last_line = time.monotonic()
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[fps]:.1f} fps"),
-            TextColumn("{task.fields[eta]}"),
-            console=self._console,
-            transient=True,
-        )
-        self._task = self._progress.add_task(description, total=None, fps=0.0, eta="")
+        self._terminal, self._progress = False, None
+        if enabled:  # rich is loaded only to show progress (a quiet run starts without it)
+            self._terminal, self._progress = _bar(description)
+            self._task = self._progress.add_task(description, total=None, fps=0.0, eta="") if self._terminal else None
 
     def __enter__(self) -> "ProgressBar":
         if self._enabled and self._terminal:
@@ -259,3 +248,14 @@ def _write(fd: int, data: bytes) -> None:
             data = data[os.write(fd, data) :]
         except OSError:
             return
+
+
+def _bar(description: str):
+    """(whether stderr is a terminal, a rich progress bar on it)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    console = Console(stderr=True)
+    columns = (MofNCompleteColumn(), TextColumn("{task.fields[fps]:.1f} fps"), TextColumn("{task.fields[eta]}"))
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), *columns, console=console, transient=True)
+    return console.is_terminal, bar

@@ -23,11 +23,13 @@ import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-
-import fsspec
+from typing import TYPE_CHECKING
 
 from streamer.errors import StreamerError
 from streamer.storage import filesystem, is_remote
+
+if TYPE_CHECKING:
+    import fsspec
 
 PART = "part"
 ATTEMPTS = 100

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-
-import fsspec
-from fsspec.core import url_to_fs
+from typing import TYPE_CHECKING
 
 from streamer.errors import StreamerError
+
+if TYPE_CHECKING:  # fsspec is loaded by the first remote path: local files start without it
+    import fsspec
 
 FFMPEG_PROTOCOLS = {"http", "https", "rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp", "file"}
 GLOB_CHARS = "*?["
@@ -25,6 +26,8 @@ def is_remote(url: str) -> bool:
 
 
 def filesystem(url: str, options: dict | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    from fsspec.core import url_to_fs
+
     try:
         return url_to_fs(url, **(options or {}))
     except (ImportError, ValueError) as error:

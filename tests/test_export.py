@@ -79,6 +79,13 @@ def test_exported_unet_gives_the_keras_masks_and_serves_without_tensorflow(tmp_p
     done = without_tensorflow("process", clip, "-o", tmp_path / "xml.mp4", "--weights", tmp_path / "road.xml", "-q")
     assert done.returncode == 0, done.stderr
     assert probe(tmp_path / "xml.mp4")["frames"] == probe(clip)["frames"]
+    # an in-process job on the ONNX file starts with only what it runs: no TensorFlow, no Redis client, no onnx
+    # package (the file's metadata says what its graph gives), no cloud storage, no progress bar when quiet
+    light = ("tensorflow", "keras", "h5py", "redis", "onnx", "fsspec", "rich")
+    out = tmp_path / "onnx.mp4"
+    done = without_tensorflow("process", clip, "-o", out, "--weights", tmp_path / "road.onnx", "-q", hide=light)
+    assert done.returncode == 0, done.stderr
+    assert probe(out)["frames"] == probe(clip)["frames"]
     worker_runs_a_job(
         tmp_path, redis_server, run_cli, clip, tmp_path / "worker.mp4", "--weights", tmp_path / "road.onnx"
     )

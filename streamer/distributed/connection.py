@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
-
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from typing import TYPE_CHECKING, TypeVar
 
 from streamer.errors import StreamerError
 from streamer.secrets import redact
+
+if TYPE_CHECKING:  # redis-py is imported by what talks to Redis, so an in-process job never loads it
+    import redis
 
 T = TypeVar("T")
 CODECS = ("raw", "png", "jpeg", "webp")  # how frames may travel (streamer.distributed.messages)
@@ -78,6 +77,8 @@ RUNNER_GROUP = "runners"
 
 def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
     """Create a consumer group (and its stream) unless it exists."""
+    import redis
+
     try:
         client.xgroup_create(stream, group, id="0", mkstream=True)
     except redis.ResponseError as error:
@@ -102,6 +103,10 @@ def socket_timeout(grace: float) -> float:
 
 def connect(config: RedisConfig) -> redis.Redis:
     """A client for the URL; fails with a clear message when Redis cannot be reached."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     timeout = socket_timeout(config.grace)
     try:
         client = redis.Redis.from_url(
@@ -134,6 +139,8 @@ def retrying(config: RedisConfig, call: Callable[[], T], what: str, outage: Outa
     at most 1 s apart) counted from the start of the first call of `outage` (or this call) that failed; no
     new attempt starts after the deadline, so this returns or raises `RedisLost` within grace + one socket
     timeout of Redis going away, however many calls are made meanwhile."""
+    import redis
+
     outage = outage or Outage()
     delay = 0.1
     while True:

@@ -6,12 +6,14 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, replace
-
-import redis
+from typing import TYPE_CHECKING
 
 from streamer import typed_json
 from streamer.distributed.connection import RUNNER_GROUP, Keys, RedisConfig, ensure_group
 from streamer.job import ProcessConfig
+
+if TYPE_CHECKING:
+    import redis
 
 RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
 LOST = "lost"  # shown for a running job whose producer stopped beating (killed, or cut off from Redis)

@@ -34,7 +34,8 @@ class MemoryTransport:
         self._stages, self._stage, self._batch = stages, stage, 1 if handoff else max(1, batch)
         self._free = threading.Semaphore(0) if handoff else None
         self._latency = latency
-        self._frames: queue.Queue = queue.Queue(maxsize=max(depth, self._batch))
+        # the frames waiting for a model thread: a batch for each (the decoded frames queue before this one)
+        self._frames: queue.Queue = queue.Queue(maxsize=self._batch * max(1, parallel))
         self._predicted: queue.Queue = queue.Queue(maxsize=2)
         self._rendered: queue.Queue = queue.Queue(maxsize=depth)
         self._inferring = max(1, parallel)

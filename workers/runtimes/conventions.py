@@ -175,6 +175,21 @@ def keras_conventions(model) -> Conventions:
     return Conventions(output=output_kind(None, bool(outputs) and "int" in str(outputs[0].dtype)))
 
 
+def as_metadata(conventions: Conventions) -> dict[str, str]:
+    """The file metadata (KEYS, CLASS_NAMES) that reads back as `conventions`: what an exported file says of itself,
+    so that loading it needs no look at its graph."""
+    entries = {
+        "INPUT_SCALE": repr(conventions.scale),
+        "INPUT_MEAN": json.dumps(list(conventions.mean)),
+        "INPUT_STD": json.dumps(list(conventions.std)),
+        "CHANNEL_ORDER": conventions.order,
+        "OUTPUT": conventions.output,
+    }
+    if conventions.class_names:
+        entries["CLASS_NAMES"] = json.dumps(list(conventions.class_names))
+    return entries
+
+
 def onnx_conventions(onnx_bytes: bytes) -> tuple[Conventions, dict]:
     """An ONNX model's conventions: the output kind from its graph, and its metadata_props (the raw settings)."""
     try:

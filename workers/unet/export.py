@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from streamer.errors import StreamerError
+from workers.runtimes.conventions import as_metadata
 from workers.runtimes.export import (
     FORMATS,
     check_target,
@@ -17,6 +18,7 @@ from workers.runtimes.export import (
     onnx_to_openvino,
     publish_file,
     publish_folder,
+    with_metadata,
 )
 from workers.runtimes.int8 import Int8, quantized
 from workers.unet.int8 import UNetInt8
@@ -41,7 +43,8 @@ def export(weights: str | None, format: str, out: str, overwrite: bool = False, 
 
     from workers.runtimes.semantic import open_semantic
 
-    model = open_semantic(path, "tf", keras_loader=load_keras_model, hint=HINT).keras_model
+    semantic = open_semantic(path, "tf", keras_loader=load_keras_model, hint=HINT)
+    model = semantic.keras_model
     if model is None:
         raise StreamerError(f"--weights {path}: export takes a Keras model (.keras or .h5); it is already exported")
     spec = [tf.TensorSpec((None,) + tuple(model.inputs[0].shape[1:]), tf.float32, name="image")]
@@ -49,7 +52,8 @@ def export(weights: str | None, format: str, out: str, overwrite: bool = False, 
     if format == "savedmodel":
         return publish_folder(target, lambda folder: model.export(str(folder), verbose=False))
     if format in ("onnx", "openvino"):
-        data = function_to_onnx(function, spec, f"model {path}")
+        # the file says how it reads pixels and what it gives, so that serving it needs no look at its graph
+        data = with_metadata(function_to_onnx(function, spec, f"model {path}"), as_metadata(semantic.conventions))
         if int8 is not None:
             data = quantized(data, int8, target, UNetInt8())
         return _write_onnx(data, format, target)
