@@ -2,6 +2,8 @@
 on the command line, and the options travelling to workers."""
 
 import json
+import os
+from unittest import mock
 
 import av
 import h5py
@@ -217,9 +219,7 @@ def test_model_options_parse_and_travel_with_a_job(tmp_path):
 
     from streamer.cli import build_parser
     from streamer.cli.common import model_config
-    from streamer.distributed.connection import RedisConfig
     from streamer.distributed.jobs import JobSpec
-    from streamer.distributed.spawn import worker_command
     from streamer.job import ProcessConfig
 
     settings = tmp_path / "settings.yml"
@@ -235,9 +235,7 @@ def test_model_options_parse_and_travel_with_a_job(tmp_path):
     assert model.class_names == ("BG", "balloon") and model.config_file == str(settings)
     assert model.all_settings() == {"IMAGE_MAX_DIM": 512, "RESIZE_COMPAT": "opencv", "DETECTION_MIN_CONFIDENCE": 0.9}
 
-    command = worker_command(model, RedisConfig(url="redis://localhost:1/0"))
-    worker = parser.parse_args(command[command.index("worker") :] + ["--redis", "redis://localhost:1/0"])
-    assert model_config_of_worker(worker) == (("BG", "balloon"), model.all_settings())
+    assert spawned(model) == model  # a spawned worker serves the model it was handed, every field of it
 
     spec = JobSpec.of(ProcessConfig(input="in.mp4", model=replace(model, weights="/w.h5")))
     again = JobSpec.from_json(spec.to_json()).job.model
@@ -257,11 +255,17 @@ def test_model_options_parse_and_travel_with_a_job(tmp_path):
         model_config(parser.parse_args(["process", "in.mp4", "--config", str(broken)]))
 
 
-def model_config_of_worker(args):
-    from streamer.cli.common import model_settings
+def spawned(model: ModelConfig) -> ModelConfig:
+    """The model a worker started by `process --workers N` reads from what it is handed (and its command line
+    holds no model flag, and no password)."""
+    from streamer.distributed.connection import RedisConfig
+    from streamer.distributed.spawn import MODEL_VARIABLE, spawned_model, worker_command, worker_environment
 
-    options = model_settings(args)
-    return options["class_names"], ModelConfig(name=args.model, **options).all_settings()
+    redis = RedisConfig(url="redis://:hunter2@localhost:1/0")
+    command = worker_command(redis)
+    assert "hunter2" not in " ".join(command) and not {"--model", "--weights", "--set"} & set(command)
+    with mock.patch.dict(os.environ, {MODEL_VARIABLE: worker_environment(model, redis)[MODEL_VARIABLE]}):
+        return spawned_model()
 
 
 def test_submit_puts_the_model_options_in_the_job(tmp_path, redis_server, run_cli):
@@ -343,34 +347,37 @@ def test_a_resnet50_file_is_not_loaded_into_a_resnet101_model(tmp_path):
     assert saved_settings(path).BACKBONE == "resnet50"  # read from the file, it is built right in the first place
 
 
+def test_a_spawned_worker_serves_the_model_it_was_handed_and_needs_what_that_model_needs():
+    from streamer.cli import build_parser
+    from streamer.cli.needs import needed
+    from streamer.distributed.spawn import MODEL_VARIABLE, spawned_model
+
+    model = ModelConfig(name="semantic", weights="/m/road.onnx", batch_size=3, threshold=0.7, threads=1)
+    assert spawned(model) == model
+    args = build_parser().parse_args(["worker", "--redis", "redis://localhost:1/0"])  # no model flag at all
+    with mock.patch.dict(os.environ, {MODEL_VARIABLE: '{"name":"semantic","weights":"/m/road.onnx"}'}):
+        assert needed(args) == ("onnxruntime",)  # not TensorFlow: a TensorFlow-free image runs it
+    assert needed(args) == ("tensorflow", "keras", "h5py")  # started by hand: the default unet
+    for bad in ('{"batch_size": "4"}', "not json", '{"name": "no-such-model"}'):
+        with mock.patch.dict(os.environ, {MODEL_VARIABLE: bad}), pytest.raises(StreamerError, match=MODEL_VARIABLE):
+            spawned_model()
+
+
 def test_precision_travels_to_spawned_workers():
     from streamer.cli import build_parser
     from streamer.cli.common import model_config
-    from streamer.distributed.connection import RedisConfig
-    from streamer.distributed.spawn import worker_command
 
     parser = build_parser()
     model = model_config(parser.parse_args(["process", "in.mp4", "--model", "unet", "--precision", "f32"]))
-    command = worker_command(model, RedisConfig(url="redis://localhost:1/0"))
-    assert command[command.index("--precision") + 1] == "f32"
-    worker = parser.parse_args(command[command.index("worker") :] + ["--redis", "redis://localhost:1/0"])
-    assert worker.precision == "f32"
-    default = worker_command(model_config(parser.parse_args(["process", "in.mp4"])), RedisConfig())
-    assert "--precision" not in default
+    assert spawned(model).precision == "f32"
 
 
 def test_threads_parse_and_travel_to_spawned_workers():
     from streamer.cli import build_parser
     from streamer.cli.common import model_config
-    from streamer.distributed.connection import RedisConfig
-    from streamer.distributed.spawn import worker_command
 
     parser = build_parser()
     model = model_config(parser.parse_args(["process", "in.mp4", "--threads", "2"]))
-    assert model.threads == 2
-    command = worker_command(model, RedisConfig(url="redis://localhost:1/0"))
-    worker = parser.parse_args(command[command.index("worker") :] + ["--redis", "redis://localhost:1/0"])
-    assert worker.threads == 2
-    assert "--threads" not in worker_command(model_config(parser.parse_args(["process", "in.mp4"])), RedisConfig())
+    assert model.threads == 2 and spawned(model).threads == 2
     with pytest.raises(StreamerError, match="--threads 0: must be at least 1"):
         model_config(parser.parse_args(["process", "in.mp4", "--threads", "0"]))

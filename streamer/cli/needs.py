@@ -49,18 +49,28 @@ def needed(args: argparse.Namespace) -> tuple[str, ...]:
             return ("onnx", *int8)  # quantizing an ONNX export: no TensorFlow
         return (*MODEL_STACK, *onnx, *int8) if format in ("onnx", "openvino") else MODEL_STACK
     if command in ("process", "batch", "worker"):
-        if getattr(args, "model", None) not in BUILT_IN_MODELS:
-            return ()  # identity, or a model of the user's own: its imports are its own
         if command != "worker" and getattr(args, "redis", None) and not getattr(args, "workers", 0):
             return ()  # the workers elsewhere run the model
-        runtime = getattr(args, "runtime", "tf")
-        weights = str(getattr(args, "weights", None) or "").lower()
-        if weights.endswith(".xml"):  # an exported model: its runtime alone, no TensorFlow
-            return RUNTIMES["openvino"]
-        if weights.endswith(".onnx"):
-            return RUNTIMES["openvino" if runtime == "openvino" else "onnx"]
-        return RUNTIMES[runtime] if runtime in RUNTIMES else MODEL_STACK  # (converting a Keras file: said then)
+        from streamer.distributed.spawn import spawned_model
+
+        spawned = spawned_model() if command == "worker" else None
+        if spawned is not None:  # a worker started by `process --workers N` serves the model it was handed
+            return _model_needs(spawned.name, spawned.weights, spawned.runtime)
+        model, weights = getattr(args, "model", None), getattr(args, "weights", None)
+        return _model_needs(model, weights, getattr(args, "runtime", "tf"))
     return ()
+
+
+def _model_needs(name: str | None, weights: str | None, runtime: str) -> tuple[str, ...]:
+    """The optional modules serving the model `name` from `weights` on `runtime` imports."""
+    if name not in BUILT_IN_MODELS:
+        return ()  # identity, or a model of the user's own: its imports are its own
+    weights = str(weights or "").lower()
+    if weights.endswith(".xml"):  # an exported model: its runtime alone, no TensorFlow
+        return RUNTIMES["openvino"]
+    if weights.endswith(".onnx"):
+        return RUNTIMES["openvino" if runtime == "openvino" else "onnx"]
+    return RUNTIMES[runtime] if runtime in RUNTIMES else MODEL_STACK  # (converting a Keras file: said then)
 
 
 def installed(module: str) -> bool:

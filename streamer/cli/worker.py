@@ -20,6 +20,7 @@ from streamer.cli.common import (
 )
 from streamer.cli.options import add
 from streamer.distributed.confine import Confinement
+from streamer.distributed.spawn import spawned_model
 from streamer.metrics import HealthServer
 from streamer.service.pool import RunnerPool
 from streamer.service.supervisor import Supervisor
@@ -85,7 +86,7 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = WorkerConfig(
-        model=model_config(args),
+        model=spawned_model() or model_config(args),
         redis=redis_config(args),
         claim_idle=args.claim_idle,
         max_deliveries=args.max_deliveries,
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     supervisor = Supervisor(stop)
     if args.jobs:
         RunnerPool(config.redis, args.jobs, stop, confinement, prefix=f"{config.name}-runner", supervisor=supervisor)
-    log.info("worker %s serving %s", config.name, args.model)
+    log.info("worker %s serving %s", config.name, config.model.name)
     worker = Worker(config, confinement=confinement, supervisor=supervisor)
     health = None
     if args.metrics_port:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -11,58 +10,43 @@ import sys
 import time
 from collections.abc import Iterator
 
+from streamer import typed_json
 from streamer.distributed.connection import RedisConfig, socket_timeout
+from streamer.errors import StreamerError
 from streamer.models import ModelConfig
 
+#: the model a spawned worker serves, written whole by the job codec (its flags would be a second field list)
+MODEL_VARIABLE = "STREAMER_WORKER_MODEL"
 
-def worker_command(model: ModelConfig, redis: RedisConfig) -> list[str]:
-    """The worker's command line; the Redis URL travels in STREAMER_REDIS."""
-    command = [
-        sys.executable,
-        "-m",
-        "streamer",
-        "worker",
-        "--model",
-        model.name,
-        "--namespace",
-        redis.namespace,
-        "--batch",
-        str(model.batch_size),
-        "--grace",
-        str(redis.grace),
-    ]
-    if model.weights:
-        command += ["--weights", model.weights]
-    if model.device:
-        command += ["--device", model.device]
-    if model.mixed_precision:
-        command += ["--mixed-precision"]
-    if model.runtime != "tf":
-        command += ["--runtime", model.runtime]
-    if model.precision != "auto":
-        command += ["--precision", model.precision]
-    if model.gpu_memory_limit:
-        command += ["--gpu-memory-limit", str(model.gpu_memory_limit)]
-    if model.threads:
-        command += ["--threads", str(model.threads)]
-    if model.config_file:
-        command += ["--config", model.config_file]
-    for key, value in model.settings.items():
-        command += ["--set", f"{key}={json.dumps(value)}"]
-    if model.class_names:
-        command += ["--class-names", ",".join(model.class_names)]
-    if model.exclude:
-        command += ["--exclude", ",".join(model.exclude)]
-    return command
+
+def worker_command(redis: RedisConfig) -> list[str]:
+    """The worker's command line; the Redis URL travels in STREAMER_REDIS, the model in MODEL_VARIABLE."""
+    return [sys.executable, "-m", "streamer", "worker", "--namespace", redis.namespace, "--grace", str(redis.grace)]
+
+
+def worker_environment(model: ModelConfig, redis: RedisConfig) -> dict[str, str]:
+    """What a spawned worker is given besides its command line: the URL (which may hold a password) goes by
+    environment, not argv, where `ps` would show it; the model as the job codec writes it."""
+    return dict(os.environ, STREAMER_REDIS=redis.url, **{MODEL_VARIABLE: typed_json.dumps(model)})
+
+
+def spawned_model() -> ModelConfig | None:
+    """The model this process was started to serve by `local_workers`, or None (a worker started by hand)."""
+    text = os.environ.get(MODEL_VARIABLE)
+    if not text:
+        return None
+    try:
+        return typed_json.loads(ModelConfig, text, MODEL_VARIABLE)
+    except typed_json.FieldError as error:
+        raise StreamerError(f"{error}; unset {MODEL_VARIABLE} to take the model from the command line") from None
 
 
 @contextlib.contextmanager
 def local_workers(count: int, model: ModelConfig, redis: RedisConfig) -> Iterator[list[subprocess.Popen]]:
     """Start `count` workers; on exit ask them to drain (SIGTERM) and wait for them."""
-    # the URL (which may hold a password) goes by environment, not argv, where `ps` would show it
-    environment = dict(os.environ, STREAMER_REDIS=redis.url)
+    environment = worker_environment(model, redis)
     processes = [
-        subprocess.Popen(worker_command(model, redis), stdin=subprocess.DEVNULL, env=environment) for _ in range(count)
+        subprocess.Popen(worker_command(redis), stdin=subprocess.DEVNULL, env=environment) for _ in range(count)
     ]
     try:
         yield processes
