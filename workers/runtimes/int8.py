@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from functools import partial
@@ -114,9 +115,10 @@ def quantized(f32: bytes, options: Int8, target: Path, subject: Subject) -> byte
             recorder = Recorder(model)
             scores[label] = subject.evaluate(recorder, video, annotations)
             predictions[label] = recorder.predictions
-        seconds = timed({label: model.predict for label, model in models.items()}, frames[:4])
-    graphs = {label: _session(data) for label, data in (("f32", f32), ("int8", int8))}
-    graph_seconds = timed({label: partial(session.run, None) for label, session in graphs.items()}, batches[0])
+        graphs = {label: _session(data) for label, data in (("f32", f32), ("int8", int8))}
+        calls = {label: partial(model.predict, frames[:4]) for label, model in models.items()}
+        calls.update({f"graph_{label}": partial(session.run, None, batches[0]) for label, session in graphs.items()})
+        seconds = timed(calls)
     report = {
         "calibrate": str(options.calibrate),
         "calibration_frames": len(frames),
@@ -131,9 +133,9 @@ def quantized(f32: bytes, options: Int8, target: Path, subject: Subject) -> byte
         "f32_ms": seconds["f32"] * 1000,  # predict, as `process` calls it: frames in, predictions out
         "int8_ms": seconds["int8"] * 1000,
         "speedup": seconds["f32"] / seconds["int8"],
-        "graph_f32_ms": graph_seconds["f32"] * 1000,  # the ONNX graph alone on ONNX Runtime, on its input batch
-        "graph_int8_ms": graph_seconds["int8"] * 1000,
-        "graph_speedup": graph_seconds["f32"] / graph_seconds["int8"],
+        "graph_f32_ms": seconds["graph_f32"] * 1000,  # the ONNX graph alone on ONNX Runtime, on its input batch
+        "graph_int8_ms": seconds["graph_int8"] * 1000,
+        "graph_speedup": seconds["graph_f32"] / seconds["graph_int8"],
     }
     print(summary(report, subject))
     refusal = outside_bounds(report, subject)
@@ -144,13 +146,14 @@ def quantized(f32: bytes, options: Int8, target: Path, subject: Subject) -> byte
     return int8
 
 
-def timed(calls: dict, probe) -> dict[str, float]:
-    """Each call's median seconds on `probe`, the calls alternated (after one untimed call each)."""
+def timed(calls: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """Each call's median seconds, all calls alternated round after round (after one untimed call each)."""
     from workers.precision import median_seconds
 
     for call in calls.values():
-        call(probe)  # untimed: warms the session
-    return median_seconds(calls, probe, budget=2.0, rounds=(5, 10))
+        call()  # untimed: warms the session
+    probed = {name: (lambda _, call=call: call()) for name, call in calls.items()}
+    return median_seconds(probed, None, budget=4.0, rounds=(5, 10))
 
 
 def _session(data: bytes):
