@@ -65,5 +65,11 @@ def test_int8_export_writes_its_report_and_enforces_its_bound(tmp_path, run_cli)
 
     code, _, err = run_cli("export", "unet", "--format", "onnx", "--int8", "-o", out, "-y")
     assert code == 2 and "--int8 and --calibrate VIDEO go together" in err
+    for bound in (["--max-drop", "0.02"], ["--min-agreement", "0.9"], ["--force"]):
+        code, _, err = run_cli("export", "unet", "--format", "onnx", "-o", tmp_path / "plain.onnx", *bound)
+        assert code == 2 and "are --int8's bounds" in err and not (tmp_path / "plain.onnx").exists()
+    for bound, wrong in (("--max-drop", "-0.1"), ("--min-agreement", "1.5")):
+        code, _, err = run_cli(*common, "-o", tmp_path / "bad.onnx", bound, wrong)
+        assert code == 2 and f"{bound} {float(wrong)}: give" in err and not (tmp_path / "bad.onnx").exists()
     code, _, err = run_cli(*common, "-o", tmp_path / "x.tflite", "--format", "tflite")
     assert code == 2 and "--int8: for --format onnx or openvino" in err

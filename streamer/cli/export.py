@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.int8 != bool(args.calibrate):
         raise StreamerError("--int8 and --calibrate VIDEO go together: --int8 quantizes on the video's frames")
+    int8 = int8_options(args)
     if args.format is None:
         args.format = format_of(args.output)
     from streamer.models import weights_path
@@ -88,22 +89,26 @@ def run(args: argparse.Namespace) -> int:
         options = model_settings(args)
         if options["config_file"] or options["settings"] or options["class_names"] or options["exclude"]:
             raise StreamerError("--config/--set/--class-names/--exclude: unet export takes none (the file fixes them)")
-        out = export(args.weights, args.format, args.output, args.overwrite, int8_options(args))
+        out = export(args.weights, args.format, args.output, args.overwrite, int8)
     else:
         from workers.maskrcnn.export import export
 
         options = ModelConfig(name="maskrcnn", weights=args.weights, **model_settings(args))
-        out = export(args.weights, args.format, args.output, args.overwrite, options, int8_options(args))
+        out = export(args.weights, args.format, args.output, args.overwrite, options, int8)
     print(f"exported {args.model} ({args.format}) → {out}")
     return 0
 
 
 def int8_options(args: argparse.Namespace):
     """--int8's options, or None without --int8."""
+    from streamer.errors import StreamerError
+
+    bounds = {"min_agreement": args.min_agreement, "max_drop": args.max_drop}
     if not args.int8:
+        if args.force or any(value is not None for value in bounds.values()):
+            raise StreamerError("--max-drop, --min-agreement and --force are --int8's bounds: add --int8 --calibrate")
         return None
     from workers.runtimes.int8 import Int8
 
-    bounds = {"min_agreement": args.min_agreement, "max_drop": args.max_drop}
     given = {name: value for name, value in bounds.items() if value is not None}  # the others: the model's default
     return Int8(args.calibrate, force=args.force, **given)

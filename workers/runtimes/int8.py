@@ -52,6 +52,12 @@ class Int8:
     max_drop: float = MAX_DROP  # the most the score against the ground truth may drop (f32 − int8)
     force: bool = False  # write it even outside the bounds
 
+    def __post_init__(self) -> None:
+        if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
+            raise StreamerError(f"--min-agreement {self.min_agreement}: give a fraction between 0 and 1")
+        if not 0.0 <= self.max_drop <= 1.0:
+            raise StreamerError(f"--max-drop {self.max_drop}: give a score difference between 0 and 1")
+
 
 class Subject(Protocol):
     """What a model package tells the INT8 export about its model."""
@@ -95,10 +101,6 @@ def quantized(f32: bytes, options: Int8, target: Path, subject: Subject) -> byte
     """INT8 ONNX bytes of the float32 ONNX model `f32`, after its report (printed, written to
     target.int8.json); a StreamerError, nothing written, when outside the bounds and not forced."""
     least = subject.min_agreement if options.min_agreement is None else options.min_agreement
-    if not 0.0 <= least <= 1.0:
-        raise StreamerError(f"--min-agreement {least}: give a fraction between 0 and 1")
-    if not 0.0 <= options.max_drop <= 1.0:
-        raise StreamerError(f"--max-drop {options.max_drop}: give a score difference between 0 and 1")
     from workers.runtimes.quantize import quantize, video_frames
 
     frames = video_frames(options.calibrate, FRAMES)
