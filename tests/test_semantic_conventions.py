@@ -47,10 +47,10 @@ def argmax_of(model):
     return lambda x: tf.argmax(model(x, training=False), axis=-1, output_type=tf.int32)
 
 
-def signature():
+def signature(batch: int | None = None):
     import tensorflow as tf
 
-    return [tf.TensorSpec([None, *SIZE, 3], tf.float32, name="image")]
+    return [tf.TensorSpec([batch, *SIZE, 3], tf.float32, name="image")]
 
 
 def to_tflite(call) -> bytes:
@@ -80,11 +80,11 @@ def to_quantised_tflite(call) -> bytes:
         return converter.convert()
 
 
-def to_onnx(call, properties: dict | None = None) -> bytes:
+def to_onnx(call, properties: dict | None = None, batch: int | None = None) -> bytes:
     import tensorflow as tf
     import tf2onnx
 
-    proto, _ = tf2onnx.convert.from_function(tf.function(call), input_signature=signature(), opset=17)
+    proto, _ = tf2onnx.convert.from_function(tf.function(call), input_signature=signature(batch), opset=17)
     for key, value in (properties or {}).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -189,6 +189,7 @@ def files(tmp_path_factory):
                            "CLASS_NAMES": json.dumps(["background", "red"])})
     )  # fmt: skip
     (folder / "imagenet_bare.onnx").write_bytes(to_onnx(imagenet))
+    (folder / "one_at_a_time.onnx").write_bytes(to_onnx(imagenet, {"INPUT_MEAN": "0.485", "INPUT_STD": "0.229"}, 1))
     # TFLite's usual (p − 127.5) / 127.5 > 0 ⇔ p > 127.5, said by its metadata, with a packed label file
     halves = keras_model([[50.0], [0.0], [0.0]], [0.0], activation="sigmoid")
     tflite = to_tflite(halves)
@@ -222,6 +223,20 @@ def test_input_normalisation_from_onnx_metadata_or_set(files):
         model, told = predict(path, batch, settings=told_as)
         np.testing.assert_array_equal(told, expected_left(REDS, 123.7))
     assert model.conventions.scale == 1.0  # a mean in pixel values applies to raw pixels
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
+@pytest.mark.parametrize("batch", [1, 3, 4])
+def test_a_model_made_for_one_frame_at_a_time_serves_any_batch(files, runtime, batch):
+    """An ONNX file whose input takes exactly one image (batch dimension 1, as many exports have it)."""
+    from workers.unet.predictor import UNetPredictor
+
+    reds = REDS[:5]  # a batch and a part of one
+    model = UNetPredictor(
+        ModelConfig(name="semantic", weights=str(files / "one_at_a_time.onnx"), batch_size=batch, runtime=runtime)
+    )
+    masks = [p.semantic for p in model.predict(frames(np.random.default_rng(batch), reds))]
+    np.testing.assert_array_equal(masks, expected_left(reds, 123.7))
 
 
 def test_tflite_metadata_normalisation_and_labels(files):
