@@ -335,8 +335,6 @@ def _on_onnx_runtime(
 
         def recompile(precision: str):
             return _wrap(_openvino_call(core, network, precision, threads))
-
-        on_cpu = True  # compiled for the CPU (_openvino_call)
     else:
         recompile = None
         try:
@@ -369,15 +367,10 @@ def _on_onnx_runtime(
         def call(x):
             return session.run(None, {name: x})[0]
 
-        on_cpu = session.get_providers()[0] == "CPUExecutionProvider"
-
     dims = [v if isinstance(v, int) else None for v in input_shape]
     channels_first = len(dims) == 4 and dims[1] in (1, 3) and dims[3] not in (1, 3)
     size, channels, classes = check_shapes(path, dims, output_shape, channels_first)
-    # On a CPU a batch's frames go through one by one: as fast as one call on them all (measured 0.9-1.0x the
-    # time), and each call's tensors are a frame's, not a batch's (at batch 4 and two calls at once, ~100 MB
-    # less); a model made for one frame at a time takes batches so too. A GPU gets the batch in one call.
-    one_by_one = on_cpu or dims[0] == 1
+    one_by_one = dims[0] == 1  # a model made for one frame at a time takes a batch's frames one by one
 
     def _wrap(call):
         def run(x: np.ndarray) -> np.ndarray:
