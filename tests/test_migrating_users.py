@@ -2,6 +2,8 @@
 not Mask R-CNN weights at all, and every command reading a matterport file for what it is."""
 
 import json
+import os
+from unittest import mock
 
 import h5py
 import numpy as np
@@ -136,14 +138,16 @@ def test_exclude_parses_on_every_command_and_travels_to_workers():
     from streamer.cli import build_parser
     from streamer.cli.common import model_config, model_settings
     from streamer.distributed.connection import RedisConfig
-    from streamer.distributed.spawn import worker_command
+    from streamer.distributed.spawn import MODEL_VARIABLE, spawned_model, worker_environment
 
     parser = build_parser()
     model = model_config(parser.parse_args(["process", "in.mp4", "--model", "maskrcnn", "--exclude", "a, mrcnn_.*"]))
     assert model.exclude == ("a", "mrcnn_.*")
-    command = worker_command(model, RedisConfig(url="redis://localhost:1/0"))
-    worker = parser.parse_args(command[command.index("worker") :] + ["--redis", "redis://localhost:1/0"])
-    assert model_config(worker).exclude == ("a", "mrcnn_.*")
+    handed = worker_environment(model, RedisConfig(url="redis://localhost:1/0"))[MODEL_VARIABLE]
+    with mock.patch.dict(os.environ, {MODEL_VARIABLE: handed}):  # what `process --workers N` hands its workers
+        assert spawned_model().exclude == ("a", "mrcnn_.*")
+    by_hand = ["worker", "--model", "maskrcnn", "--exclude", "a, mrcnn_.*", "--redis", "redis://localhost:1/0"]
+    assert model_config(parser.parse_args(by_hand)).exclude == ("a", "mrcnn_.*")
     submit = parser.parse_args(["submit", "in.mp4", "-o", "o.mp4", "--exclude", "fpn_p5", "--redis", "redis://x:1/0"])
     assert model_settings(submit)["exclude"] == ("fpn_p5",)
     assert model_config(parser.parse_args(["process", "in.mp4"])).exclude == ()
