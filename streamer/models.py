@@ -12,6 +12,7 @@ import importlib
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Protocol
 
 from streamer.errors import StreamerError
@@ -63,13 +64,19 @@ def registry() -> dict[str, ModelPackage]:
     return found
 
 
+DEFAULT_BATCH = 4  # frames per model call: a TensorFlow call costs enough to be shared by several frames
+# ONNX Runtime and OpenVINO: two frames a call run the 720p U-Net job as fast as four on a CPU, with ~80 MB less
+# in flight (frames and tensors of two calls at once; benchmarks/serving.py)
+RUNTIME_BATCH = 2
+
+
 @dataclass
 class ModelConfig:
     """How to build a model for inference."""
 
     name: str = "unet"
     weights: str | None = None  # None: the model's bundled demo weights
-    batch_size: int = 4
+    batch_size: int | None = None  # frames per model call; None: DEFAULT_BATCH, or RUNTIME_BATCH (runtime_batch)
     threshold: float | None = None  # None: the model's own default
     mixed_precision: bool = False  # float16 compute, float32 variables (fast on GPUs; works on any device)
     precision: str = "auto"  # auto | f32 | bf16 (bfloat16 on CPUs with it); auto: bf16 where faster and agreeing
@@ -85,6 +92,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         """The one place a model name and batch size are checked."""
         check_model_name(self.name)
+        if self.batch_size is None:
+            self.batch_size = RUNTIME_BATCH if self.on_exported_runtime() else DEFAULT_BATCH
         if self.batch_size < 1:
             raise StreamerError(f"--batch {self.batch_size}: must be at least 1")
         if self.precision not in ("auto", "f32", "bf16"):
@@ -96,6 +105,11 @@ class ModelConfig:
         if self.class_names is not None:
             self.class_names = tuple(str(name) for name in self.class_names)
         self.exclude = tuple(str(name) for name in self.exclude or ())
+
+    def on_exported_runtime(self) -> bool:
+        """Whether the model runs on ONNX Runtime or OpenVINO: an exported file (.onnx, .xml) or --runtime."""
+        suffix = PurePath((self.weights or "").split("?", 1)[0]).suffix.lower()
+        return self.runtime != "tf" or suffix in (".onnx", ".xml")
 
     def all_settings(self) -> dict:
         """config_file's settings with `settings` applied over them."""

@@ -22,7 +22,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--model", default="unet", help="model name (default: unet)")
     group.add_argument("--weights", help="weights file (default: the model's bundled demo weights)")
-    add(group, "batch", type=int, default=4, metavar="N", help="frames per model call (default: 4)")
+    add(
+        group,
+        "batch",
+        type=int,
+        metavar="N",
+        help="frames per model call (default: 4; 2 for a model on ONNX Runtime or OpenVINO)",
+    )
     group.add_argument(
         "--parallel-batches",
         type=int,

@@ -33,7 +33,7 @@ def add_parser(commands) -> None:
     parser = commands.add_parser("worker", help="serve a model to jobs over Redis until stopped (SIGTERM drains)")
     parser.add_argument("--model", default="unet", help="model name (default: unet)")
     parser.add_argument("--weights", help="weights file (default: the model's bundled demo weights)")
-    add(parser, "batch", type=int, default=4, metavar="N", help="frames per model call (default: 4)")
+    add(parser, "batch", type=int, metavar="N", help="frames per model call (default: 4; 2 on ONNX Runtime, OpenVINO)")
     add(parser, "device", help="cpu, a GPU number (0, 1, …), cuda:N or /GPU:N (default: a GPU when there is one)")
     parser.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")
     add_precision_argument(parser)
