@@ -381,3 +381,24 @@ def test_threads_parse_and_travel_to_spawned_workers():
     assert model.threads == 2 and spawned(model).threads == 2
     with pytest.raises(StreamerError, match="--threads 0: must be at least 1"):
         model_config(parser.parse_args(["process", "in.mp4", "--threads", "0"]))
+
+
+@pytest.mark.parametrize(
+    "options, batch",
+    [
+        ({}, 4),
+        ({"weights": "/m/road.keras"}, 4),
+        ({"weights": "/m/road.onnx"}, 2),
+        ({"weights": "/m/ROAD.XML"}, 2),
+        ({"weights": "https://models.example/road.onnx?token=x"}, 2),
+        ({"weights": "/m/road.keras", "runtime": "openvino"}, 2),
+        ({"weights": "/m/road.onnx", "batch_size": 8}, 8),
+        ({"batch_size": 1}, 1),
+    ],
+)
+def test_the_default_batch_follows_the_runtime_and_travels_as_a_number(options, batch):
+    from streamer import typed_json
+
+    model = ModelConfig(name="semantic", **options)
+    assert model.batch_size == batch
+    assert typed_json.loads(ModelConfig, typed_json.dumps(model)) == model  # the number travels, not "default"
