@@ -307,3 +307,11 @@ def test_evaluate_and_inspect_read_a_matterport_file(tmp_path, run_cli):
     assert code == 2 and "--class-names gives 2 names (BG, balloon) but the weights" in err
     code, _, err = run_cli(*args, "--set", "IMAGE_MAX_DIM=65")
     assert code == 2 and "IMAGE_MAX_DIM 65 must be a multiple of 64" in err
+
+
+@pytest.mark.parametrize("model", ["maskrcnn", "unet"])
+def test_export_refuses_exclude_before_any_work(tmp_path, run_cli, model):
+    out = tmp_path / "model.onnx"
+    code, _, err = run_cli("export", model, "-o", out, "--exclude", "mrcnn_mask.*")
+    assert code == 2 and "--exclude: export writes the whole model its weights hold" in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -78,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
     if args.int8 != bool(args.calibrate):
         raise StreamerError("--int8 and --calibrate VIDEO go together: --int8 quantizes on the video's frames")
     int8 = int8_options(args)
+    if args.exclude:
+        raise StreamerError(
+            "--exclude: export writes the whole model its weights hold; exclude layers when training or serving"
+        )
     if args.format is None:
         args.format = format_of(args.output)
     from streamer.models import weights_path
@@ -87,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
         from workers.unet.export import export
 
         options = model_settings(args)
-        if options["config_file"] or options["settings"] or options["class_names"] or options["exclude"]:
-            raise StreamerError("--config/--set/--class-names/--exclude: unet export takes none (the file fixes them)")
+        if options["config_file"] or options["settings"] or options["class_names"]:
+            raise StreamerError("--config/--set/--class-names: unet export takes none (the file fixes them)")
         out = export(args.weights, args.format, args.output, args.overwrite, int8)
     else:
         from workers.maskrcnn.export import export
